@@ -1,0 +1,62 @@
+"""The ``fedjax-deep`` command line: parses, then calls ``train.run`` or ``report``.
+
+    fedjax-deep train --config configs/digits_depth.py --workdir runs/depth [--config.a.b=value ...]
+    fedjax-deep report runs/depth
+
+Bad input (a config field, a value, a file) prints one line, ``error: ...``, and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+USAGE_FIX = "see fedjax-deep --help"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, instead of argparse's usage block
+        print(f"error: {message} ({USAGE_FIX})", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fedjax-deep", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = sub.add_parser("train", help="run an experiment (or a sweep) from a config file")
+    train.add_argument("--config", required=True, help="a get_config() file, e.g. configs/x.py")
+    train.add_argument("--workdir", required=True, help="directory for metrics, reports, plots")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    report = sub.add_parser("report", help="(re)write the markdown report and plots of a sweep")
+    report.add_argument("workdir")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    overrides = [a for a in argv if a.startswith("--config.")]
+    args = _parser().parse_args([a for a in argv if not a.startswith("--config.")])
+
+    from fedjax_deep.config import ConfigError, apply_overrides, load_config
+
+    try:
+        if args.command == "report":
+            from fedjax_deep import report
+
+            print(report.write_sweep_report(args.workdir))
+            return 0
+        config = apply_overrides(load_config(args.config), overrides)
+        from fedjax_deep import train
+
+        train.run(config, args.workdir, progress=not args.no_progress)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

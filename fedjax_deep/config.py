@@ -1,0 +1,289 @@
+"""Experiment configs: the defaults, loading ``get_config()`` files, dotted overrides, validation.
+
+Config files in ``configs/`` define ``get_config()`` and start from :func:`default_config`. Every field
+a config may hold exists in :func:`default_config`; a field that does not, a value of the wrong type or
+out of range is a :class:`ConfigError`, raised before any data is loaded or any file is written. The
+command line turns it into one line on stderr and exit code 2.
+
+Sweeps: ``config.sweep`` is a tuple of ``(dotted field, values)`` pairs; a run expands their
+cartesian product into one sub-run per point (see ``fedjax_deep.train.run``).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import itertools
+import pathlib
+from typing import Any
+
+import ml_collections
+
+MODES = ("fl", "centralized")
+
+
+class ConfigError(ValueError):
+    """A bad config field: names the field, the value and the fix, in one line."""
+
+    def __init__(self, field: str, value: Any, fix: str):
+        self.field, self.value, self.fix = field, value, fix
+        super().__init__(f"config.{field}={value!r}: {fix}")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every field a config may set, with its default."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.mode = "fl"  # 'fl' (federated) or 'centralized' (one learner on the union of the client data)
+    c.num_rounds = 5
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "digits"
+    c.data.test_fraction = 0.2
+    c.data.partition = "iid"
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "plain_cnn"
+    c.model.depth = 4
+    c.model.width = 32
+    c.model.kernel_size = 3
+    c.model.norm = "group"
+    c.model.norm_groups = 8
+    c.model.skip = False
+    c.model.head = "flatten"  # 'flatten' or 'avgpool'
+
+    c.fl = ml_collections.ConfigDict()
+    c.fl.num_clients = 10
+    c.fl.local_epochs = 8
+    c.fl.local_steps = 0  # > 0 replaces local_epochs by a fixed number of local steps
+    c.fl.batch_size = 32
+    c.fl.divergence = True
+    c.fl.grad_divergence = True
+
+    c.client_opt = ml_collections.ConfigDict()
+    c.client_opt.name = "sgd"
+    c.client_opt.learning_rate = 0.02
+    c.client_opt.momentum = 0.9
+    c.client_opt.weight_decay = 5e-4
+
+    c.server_opt = ml_collections.ConfigDict()
+    c.server_opt.name = "sgd"  # sgd with learning_rate 1 and momentum 0 is FedAvg
+    c.server_opt.learning_rate = 1.0
+    c.server_opt.momentum = 0.0
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every_rounds = 1
+    c.eval.batch_size = 512
+
+    c.sweep = ()  # ((dotted field, (values...)), ...): cartesian product of sub-runs
+    return c
+
+
+def load_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
+    """Runs a config file's ``get_config()``."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ConfigError("file", str(path), "no such config file; pass --config configs/<name>.py")
+    spec = importlib.util.spec_from_file_location(f"_fedjax_deep_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError("file", str(path), "the file defines no get_config()")
+    return module.get_config()
+
+
+def _parse_value(field: str, text: str, current: Any) -> Any:
+    if isinstance(current, bool):
+        low = text.lower()
+        if low in ("true", "1", "yes"):
+            return True
+        if low in ("false", "0", "no"):
+            return False
+        raise ConfigError(field, text, "expected a boolean: true or false")
+    if isinstance(current, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(field, text, "expected an integer") from None
+    if isinstance(current, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(field, text, "expected a number") from None
+    if isinstance(current, str):
+        return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ConfigError(field, text, f"expected a Python literal like {current!r}") from None
+
+
+def get_field(config: ml_collections.ConfigDict, field: str) -> Any:
+    node = config
+    for part in field.split("."):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            raise KeyError(field)
+        node = node[part]
+    return node
+
+
+def set_field(config: ml_collections.ConfigDict, field: str, value: Any) -> None:
+    """Sets an existing dotted field; unknown fields are a :class:`ConfigError`."""
+    parts = field.split(".")
+    node = config
+    for i, part in enumerate(parts):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            where = ".".join(parts[:i])
+            known = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+            raise ConfigError(
+                field, value, f"no such field; fields of config{'.' + where if where else ''}: "
+                f"{', '.join(known)}"
+            )
+        if i < len(parts) - 1:
+            node = node[part]
+    current = node[parts[-1]]
+    if isinstance(current, ml_collections.ConfigDict):
+        raise ConfigError(field, value, "is a group; set one of its fields")
+    if isinstance(value, str) and not isinstance(current, str):
+        value = _parse_value(field, value, current)
+    elif isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    with node.unlocked():
+        node[parts[-1]] = value
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]):
+    """Applies ``['--config.fl.num_clients=20', ...]`` (or without the leading ``--config.``)."""
+    for item in overrides:
+        text = item.removeprefix("--").removeprefix("config.")
+        if "=" not in text:
+            raise ConfigError(text, None, "write overrides as --config.<field>=<value>")
+        field, value = text.split("=", 1)
+        set_field(config, field, value)
+    return config
+
+
+def _flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, ml_collections.ConfigDict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _require(cond: bool, field: str, value: Any, fix: str) -> None:
+    if not cond:
+        raise ConfigError(field, value, fix)
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks every field's presence, type and range (no I/O). Raises :class:`ConfigError`."""
+    from fedjax_deep.data import DATASETS
+    from fedjax_deep.models import HEADS, MODELS, NORMS
+
+    defaults = _flatten(default_config())
+    flat = _flatten(config)
+    for field, value in flat.items():
+        if field not in defaults:
+            raise ConfigError(field, value, "no such field; see fedjax_deep.config.default_config")
+        default = defaults[field]
+        if isinstance(default, bool):
+            _require(isinstance(value, bool), field, value, "expected true or false")
+        elif _is_int(default):
+            _require(_is_int(value), field, value, "expected an integer")
+        elif isinstance(default, float):
+            _require(_is_num(value), field, value, "expected a number")
+        elif isinstance(default, str):
+            _require(isinstance(value, str), field, value, "expected a string")
+    for field in defaults:
+        _require(field in flat, field, None, "missing; start the config from default_config()")
+
+    c = config
+
+    def positive_int(field):
+        v = get_field(c, field)
+        _require(v >= 1, field, v, "must be an integer >= 1")
+
+    _require(c.mode in MODES, "mode", c.mode, f"use one of {', '.join(MODES)}")
+    _require(c.seed >= 0, "seed", c.seed, "must be an integer >= 0")
+    positive_int("num_rounds")
+    _require(c.data.name in DATASETS, "data.name", c.data.name,
+             f"unknown dataset; use one of {', '.join(sorted(DATASETS))}")
+    _require(0.0 < c.data.test_fraction < 1.0, "data.test_fraction", c.data.test_fraction,
+             "must be in (0, 1)")
+    _require(c.data.partition == "iid", "data.partition", c.data.partition, "use iid")
+    _require(c.model.name in MODELS, "model.name", c.model.name,
+             f"unknown model; use one of {', '.join(sorted(MODELS))}")
+    positive_int("model.depth")
+    positive_int("model.width")
+    _require(c.model.kernel_size >= 1 and c.model.kernel_size % 2 == 1, "model.kernel_size",
+             c.model.kernel_size, "must be an odd integer >= 1")
+    _require(c.model.norm in NORMS, "model.norm", c.model.norm, f"use one of {', '.join(NORMS)}")
+    positive_int("model.norm_groups")
+    _require(c.model.head in HEADS, "model.head", c.model.head, f"use one of {', '.join(HEADS)}")
+    positive_int("fl.num_clients")
+    _require(c.fl.local_epochs >= 1 or c.fl.local_steps >= 1, "fl.local_epochs",
+             c.fl.local_epochs, "must be >= 1 (or set fl.local_steps >= 1)")
+    _require(c.fl.local_steps >= 0, "fl.local_steps", c.fl.local_steps,
+             "must be >= 0 (0 = use fl.local_epochs)")
+    positive_int("fl.batch_size")
+    _require(c.client_opt.name == "sgd", "client_opt.name", c.client_opt.name, "use sgd")
+    _require(c.server_opt.name == "sgd", "server_opt.name", c.server_opt.name, "use sgd")
+    for group in ("client_opt", "server_opt"):
+        lr = c[group].learning_rate
+        _require(lr > 0, f"{group}.learning_rate", lr, "must be > 0")
+        mom = c[group].momentum
+        _require(0 <= mom < 1, f"{group}.momentum", mom, "must be in [0, 1)")
+    _require(c.client_opt.weight_decay >= 0, "client_opt.weight_decay",
+             c.client_opt.weight_decay, "must be >= 0")
+    positive_int("eval.every_rounds")
+    positive_int("eval.batch_size")
+    _validate_sweep(c)
+
+
+def _validate_sweep(c: ml_collections.ConfigDict) -> None:
+    sweep = c.sweep
+    _require(isinstance(sweep, tuple | list), "sweep", sweep,
+             "must be a tuple of (field, values) pairs")
+    for entry in sweep:
+        _require(isinstance(entry, tuple | list) and len(entry) == 2 and isinstance(entry[0], str)
+                 and isinstance(entry[1], tuple | list) and len(entry[1]) >= 1,
+                 "sweep", entry, "each entry must be ('dotted.field', (value, ...))")
+        try:
+            get_field(c, entry[0])
+        except KeyError:
+            raise ConfigError("sweep", entry[0], "names no config field") from None
+        _require(entry[0] != "sweep", "sweep", entry[0], "a sweep cannot sweep itself")
+
+
+def expand_sweep(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
+    """The sweep's points as ``(name, config)``; a config without a sweep is one unnamed point.
+
+    Each point is validated. Names read ``depth-4_mode-fl``: the last component of each field.
+    """
+    validate(config)
+    if not config.sweep:
+        return [("", config)]
+    fields = [f for f, _ in config.sweep]
+    points = []
+    for values in itertools.product(*(v for _, v in config.sweep)):
+        point = ml_collections.ConfigDict(config.to_dict())
+        for field, value in zip(fields, values):
+            set_field(point, field, value)
+        with point.unlocked():
+            point.sweep = ()
+        validate(point)
+        name = "_".join(f"{f.rsplit('.', 1)[-1]}-{v}" for f, v in zip(fields, values))
+        points.append((name, point))
+    return points

@@ -1,0 +1,20 @@
+"""Federated training as pure functions: one client's local training and the jitted round."""
+
+from fedjax_deep.fl.client import (
+    ClientState,
+    make_client_grad,
+    make_client_update,
+    masked_cross_entropy,
+)
+from fedjax_deep.fl.round import ServerState, broadcast_clients, init_server_state, make_round
+
+__all__ = [
+    "ClientState",
+    "ServerState",
+    "broadcast_clients",
+    "init_server_state",
+    "make_client_grad",
+    "make_client_update",
+    "make_round",
+    "masked_cross_entropy",
+]

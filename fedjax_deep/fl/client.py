@@ -1,0 +1,137 @@
+"""Local training of one client: a pure function, local steps in ``lax.scan``.
+
+:func:`make_client_update` returns ``client_update(state, batches, key, data=None)``, written for
+one client; ``jax.vmap`` it over a leading client axis to train every client at once (the round
+does exactly that). Other studies can import it and call it on their own stacked state.
+
+A step whose batch is only padding (``mask`` all False) changes nothing: parameters, optimizer
+state (momentum, weight decay) and BatchNorm statistics are kept, so clients with fewer examples
+are padded to a common number of steps without being trained differently.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from fedjax_deep.types import Batch, Metrics, ModelState, Params, PyTree
+
+
+@struct.dataclass
+class ClientState:
+    """What a client carries through its local steps (add a leading C axis to stack clients).
+
+    Attributes:
+      params: model parameters.
+      model_state: BatchNorm statistics (``{}`` for models without BatchNorm).
+      opt_state: the client optimizer's optax state.
+    """
+
+    params: Params
+    model_state: ModelState
+    opt_state: optax.OptState
+
+
+def masked_cross_entropy(logits: jax.Array, labels: jax.Array, mask: jax.Array):
+    """Mean cross entropy over real examples and their count.
+
+    Args:
+      logits: ``[B, K]``; labels: ``[B]`` int; mask: ``[B]`` bool.
+
+    Returns:
+      ``(mean_loss, num_real, num_correct)``, scalars; mean is 0 when the batch is all padding.
+    """
+    weights = mask.astype(logits.dtype)
+    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    num = jnp.sum(weights)
+    loss = jnp.sum(per_example * weights) / jnp.maximum(num, 1.0)
+    correct = jnp.sum((jnp.argmax(logits, -1) == labels) * weights)
+    return loss, num, correct
+
+
+def make_loss_fn(model):
+    """``loss_fn(params, model_state, batch) -> (loss, (new_model_state, num, correct))``."""
+
+    def loss_fn(params, model_state, batch: Batch):
+        logits, new_model_state = model.apply(
+            params, model_state, batch["x"], train=True, mask=batch["mask"]
+        )
+        loss, num, correct = masked_cross_entropy(logits, batch["y"], batch["mask"])
+        return loss, (new_model_state, num, correct)
+
+    return loss_fn
+
+
+def _gather(data: PyTree, step_inputs: Batch) -> Batch:
+    return {"x": data["x"][step_inputs["idx"]], "y": data["y"][step_inputs["idx"]],
+            "mask": step_inputs["mask"]}
+
+
+def make_client_update(model, client_optimizer: optax.GradientTransformation):
+    """Builds the pure local-training function of one client.
+
+    Args:
+      model: a :class:`fedjax_deep.models.FunctionalModel` (anything with the same ``apply``).
+      client_optimizer: an optax transformation, e.g. ``optax.chain(optax.add_decayed_weights(wd),
+        optax.sgd(lr, momentum))``.
+
+    Returns:
+      ``client_update(state, batches, key, data=None) -> (state, metrics)`` where
+
+      - ``state``: a :class:`ClientState` of one client;
+      - ``batches``: ``{'x': [S, B, ...], 'y': [S, B], 'mask': [S, B]}``, one batch per local step;
+        or, when ``data`` is given, ``{'idx': [S, B], 'mask': [S, B]}``: indices into ``data``;
+      - ``key``: a PRNG key for this client's local training (dropout/augmentation draw from it);
+      - ``data``: optional ``{'x': [N, ...], 'y': [N]}``, the client's device-resident examples,
+        gathered per step so that ``[S, B, ...]`` batches are never materialized;
+      - ``metrics``: ``loss`` and ``accuracy`` (means over real examples seen), ``num_examples``
+        and ``num_steps`` (real ones), all scalars.
+    """
+    loss_fn = make_loss_fn(model)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def local_step(state: ClientState, batch: Batch) -> tuple[ClientState, tuple]:
+        (loss, (model_state, num, correct)), grads = grad_fn(
+            state.params, state.model_state, batch
+        )
+        updates, opt_state = client_optimizer.update(grads, state.opt_state, state.params)
+        new_state = ClientState(optax.apply_updates(state.params, updates), model_state, opt_state)
+        has_data = num > 0
+        new_state = jax.tree.map(lambda n, o: jnp.where(has_data, n, o), new_state, state)
+        return new_state, (loss * num, num, correct)
+
+    def client_update(state: ClientState, batches: Batch, key: jax.Array, data=None):
+        del key  # reserved for stochastic layers and augmentation; no stock model draws yet
+        if data is None:
+            step = local_step
+        else:
+
+            def step(state, step_inputs):
+                return local_step(state, _gather(data, step_inputs))
+
+        state, (loss_sum, num, correct) = jax.lax.scan(step, state, batches)
+        total = jnp.sum(num)
+        denom = jnp.maximum(total, 1.0)
+        metrics: Metrics = {
+            "loss": jnp.sum(loss_sum) / denom,
+            "accuracy": jnp.sum(correct) / denom,
+            "num_examples": total,
+            "num_steps": jnp.sum(num > 0),
+        }
+        return state, metrics
+
+    return client_update
+
+
+def make_client_grad(model):
+    """``client_grad(params, model_state, batch) -> grads``: one client's gradient of the loss at
+    ``params`` on ``batch`` (train mode). The round vmaps it at the shared global model to measure
+    gradient divergence."""
+    loss_fn = make_loss_fn(model)
+
+    def client_grad(params, model_state, batch: Batch):
+        return jax.grad(lambda p: loss_fn(p, model_state, batch)[0])(params)
+
+    return client_grad

@@ -1,0 +1,20 @@
+"""Metrics: divergence reductions over the client axis, and evaluation of the global model."""
+
+from fedjax_deep.metrics.divergence import (
+    METRICS,
+    divergence_metrics,
+    mean_pairwise_cosine,
+    relative_dispersion,
+    update_dispersion,
+)
+from fedjax_deep.metrics.evaluation import batch_eval_data, make_evaluate
+
+__all__ = [
+    "METRICS",
+    "batch_eval_data",
+    "divergence_metrics",
+    "make_evaluate",
+    "mean_pairwise_cosine",
+    "relative_dispersion",
+    "update_dispersion",
+]

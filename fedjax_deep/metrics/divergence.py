@@ -1,0 +1,115 @@
+"""Divergence between client models: reductions over the client axis, per layer (../shared/SPEC.md).
+
+For one parameter leaf with clients ``W[k]`` (``[C, ...]``), normalized weights ``p`` (``[C]``) and the
+global model ``g`` at the start of the round, with ``Wbar = sum_k p_k W[k]`` and ``d[k] = W[k] - g``:
+
+- ``relative`` (headline):  ``sum_k p_k ||W[k] - Wbar||^2 / ||Wbar||^2``
+- ``update`` (in [0, 1]):   ``sum_k p_k ||d[k] - dbar||^2 / sum_k p_k ||d[k]||^2``
+- ``cosine``: mean pairwise cosine of the updates ``d[k]``, pairs ``k != j`` weighted by ``p_k p_j``
+  (the plain mean for equal weights); computed in O(C) as
+  ``(||sum_k p_k u[k]||^2 - sum_k p_k^2 ||u[k]||^2) / (1 - sum_k p_k^2)`` with ``u = d / ||d||``.
+  Undefined (NaN) for a single client.
+- ``grad``: ``update``'s formula applied to each client's gradient at the shared global model.
+
+A zero denominator (identical clients that did not move) gives 0. A *layer* is one module's kernel;
+``mean/<metric>`` averages the layers' values (depth-normalized aggregate); biases and normalization
+parameters get per-leaf entries but never enter the ``mean``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from fedjax_deep.types import ClientParams, Metrics, Params
+
+METRICS = ("relative", "update", "cosine", "grad")
+
+
+def _safe_div(num, den):
+    return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
+
+
+def _sqnorm(x: jax.Array) -> jax.Array:
+    """Squared norm of each client's slice: ``[C, ...]`` -> ``[C]``."""
+    return jnp.sum(jnp.square(x).reshape(x.shape[0], -1), axis=1)
+
+
+def _wsum(p: jax.Array, v: jax.Array) -> jax.Array:
+    return jnp.sum(p * v)
+
+
+def _dispersion(x: jax.Array, p: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``sum_k p_k ||x[k] - xbar||^2`` and ``xbar``."""
+    xbar = jnp.tensordot(p, x, axes=(0, 0))
+    return _wsum(p, _sqnorm(x - xbar[None])), xbar
+
+
+def relative_dispersion(client_w: jax.Array, p: jax.Array) -> jax.Array:
+    disp, wbar = _dispersion(client_w, p)
+    return _safe_div(disp, jnp.sum(jnp.square(wbar)))
+
+
+def update_dispersion(client_d: jax.Array, p: jax.Array) -> jax.Array:
+    disp, _ = _dispersion(client_d, p)
+    return _safe_div(disp, _wsum(p, _sqnorm(client_d)))
+
+
+def mean_pairwise_cosine(client_d: jax.Array, p: jax.Array) -> jax.Array:
+    norms = jnp.sqrt(_sqnorm(client_d))
+    shape = (-1,) + (1,) * (client_d.ndim - 1)
+    unit = client_d / jnp.where(norms > 0, norms, 1.0).reshape(shape)
+    unit_sq = (norms > 0).astype(p.dtype)
+    mean_unit = jnp.tensordot(p, unit, axes=(0, 0))
+    pair_weight = 1.0 - jnp.sum(jnp.square(p))
+    return (jnp.sum(jnp.square(mean_unit)) - jnp.sum(jnp.square(p) * unit_sq)) / pair_weight
+
+
+def _path_name(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def divergence_metrics(
+    client_params: ClientParams,
+    server_params: Params,
+    weights: jax.Array,
+    layers: tuple[str, ...],
+    client_grads: ClientParams | None = None,
+) -> Metrics:
+    """All divergence metrics of one round, as a flat dict of scalars.
+
+    Args:
+      client_params: ``[C, ...]`` after local training, before averaging.
+      server_params: the global model at the start of the round.
+      weights: ``[C]``, normalized client weights.
+      layers: module names whose ``kernel`` is a layer (forward order); see ``FunctionalModel``.
+      client_grads: optional ``[C, ...]`` gradients at ``server_params`` (for ``grad``).
+
+    Returns:
+      ``{'divergence/<leaf path>/<metric>': scalar, 'divergence/mean/<metric>': scalar}``.
+    """
+    out: Metrics = {}
+    flat_w = jax.tree_util.tree_flatten_with_path(client_params)[0]
+    flat_g = jax.tree.leaves(server_params)
+    flat_grad = jax.tree.leaves(client_grads) if client_grads is not None else [None] * len(flat_g)
+    kernel_paths = {f"{name}/kernel" for name in layers}
+    per_metric = {m: [] for m in METRICS}
+    for (path, w), g, grad in zip(flat_w, flat_g, flat_grad, strict=True):
+        name = _path_name(path)
+        p = weights.astype(w.dtype)
+        d = w - g[None]
+        values = {
+            "relative": relative_dispersion(w, p),
+            "update": update_dispersion(d, p),
+            "cosine": mean_pairwise_cosine(d, p),
+        }
+        if grad is not None:
+            values["grad"] = update_dispersion(grad, p)
+        for metric, value in values.items():
+            out[f"divergence/{name}/{metric}"] = value
+            if name in kernel_paths:
+                per_metric[metric].append(value)
+    for metric, values in per_metric.items():
+        if values:
+            out[f"divergence/mean/{metric}"] = jnp.mean(jnp.stack(values))
+    return out

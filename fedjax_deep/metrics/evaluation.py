@@ -1,0 +1,49 @@
+"""Evaluation of one (global) model on a held-out set, in fixed-shape padded batches.
+
+:func:`batch_eval_data` pads and reshapes the set once (``[nb, Be, ...]`` plus a mask) and puts it on
+the device; :func:`make_evaluate` returns a pure function that scans over those batches, so the
+evaluation compiles once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedjax_deep.fl.client import masked_cross_entropy
+
+
+def batch_eval_data(x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, jax.Array]:
+    """``x [N, ...]``, ``y [N]`` -> ``{'x': [nb, Be, ...], 'y': [nb, Be], 'mask': [nb, Be]}``."""
+    n = len(y)
+    batch_size = min(batch_size, n)
+    nb = math.ceil(n / batch_size)
+    pad = nb * batch_size - n
+    xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    yp = np.concatenate([y, np.zeros((pad,), y.dtype)])
+    mask = np.arange(nb * batch_size) < n
+    return {
+        "x": jnp.asarray(xp.reshape(nb, batch_size, *x.shape[1:])),
+        "y": jnp.asarray(yp.reshape(nb, batch_size)),
+        "mask": jnp.asarray(mask.reshape(nb, batch_size)),
+    }
+
+
+def make_evaluate(model):
+    """``evaluate(params, model_state, batches) -> {'eval/loss', 'eval/accuracy'}`` (eval mode:
+    BatchNorm uses ``model_state``'s running statistics)."""
+
+    def evaluate(params, model_state, batches):
+        def one(carry, batch):
+            logits, _ = model.apply(params, model_state, batch["x"], train=False)
+            loss, num, correct = masked_cross_entropy(logits, batch["y"], batch["mask"])
+            return carry, (loss * num, num, correct)
+
+        _, (loss_sum, num, correct) = jax.lax.scan(one, None, batches)
+        total = jnp.sum(num)
+        return {"eval/loss": jnp.sum(loss_sum) / total, "eval/accuracy": jnp.sum(correct) / total}
+
+    return evaluate

@@ -1,0 +1,89 @@
+"""The plain CNN of configurable depth and width: the reviewers' controlled depth sweep.
+
+``depth`` convolutions of one kernel size at one width (conv -> norm -> ReLU), optional identity skips
+around every layer whose input and output shapes match, and a linear head on the flattened feature
+map (``head='flatten'``, the default: a shallow net is not handicapped by a small receptive field,
+so depth is not confounded with it) or on globally average-pooled features (``head='avgpool'``).
+It works on inputs of any spatial rank (8x8 digits images, length-40 MNIST-1D signals), because the
+convolution is :func:`fedjax_deep.models.layers.conv_im2col`.
+
+Layer names are strings (``conv_0`` ... ``conv_{depth-1}``, ``head``) so parameter paths read well in
+divergence metrics and checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from fedjax_deep.models.layers import Conv, apply_norm, make_norm
+
+HEADS = ("flatten", "avgpool")
+
+
+class PlainCNN(nnx.Module):
+    """``depth`` x (conv -> norm -> ReLU [+ skip]) -> flatten or average pool -> linear.
+
+    Args:
+      input_shape: one example's shape, channels last, e.g. ``(8, 8, 1)`` or ``(40, 1)``.
+      num_classes: output logits.
+      depth: number of convolution layers (>= 1).
+      width: channels of every convolution.
+      kernel_size: the same odd size along every spatial dim.
+      norm: ``'none'``, ``'batch'`` or ``'group'``.
+      skip: add the layer input to its output where shapes match (every layer but the first).
+      head: ``'flatten'`` or ``'avgpool'``: what the linear head sees.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        *,
+        depth: int,
+        width: int,
+        kernel_size: int = 3,
+        norm: str = "group",
+        norm_groups: int = 8,
+        skip: bool = False,
+        head: str = "flatten",
+        rngs: nnx.Rngs,
+    ):
+        spatial_rank = len(input_shape) - 1
+        self.depth = depth
+        self.skip = skip
+        in_features = input_shape[-1]
+        for i in range(depth):
+            setattr(
+                self,
+                f"conv_{i}",
+                Conv(
+                    in_features,
+                    width,
+                    (kernel_size,) * spatial_rank,
+                    use_bias=norm == "none",
+                    rngs=rngs,
+                ),
+            )
+            setattr(self, f"norm_{i}", make_norm(norm, width, groups=norm_groups, rngs=rngs))
+            in_features = width
+        if head not in HEADS:
+            raise ValueError(f"head={head!r}: use one of {HEADS}")
+        self.pool = head == "avgpool"
+        head_in = width if self.pool else width * math.prod(input_shape[:-1])
+        self.head = nnx.Linear(head_in, num_classes, rngs=rngs)
+
+    def __call__(self, x: jax.Array, *, train: bool, mask: jax.Array | None = None) -> jax.Array:
+        for i in range(self.depth):
+            y = getattr(self, f"conv_{i}")(x)
+            y = apply_norm(getattr(self, f"norm_{i}"), y, train=train, mask=mask)
+            y = jax.nn.relu(y)
+            x = x + y if self.skip and y.shape == x.shape else y
+        if self.pool:
+            x = jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+        else:
+            x = x.reshape(x.shape[0], -1)
+        return self.head(x)

@@ -1,0 +1,245 @@
+"""Reports of a sweep: a markdown table and PNG plots, read back from the runs' files.
+
+The sweep's points are grouped by every swept field except ``mode`` and ``seed``. For each group the
+table gives centralized (CL) and federated (FL) test accuracy after the first and the last round,
+their gap (CL - FL, in points), and FL's mean layer divergence (relative dispersion, mean over layer
+kernels) after the first and the last round. With several seeds each cell is the mean and a 95%
+t-interval half-width over seeds.
+
+Plots: accuracy against the first swept field (FL and CL, first and last round); FL's per-layer
+relative dispersion after round 1 against relative layer depth ``l / L``, one curve per group.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from collections import defaultdict
+
+import numpy as np
+
+IGNORED = ("mode", "seed")
+
+
+def read_run(run_dir: pathlib.Path) -> dict:
+    """A run's files: ``config``, ``run_info``, ``summary`` and ``rows`` (metrics.jsonl)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {
+        "config": json.loads((run_dir / "config.json").read_text()),
+        "run_info": json.loads((run_dir / "run_info.json").read_text()),
+        "summary": json.loads((run_dir / "summary.json").read_text()),
+        "rows": rows,
+    }
+
+
+def mean_ci(values) -> tuple[float, float, int]:
+    """Mean, 95% t-interval half-width (nan for one value) and count of the finite values."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], float)
+    if len(v) == 0:
+        return math.nan, math.nan, 0
+    if len(v) == 1:
+        return float(v[0]), math.nan, 1
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+    return float(v.mean()), float(half), len(v)
+
+
+def _fmt(mean: float, half: float, scale: float = 1.0, digits: int = 1) -> str:
+    if not math.isfinite(mean):
+        return "-"
+    text = f"{mean * scale:.{digits}f}"
+    if math.isfinite(half):
+        text += f" ± {half * scale:.{digits}f}"
+    return text
+
+
+def _fmt_sci(mean: float, half: float) -> str:
+    if not math.isfinite(mean):
+        return "-"
+    return f"{mean:.2e}" + (f" ± {half:.1e}" if math.isfinite(half) else "")
+
+
+def _get(config: dict, field: str):
+    node = config
+    for part in field.split("."):
+        node = node[part]
+    return node
+
+
+def _accuracy_at(rows: list[dict], index: int):
+    with_eval = [r for r in rows if r.get("eval/accuracy") is not None]
+    return with_eval[index]["eval/accuracy"] if with_eval else None
+
+
+def collect(sweep_dir: pathlib.Path) -> tuple[list[str], dict]:
+    """Group the sweep's runs: ``(group fields, {group values: {mode: [run, ...]}})``."""
+    config = json.loads((sweep_dir / "config.json").read_text())
+    fields = [f for f, _ in config["sweep"] if f not in IGNORED]
+    groups: dict = defaultdict(lambda: defaultdict(list))
+    for run_dir in sorted(p.parent for p in sweep_dir.glob("*/summary.json")):
+        run = read_run(run_dir)
+        key = tuple(_get(run["config"], f) for f in fields)
+        groups[key][run["config"]["mode"]].append(run)
+    return fields, dict(sorted(groups.items()))
+
+
+def sweep_table(fields: list[str], groups: dict) -> str:
+    """The markdown table of a sweep (accuracies in percent, gaps in points)."""
+    header = [f.rsplit(".", 1)[-1] for f in fields] + [
+        "CL acc (last)", "FL acc (last)", "gap (last)", "CL acc (round 1)", "FL acc (round 1)",
+        "gap (round 1)", "FL divergence (round 1)", "FL divergence (last)", "seeds",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key, by_mode in groups.items():
+        fl, cl = by_mode.get("fl", []), by_mode.get("centralized", [])
+        cells = [str(k) for k in key]
+        acc = {}
+        for name, runs in (("cl", cl), ("fl", fl)):
+            acc[name, -1] = [_accuracy_at(r["rows"], -1) for r in runs]
+            acc[name, 0] = [_accuracy_at(r["rows"], 0) for r in runs]
+        gaps = {}
+        for idx in (-1, 0):
+            paired = _paired(cl, fl, idx)
+            gaps[idx] = mean_ci([c - f for c, f in paired])
+        div_first = mean_ci([r["rows"][0].get("divergence/mean/relative") for r in fl])
+        div_last = mean_ci([r["rows"][-1].get("divergence/mean/relative") for r in fl])
+        cells += [
+            _fmt(*mean_ci(acc["cl", -1])[:2], 100), _fmt(*mean_ci(acc["fl", -1])[:2], 100),
+            _fmt(*gaps[-1][:2], 100),
+            _fmt(*mean_ci(acc["cl", 0])[:2], 100), _fmt(*mean_ci(acc["fl", 0])[:2], 100),
+            _fmt(*gaps[0][:2], 100),
+            _fmt_sci(*div_first[:2]), _fmt_sci(*div_last[:2]),
+            str(max(len(fl), len(cl))),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _paired(cl_runs, fl_runs, index):
+    """(CL, FL) accuracies of runs with the same seed."""
+    cl_by_seed = {r["config"]["seed"]: _accuracy_at(r["rows"], index) for r in cl_runs}
+    out = []
+    for r in fl_runs:
+        c = cl_by_seed.get(r["config"]["seed"])
+        f = _accuracy_at(r["rows"], index)
+        if c is not None and f is not None:
+            out.append((c, f))
+    return out
+
+
+def layer_profile(run: dict, round_index: int = 0, metric: str = "relative"):
+    """``(relative depth l/L [L], value [L])`` of one run's per-layer divergence."""
+    layers = run["run_info"]["layers"]
+    row = run["rows"][round_index]
+    values = [row.get(f"divergence/{name}/kernel/{metric}") for name in layers]
+    positions = (np.arange(len(layers)) + 1) / len(layers)
+    return positions, np.asarray([np.nan if v is None else v for v in values], float)
+
+
+def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[str]:
+    """Writes the sweep's PNG plots; returns their file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    label = fields[0].rsplit(".", 1)[-1] if fields else "run"
+    xs = [k[0] if fields else i for i, k in enumerate(groups)]
+    numeric = all(isinstance(x, int | float) for x in xs)
+    positions = xs if numeric else list(range(len(xs)))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for mode, color in (("centralized", "tab:blue"), ("fl", "tab:red")):
+        for index, style, when in ((-1, "-o", "last round"), (0, "--s", "round 1")):
+            stats = [
+                mean_ci([_accuracy_at(r["rows"], index) for r in by_mode.get(mode, [])])
+                for by_mode in groups.values()
+            ]
+            means = np.array([s[0] for s in stats]) * 100
+            halves = np.nan_to_num(np.array([s[1] for s in stats]) * 100)
+            if np.all(np.isnan(means)):
+                continue
+            name = "CL" if mode == "centralized" else "FL"
+            ax.errorbar(positions, means, yerr=halves, fmt=style, color=color, capsize=3,
+                        label=f"{name}, {when}", alpha=1.0 if index == -1 else 0.6)
+    ax.set_xlabel(label)
+    if not numeric:
+        ax.set_xticks(positions, [str(x) for x in xs])
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "accuracy.png", dpi=120)
+    plt.close(fig)
+    written.append("accuracy.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    cmap = plt.get_cmap("viridis")
+    plotted = False
+    for i, (key, by_mode) in enumerate(groups.items()):
+        runs = by_mode.get("fl", [])
+        if not runs:
+            continue
+        profiles = [layer_profile(r) for r in runs]
+        pos = profiles[0][0]
+        mean = np.nanmean(np.stack([p[1] for p in profiles]), axis=0)
+        name = ", ".join(f"{f.rsplit('.', 1)[-1]}={k}" for f, k in zip(fields, key))
+        ax.plot(pos, mean, "-o", ms=3, color=cmap(i / max(len(groups) - 1, 1)), label=name)
+        plotted = True
+    if plotted:
+        ax.set_yscale("log")
+        ax.set_xlabel("relative layer depth l / L (input side left)")
+        ax.set_ylabel("relative dispersion D_l after round 1")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / "divergence_profile.png", dpi=120)
+        written.append("divergence_profile.png")
+    plt.close(fig)
+    return written
+
+
+def write_sweep_report(sweep_dir: str | pathlib.Path) -> pathlib.Path:
+    """Writes ``report.md`` and the plots into a sweep's workdir; returns the report's path."""
+    sweep_dir = pathlib.Path(sweep_dir)
+    fields, groups = collect(sweep_dir)
+    if not groups:
+        raise FileNotFoundError(f"{sweep_dir}: no finished runs (*/summary.json) to report")
+    config = json.loads((sweep_dir / "config.json").read_text())
+    table = sweep_table(fields, groups)
+    plots = plot_sweep(fields, groups, sweep_dir)
+    first = next(iter(groups.values()))
+    info = next(iter(first.values()))[0]["run_info"]
+    settings = (
+        f"dataset {info['dataset']} ({info['num_train']} train / {info['num_test']} test); "
+        f"model {config['model']['name']} width {config['model']['width']}, "
+        f"norm {config['model']['norm']}, kernel {config['model']['kernel_size']}; "
+        f"FL: {config['fl']['num_clients']} IID clients, "
+        + (f"{config['fl']['local_steps']} local steps"
+           if config["fl"]["local_steps"] else f"{config['fl']['local_epochs']} local epochs")
+        + f", batch {config['fl']['batch_size']}; {config['num_rounds']} rounds; "
+        f"client SGD lr {config['client_opt']['learning_rate']} momentum "
+        f"{config['client_opt']['momentum']} weight decay {config['client_opt']['weight_decay']}; "
+        "CL trains the same model with the same optimizer on the union of the client data, "
+        "seeing the same number of examples per round."
+    )
+    text = [
+        "# Sweep report",
+        "",
+        f"Swept: {', '.join(f'`{f}` = {list(v)}' for f, v in config['sweep'])}.",
+        "",
+        f"Settings (our choices where the paper is silent): {settings}",
+        "",
+        "Accuracy in %, gap = CL - FL in points; divergence = FL relative dispersion "
+        "sum_k p_k ||W_k - Wbar||^2 / ||Wbar||^2 averaged over layer kernels, measured after local "
+        "training. Cells are mean ± 95% t-interval half-width over seeds (no interval: one seed).",
+        "",
+        table,
+    ]
+    text += [f"![{p}]({p})" for p in plots]
+    path = sweep_dir / "report.md"
+    path.write_text("\n".join(text) + "\n")
+    return path
