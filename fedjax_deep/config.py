@@ -136,8 +136,10 @@ def set_field(config: ml_collections.ConfigDict, field: str, value: Any) -> None
             where = ".".join(parts[:i])
             known = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
             raise ConfigError(
-                field, value, f"no such field; fields of config{'.' + where if where else ''}: "
-                f"{', '.join(known)}"
+                field,
+                value,
+                f"no such field; fields of config{'.' + where if where else ''}: "
+                f"{', '.join(known)}",
             )
         if i < len(parts) - 1:
             node = node[part]
@@ -218,25 +220,49 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(c.mode in MODES, "mode", c.mode, f"use one of {', '.join(MODES)}")
     _require(c.seed >= 0, "seed", c.seed, "must be an integer >= 0")
     positive_int("num_rounds")
-    _require(c.data.name in DATASETS, "data.name", c.data.name,
-             f"unknown dataset; use one of {', '.join(sorted(DATASETS))}")
-    _require(0.0 < c.data.test_fraction < 1.0, "data.test_fraction", c.data.test_fraction,
-             "must be in (0, 1)")
+    _require(
+        c.data.name in DATASETS,
+        "data.name",
+        c.data.name,
+        f"unknown dataset; use one of {', '.join(sorted(DATASETS))}",
+    )
+    _require(
+        0.0 < c.data.test_fraction < 1.0,
+        "data.test_fraction",
+        c.data.test_fraction,
+        "must be in (0, 1)",
+    )
     _require(c.data.partition == "iid", "data.partition", c.data.partition, "use iid")
-    _require(c.model.name in MODELS, "model.name", c.model.name,
-             f"unknown model; use one of {', '.join(sorted(MODELS))}")
+    _require(
+        c.model.name in MODELS,
+        "model.name",
+        c.model.name,
+        f"unknown model; use one of {', '.join(sorted(MODELS))}",
+    )
     positive_int("model.depth")
     positive_int("model.width")
-    _require(c.model.kernel_size >= 1 and c.model.kernel_size % 2 == 1, "model.kernel_size",
-             c.model.kernel_size, "must be an odd integer >= 1")
+    _require(
+        c.model.kernel_size >= 1 and c.model.kernel_size % 2 == 1,
+        "model.kernel_size",
+        c.model.kernel_size,
+        "must be an odd integer >= 1",
+    )
     _require(c.model.norm in NORMS, "model.norm", c.model.norm, f"use one of {', '.join(NORMS)}")
     positive_int("model.norm_groups")
     _require(c.model.head in HEADS, "model.head", c.model.head, f"use one of {', '.join(HEADS)}")
     positive_int("fl.num_clients")
-    _require(c.fl.local_epochs >= 1 or c.fl.local_steps >= 1, "fl.local_epochs",
-             c.fl.local_epochs, "must be >= 1 (or set fl.local_steps >= 1)")
-    _require(c.fl.local_steps >= 0, "fl.local_steps", c.fl.local_steps,
-             "must be >= 0 (0 = use fl.local_epochs)")
+    _require(
+        c.fl.local_epochs >= 1 or c.fl.local_steps >= 1,
+        "fl.local_epochs",
+        c.fl.local_epochs,
+        "must be >= 1 (or set fl.local_steps >= 1)",
+    )
+    _require(
+        c.fl.local_steps >= 0,
+        "fl.local_steps",
+        c.fl.local_steps,
+        "must be >= 0 (0 = use fl.local_epochs)",
+    )
     positive_int("fl.batch_size")
     _require(c.client_opt.name == "sgd", "client_opt.name", c.client_opt.name, "use sgd")
     _require(c.server_opt.name == "sgd", "server_opt.name", c.server_opt.name, "use sgd")
@@ -245,8 +271,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _require(lr > 0, f"{group}.learning_rate", lr, "must be > 0")
         mom = c[group].momentum
         _require(0 <= mom < 1, f"{group}.momentum", mom, "must be in [0, 1)")
-    _require(c.client_opt.weight_decay >= 0, "client_opt.weight_decay",
-             c.client_opt.weight_decay, "must be >= 0")
+    _require(
+        c.client_opt.weight_decay >= 0,
+        "client_opt.weight_decay",
+        c.client_opt.weight_decay,
+        "must be >= 0",
+    )
     positive_int("eval.every_rounds")
     positive_int("eval.batch_size")
     _validate_sweep(c)
@@ -254,12 +284,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 def _validate_sweep(c: ml_collections.ConfigDict) -> None:
     sweep = c.sweep
-    _require(isinstance(sweep, tuple | list), "sweep", sweep,
-             "must be a tuple of (field, values) pairs")
+    _require(
+        isinstance(sweep, tuple | list), "sweep", sweep, "must be a tuple of (field, values) pairs"
+    )
     for entry in sweep:
-        _require(isinstance(entry, tuple | list) and len(entry) == 2 and isinstance(entry[0], str)
-                 and isinstance(entry[1], tuple | list) and len(entry[1]) >= 1,
-                 "sweep", entry, "each entry must be ('dotted.field', (value, ...))")
+        _require(
+            isinstance(entry, tuple | list)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and isinstance(entry[1], tuple | list)
+            and len(entry[1]) >= 1,
+            "sweep",
+            entry,
+            "each entry must be ('dotted.field', (value, ...))",
+        )
         try:
             get_field(c, entry[0])
         except KeyError:
@@ -279,11 +317,11 @@ def expand_sweep(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collec
     points = []
     for values in itertools.product(*(v for _, v in config.sweep)):
         point = ml_collections.ConfigDict(config.to_dict())
-        for field, value in zip(fields, values):
+        for field, value in zip(fields, values, strict=False):
             set_field(point, field, value)
         with point.unlocked():
             point.sweep = ()
         validate(point)
-        name = "_".join(f"{f.rsplit('.', 1)[-1]}-{v}" for f, v in zip(fields, values))
+        name = "_".join(f"{f.rsplit('.', 1)[-1]}-{v}" for f, v in zip(fields, values, strict=False))
         points.append((name, point))
     return points

@@ -88,8 +88,15 @@ def collect(sweep_dir: pathlib.Path) -> tuple[list[str], dict]:
 def sweep_table(fields: list[str], groups: dict) -> str:
     """The markdown table of a sweep (accuracies in percent, gaps in points)."""
     header = [f.rsplit(".", 1)[-1] for f in fields] + [
-        "CL acc (last)", "FL acc (last)", "gap (last)", "CL acc (round 1)", "FL acc (round 1)",
-        "gap (round 1)", "FL divergence (round 1)", "FL divergence (last)", "seeds",
+        "CL acc (last)",
+        "FL acc (last)",
+        "gap (last)",
+        "CL acc (round 1)",
+        "FL acc (round 1)",
+        "gap (round 1)",
+        "FL divergence (round 1)",
+        "FL divergence (last)",
+        "seeds",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, by_mode in groups.items():
@@ -106,11 +113,14 @@ def sweep_table(fields: list[str], groups: dict) -> str:
         div_first = mean_ci([r["rows"][0].get("divergence/mean/relative") for r in fl])
         div_last = mean_ci([r["rows"][-1].get("divergence/mean/relative") for r in fl])
         cells += [
-            _fmt(*mean_ci(acc["cl", -1])[:2], 100), _fmt(*mean_ci(acc["fl", -1])[:2], 100),
+            _fmt(*mean_ci(acc["cl", -1])[:2], 100),
+            _fmt(*mean_ci(acc["fl", -1])[:2], 100),
             _fmt(*gaps[-1][:2], 100),
-            _fmt(*mean_ci(acc["cl", 0])[:2], 100), _fmt(*mean_ci(acc["fl", 0])[:2], 100),
+            _fmt(*mean_ci(acc["cl", 0])[:2], 100),
+            _fmt(*mean_ci(acc["fl", 0])[:2], 100),
             _fmt(*gaps[0][:2], 100),
-            _fmt_sci(*div_first[:2]), _fmt_sci(*div_last[:2]),
+            _fmt_sci(*div_first[:2]),
+            _fmt_sci(*div_last[:2]),
             str(max(len(fl), len(cl))),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -163,8 +173,16 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
             if np.all(np.isnan(means)):
                 continue
             name = "CL" if mode == "centralized" else "FL"
-            ax.errorbar(positions, means, yerr=halves, fmt=style, color=color, capsize=3,
-                        label=f"{name}, {when}", alpha=1.0 if index == -1 else 0.6)
+            ax.errorbar(
+                positions,
+                means,
+                yerr=halves,
+                fmt=style,
+                color=color,
+                capsize=3,
+                label=f"{name}, {when}",
+                alpha=1.0 if index == -1 else 0.6,
+            )
     ax.set_xlabel(label)
     if not numeric:
         ax.set_xticks(positions, [str(x) for x in xs])
@@ -186,7 +204,7 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
         profiles = [layer_profile(r) for r in runs]
         pos = profiles[0][0]
         mean = np.nanmean(np.stack([p[1] for p in profiles]), axis=0)
-        name = ", ".join(f"{f.rsplit('.', 1)[-1]}={k}" for f, k in zip(fields, key))
+        name = ", ".join(f"{f.rsplit('.', 1)[-1]}={k}" for f, k in zip(fields, key, strict=False))
         ax.plot(pos, mean, "-o", ms=3, color=cmap(i / max(len(groups) - 1, 1)), label=name)
         plotted = True
     if plotted:
@@ -218,8 +236,11 @@ def write_sweep_report(sweep_dir: str | pathlib.Path) -> pathlib.Path:
         f"model {config['model']['name']} width {config['model']['width']}, "
         f"norm {config['model']['norm']}, kernel {config['model']['kernel_size']}; "
         f"FL: {config['fl']['num_clients']} IID clients, "
-        + (f"{config['fl']['local_steps']} local steps"
-           if config["fl"]["local_steps"] else f"{config['fl']['local_epochs']} local epochs")
+        + (
+            f"{config['fl']['local_steps']} local steps"
+            if config["fl"]["local_steps"]
+            else f"{config['fl']['local_epochs']} local epochs"
+        )
         + f", batch {config['fl']['batch_size']}; {config['num_rounds']} rounds; "
         f"client SGD lr {config['client_opt']['learning_rate']} momentum "
         f"{config['client_opt']['momentum']} weight decay {config['client_opt']['weight_decay']}; "

@@ -70,7 +70,8 @@ def _prepare(config: ml_collections.ConfigDict):
     else:
         if config.fl.num_clients > num_train:
             raise ConfigError(
-                "fl.num_clients", config.fl.num_clients,
+                "fl.num_clients",
+                config.fl.num_clients,
                 f"more clients than the {num_train} training examples of {config.data.name}; "
                 f"use at most {num_train}",
             )
@@ -95,7 +96,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
         target = workdir / name if name else workdir
         if (target / "metrics.jsonl").exists():
             raise ConfigError(
-                "workdir", str(target),
+                "workdir",
+                str(target),
                 "already holds a run; pass a new --workdir (resuming arrives with checkpoints)",
             )
     if len(prepared) == 1 and not prepared[0][0]:
@@ -130,11 +132,18 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
     server_rule = fedavg(make_server_optimizer(config.server_opt))
     divergence = config.fl.divergence and not centralized
     round_fn = make_round(
-        model, client_opt, server_rule, batch_size=batch_size, num_local_steps=num_steps,
-        divergence=divergence, grad_divergence=config.fl.grad_divergence,
+        model,
+        client_opt,
+        server_rule,
+        batch_size=batch_size,
+        num_local_steps=num_steps,
+        divergence=divergence,
+        grad_divergence=config.fl.grad_divergence,
     )
     state = init_server_state(
-        params, model_state, server_rule,
+        params,
+        model_state,
+        server_rule,
         client_optimizer=client_opt if centralized else None,
         num_clients=client_data.num_clients,
     )
@@ -166,8 +175,11 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
 
     rows = []
     bar = tqdm(
-        range(config.num_rounds), desc=f"{config.mode} {workdir.name}", disable=not progress,
-        unit="round", file=sys.stderr,
+        range(config.num_rounds),
+        desc=f"{config.mode} {workdir.name}",
+        disable=not progress,
+        unit="round",
+        file=sys.stderr,
     )
     with open(workdir / "metrics.jsonl", "a") as log:
         for r in bar:
@@ -181,7 +193,9 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
             log.write(json.dumps(row) + "\n")
             log.flush()
             rows.append(row)
-            postfix = {"loss": f"{row['train/loss']:.3f}" if row["train/loss"] is not None else "nan"}
+            postfix = {
+                "loss": f"{row['train/loss']:.3f}" if row["train/loss"] is not None else "nan"
+            }
             if row.get("eval/accuracy") is not None:
                 postfix["acc"] = f"{row['eval/accuracy']:.3f}"
             bar.set_postfix(postfix)

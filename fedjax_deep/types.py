@@ -13,7 +13,9 @@ import jax
 
 PyTree = Any
 Params = PyTree  # nested dict of arrays: one model's nnx.Param values
-ModelState = PyTree  # nested dict of arrays: one model's nnx.BatchStat values ({} without BatchNorm)
+ModelState = (
+    PyTree  # nested dict of arrays: one model's nnx.BatchStat values ({} without BatchNorm)
+)
 ClientParams = PyTree  # Params with a leading client axis [C, ...]
 Batch = dict[str, jax.Array]  # {'x': [B, ...], 'y': [B], 'mask': [B]}
 Metrics = dict[str, jax.Array]

@@ -6,7 +6,13 @@ from fedjax_deep.fl.client import (
     make_client_update,
     masked_cross_entropy,
 )
-from fedjax_deep.fl.round import ServerState, broadcast_clients, init_server_state, make_round
+from fedjax_deep.fl.round import (
+    ServerState,
+    broadcast_clients,
+    init_server_state,
+    make_round,
+    round_client_keys,
+)
 
 __all__ = [
     "ClientState",
@@ -17,4 +23,5 @@ __all__ = [
     "make_client_update",
     "make_round",
     "masked_cross_entropy",
+    "round_client_keys",
 ]

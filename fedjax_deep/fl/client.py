@@ -65,8 +65,11 @@ def make_loss_fn(model):
 
 
 def _gather(data: PyTree, step_inputs: Batch) -> Batch:
-    return {"x": data["x"][step_inputs["idx"]], "y": data["y"][step_inputs["idx"]],
-            "mask": step_inputs["mask"]}
+    return {
+        "x": data["x"][step_inputs["idx"]],
+        "y": data["y"][step_inputs["idx"]],
+        "mask": step_inputs["mask"],
+    }
 
 
 def make_client_update(model, client_optimizer: optax.GradientTransformation):
@@ -93,9 +96,7 @@ def make_client_update(model, client_optimizer: optax.GradientTransformation):
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def local_step(state: ClientState, batch: Batch) -> tuple[ClientState, tuple]:
-        (loss, (model_state, num, correct)), grads = grad_fn(
-            state.params, state.model_state, batch
-        )
+        (loss, (model_state, num, correct)), grads = grad_fn(state.params, state.model_state, batch)
         updates, opt_state = client_optimizer.update(grads, state.opt_state, state.params)
         new_state = ClientState(optax.apply_updates(state.params, updates), model_state, opt_state)
         has_data = num > 0

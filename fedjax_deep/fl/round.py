@@ -55,6 +55,18 @@ def broadcast_clients(tree: PyTree, num_clients: int) -> PyTree:
     return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_clients, *x.shape)), tree)
 
 
+def round_client_keys(key: jax.Array, client_ids: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Each client's keys for a round: ``(batch_keys [C], train_keys [C])``.
+
+    Derived as ``fold_in(fold_in(key, client_id), 0 or 1)``: a client's draws depend only on the round
+    key and its global id, never on the cohort's order or size, so a resumed run draws the same.
+    """
+    client_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, client_ids)
+    batch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(client_keys, 0)
+    train_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(client_keys, 1)
+    return batch_keys, train_keys
+
+
 def init_server_state(
     params: Params,
     model_state: ModelState,
@@ -112,12 +124,14 @@ def make_round(
         server_state: ServerState, client_data: ClientData, key: jax.Array
     ) -> tuple[ServerState, Metrics]:
         num_clients = client_data.num_clients
-        weights = normalized_weights(client_data.num_examples)
-        client_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, client_data.client_ids)
-        batch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(client_keys, 0)
-        train_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(client_keys, 1)
+        dtype = jax.tree.leaves(server_state.params)[0].dtype
+        weights = normalized_weights(client_data.num_examples, dtype)
+        batch_keys, train_keys = round_client_keys(key, client_data.client_ids)
         idx, mask = round_batch_indices(
-            batch_keys, client_data.num_examples, client_data.max_examples, batch_size,
+            batch_keys,
+            client_data.num_examples,
+            client_data.max_examples,
+            batch_size,
             num_local_steps,
         )
         data = {"x": client_data.x, "y": client_data.y}

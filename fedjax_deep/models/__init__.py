@@ -71,7 +71,7 @@ class FunctionalModel:
         """
         module = nnx.merge(self.graphdef, params, model_state)
         logits = module(x, train=train, mask=mask)
-        return logits, nnx.state(module, nnx.BatchStat).to_pure_dict()
+        return logits, nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
 
 
 def build_model(model_config, input_shape, num_classes: int, key: jax.Array):
@@ -88,7 +88,11 @@ def build_model(model_config, input_shape, num_classes: int, key: jax.Array):
     graphdef, params, model_state, rest = nnx.split(module, nnx.Param, nnx.BatchStat, ...)
     if jax.tree.leaves(rest):
         raise ValueError(f"model {model_config.name!r} holds state other than Param/BatchStat")
-    return FunctionalModel(graphdef, layers), params.to_pure_dict(), model_state.to_pure_dict()
+    return (
+        FunctionalModel(graphdef, layers),
+        nnx.to_pure_dict(params),
+        nnx.to_pure_dict(model_state),
+    )
 
 
 __all__ = [

@@ -36,7 +36,7 @@ def _pad_amounts(
     if padding != "SAME":
         raise ValueError(f"padding={padding!r}: use 'SAME', 'VALID' or a list of (low, high) pairs")
     pads = []
-    for n, w, s in zip(in_size, window, strides):
+    for n, w, s in zip(in_size, window, strides, strict=False):
         out = -(-n // s)
         total = max((out - 1) * s + w - n, 0)
         pads.append((total // 2, total - total // 2))
@@ -65,14 +65,16 @@ def conv_im2col(
     window = kernel.shape[:nd]
     strides = (strides,) * nd if isinstance(strides, int) else tuple(strides)
     dilation = (dilation,) * nd if isinstance(dilation, int) else tuple(dilation)
-    eff_window = [(w - 1) * d + 1 for w, d in zip(window, dilation)]
+    eff_window = [(w - 1) * d + 1 for w, d in zip(window, dilation, strict=False)]
     pads = _pad_amounts(padding, x.shape[1:-1], eff_window, strides)
     x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
-    out_size = [(n - ew) // s + 1 for n, ew, s in zip(x.shape[1:-1], eff_window, strides)]
+    out_size = [
+        (n - ew) // s + 1 for n, ew, s in zip(x.shape[1:-1], eff_window, strides, strict=False)
+    ]
     patches = []
     for offset in _offsets(window):
-        start = [o * d for o, d in zip(offset, dilation)]
-        limit = [st + (o - 1) * s + 1 for st, o, s in zip(start, out_size, strides)]
+        start = [o * d for o, d in zip(offset, dilation, strict=False)]
+        limit = [st + (o - 1) * s + 1 for st, o, s in zip(start, out_size, strides, strict=False)]
         patches.append(
             jax.lax.slice(
                 x,

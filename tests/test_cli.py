@@ -1,0 +1,122 @@
+"""The command line end to end, and its one-line errors on bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fedjax_deep import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(ROOT, "configs", "digits_tiny.py")
+
+
+def test_cli_runs_two_rounds_end_to_end(tmp_path):
+    workdir = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fedjax_deep.cli",
+            "train",
+            "--config",
+            TINY,
+            "--workdir",
+            str(workdir),
+            "--config.fl.num_clients=3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [1, 2]
+    for row in rows:
+        assert 0.0 <= row["eval/accuracy"] <= 1.0 and row["train/loss"] > 0
+        assert "divergence/conv_0/kernel/relative" in row
+        assert "divergence/mean/grad" in row
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["fl"]["num_clients"] == 3  # the override is in the resolved config
+    info = json.loads((workdir / "run_info.json").read_text())
+    assert info["num_clients"] == 3 and info["layers"] == ["conv_0", "conv_1", "head"]
+    assert "test accuracy" in result.stdout
+    assert "round" in result.stderr  # the progress bar
+
+
+def test_cli_sweep_writes_report(tmp_path, capsys):
+    workdir = tmp_path / "sweep"
+    code = cli.main(
+        [
+            "train",
+            "--config",
+            TINY,
+            "--workdir",
+            str(workdir),
+            "--no-progress",
+            "--config.num_rounds=1",
+            "--config.fl.num_clients=2",
+            "--config.sweep=(('model.depth', (1, 2)), ('mode', ('fl', 'centralized')))",
+        ]
+    )
+    assert code == 0
+    names = sorted(p.name for p in workdir.iterdir() if p.is_dir())
+    assert names == [
+        "depth-1_mode-centralized",
+        "depth-1_mode-fl",
+        "depth-2_mode-centralized",
+        "depth-2_mode-fl",
+    ]
+    report = (workdir / "report.md").read_text()
+    assert "| depth |" in report
+    assert (workdir / "accuracy.png").stat().st_size > 1000
+    assert (workdir / "divergence_profile.png").stat().st_size > 1000
+    fl = json.loads((workdir / "depth-2_mode-fl" / "summary.json").read_text())
+    row = next(line for line in report.splitlines() if line.startswith("| 2 |"))
+    assert f"{fl['final_accuracy'] * 100:.1f}" in row.split("|")[3]
+
+
+BAD = [
+    ("--config.fl.num_clients=0", "config.fl.num_clients=0"),
+    ("--config.fl.num_clients=5000", "config.fl.num_clients=5000"),
+    ("--config.model.name=resnet9000", "config.model.name='resnet9000'"),
+    ("--config.client_opt.learning_rate=-0.1", "config.client_opt.learning_rate=-0.1"),
+    ("--config.fl.num_clientz=3", "config.fl.num_clientz='3'"),
+    ("--config.fl.num_clients=ten", "config.fl.num_clients='ten'"),
+    ("--config.model.norm=layer", "config.model.norm='layer'"),
+    ("--config.mode=federated", "config.mode='federated'"),
+]
+
+
+@pytest.mark.parametrize("override,expected", BAD)
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, override, expected):
+    workdir = tmp_path / "run"
+    code = cli.main(["train", "--config", TINY, "--workdir", str(workdir), override])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: ") and expected in err, err
+    assert not workdir.exists()
+
+
+def test_missing_config_file_and_bad_arguments(tmp_path, capsys):
+    code = cli.main(["train", "--config", str(tmp_path / "nope.py"), "--workdir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "nope.py" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--workdir", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--config" in err
+
+
+def test_refuses_to_overwrite_a_finished_run(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "metrics.jsonl").write_text('{"round": 1}\n')
+    code = cli.main(["train", "--config", TINY, "--workdir", str(workdir)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "already holds a run" in err
+    assert (workdir / "metrics.jsonl").read_text() == '{"round": 1}\n'
