@@ -184,6 +184,10 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
                 alpha=1.0 if index == -1 else 0.6,
             )
     ax.set_xlabel(label)
+    ax.set_ylim(0, 100)  # t-intervals of 2-3 seeds can reach past the possible range
+    if numeric and min(xs) > 0 and max(xs) / min(xs) >= 8:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(x) for x in xs])
     if not numeric:
         ax.set_xticks(positions, [str(x) for x in xs])
     ax.set_ylabel("test accuracy (%)")

@@ -48,10 +48,7 @@ def setup(rng):
     p = rng.uniform(1, 5, size=C)
 
     def f32(tree):
-        return {
-            k: {n: v.astype(np.float32) for n, v in d.items()}
-            for k, d in tree.items()
-        }
+        return {k: {n: v.astype(np.float32) for n, v in d.items()} for k, d in tree.items()}
 
     return f32(server), f32(clients), f32(grads), (p / p.sum()).astype(np.float32)
 
