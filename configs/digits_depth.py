@@ -4,7 +4,7 @@
 
 Plain CNNs (3x3 convs, GroupNorm, ReLU, no skips, flatten head) of depth 2, 4, 8 and 16 at width 32;
 FL with 10 IID clients and 8 local epochs per round against CL (one learner, the same model and
-optimizer, on the union of the client data, the same examples per round); 3 seeds. About 6 minutes
+optimizer, on the union of the client data, the same examples per round); 3 seeds. About 5 minutes
 on two CPU cores. Writes report.md (depth, CL and FL accuracy, gap, mean layer divergence, with
 intervals over seeds), accuracy.png and divergence_profile.png into the workdir.
 
