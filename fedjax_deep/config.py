@@ -51,6 +51,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.norm_groups = 8
     c.model.skip = False
     c.model.head = "flatten"  # 'flatten' or 'avgpool'
+    c.model.widths = ()  # per-layer channels (overrides width), e.g. (16, 32, 64, 64)
+    c.model.strides = ()  # per-layer strides, default 1
+    c.model.conv_impl = "im2col"  # 'im2col' or 'native' (lax.conv_general_dilated)
 
     c.fl = ml_collections.ConfigDict()
     c.fl.num_clients = 10
@@ -192,7 +195,7 @@ def _is_num(v):
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks every field's presence, type and range (no I/O). Raises :class:`ConfigError`."""
     from fedjax_deep.data import DATASETS
-    from fedjax_deep.models import HEADS, MODELS, NORMS
+    from fedjax_deep.models import CONV_IMPLS, HEADS, MODELS, NORMS
 
     defaults = _flatten(default_config())
     flat = _flatten(config)
@@ -250,6 +253,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(c.model.norm in NORMS, "model.norm", c.model.norm, f"use one of {', '.join(NORMS)}")
     positive_int("model.norm_groups")
     _require(c.model.head in HEADS, "model.head", c.model.head, f"use one of {', '.join(HEADS)}")
+    _require(
+        c.model.conv_impl in CONV_IMPLS,
+        "model.conv_impl",
+        c.model.conv_impl,
+        f"use one of {', '.join(CONV_IMPLS)}",
+    )
+    for field in ("widths", "strides"):
+        v = c.model[field]
+        _require(
+            isinstance(v, tuple | list)
+            and (len(v) == 0 or len(v) == c.model.depth)
+            and all(_is_int(x) and x >= 1 for x in v),
+            f"model.{field}",
+            v,
+            f"give () or {c.model.depth} positive integers (one per layer)",
+        )
     positive_int("fl.num_clients")
     _require(
         c.fl.local_epochs >= 1 or c.fl.local_steps >= 1,

@@ -7,7 +7,8 @@ and meant to be jitted once per experiment (shapes never change between rounds):
    ``fold_in(key, client_id)``;
 2. the server model broadcast to ``C`` clients;
 3. each client's gradient at the shared global model on its first batch (gradient divergence);
-4. local training of all clients at once (``vmap`` of :func:`make_client_update`'s function);
+4. local training of all clients (:func:`make_client_update`'s function mapped over the client axis
+   by the round's :class:`~fedjax_deep.fl.execution.Execution`: one vmap, chunks, or sharded);
 5. the divergence metrics of every layer (reductions over the client axis);
 6. the example-weighted FedAvg of the client updates through the server rule, and the weighted mean
    of BatchNorm statistics.
@@ -22,10 +23,12 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from jax.sharding import PartitionSpec as P
 
 from fedjax_deep.aggregation import ServerRule, fedavg, normalized_weights, weighted_mean
 from fedjax_deep.data.batching import ClientData, round_batch_indices
 from fedjax_deep.fl.client import ClientState, make_client_grad, make_client_update
+from fedjax_deep.fl.execution import CLIENT_AXIS, Execution, client_sum, map_clients
 from fedjax_deep.metrics.divergence import divergence_metrics
 from fedjax_deep.types import Metrics, ModelState, Params, PyTree
 
@@ -98,6 +101,7 @@ def make_round(
     num_local_steps: int,
     divergence: bool = True,
     grad_divergence: bool = True,
+    execution: Execution | None = None,
 ):
     """Builds the pure round function (jit it: ``jax.jit(round_fn, donate_argnums=0)``).
 
@@ -108,24 +112,32 @@ def make_round(
         pseudo-gradient (``optax.sgd(1.0)`` is FedAvg).
       batch_size, num_local_steps: ``B`` and ``S`` (static).
       divergence, grad_divergence: compute the divergence metrics / the gradient divergence.
+      execution: how clients run (:class:`Execution`; default: one vmap over all clients). With a
+        mesh, ``client_data`` (and a persisted ``client_opt_state``) must be sharded over it
+        (``shard_clients``) with a client count divisible by its size (``pad_clients``), and the
+        rest replicated (``replicate``).
 
     Returns:
       ``round_fn(server_state, client_data, key) -> (server_state, metrics)`` where
       ``client_data`` is a :class:`ClientData` (``x [C, N, ...]``), ``key`` this round's PRNG key,
       and ``metrics`` a flat dict of scalars: ``train/loss``, ``train/accuracy`` (example-weighted
-      over clients), ``train/num_examples`` and ``divergence/...``.
+      over clients), ``train/num_examples`` and ``divergence/...``. Every strategy computes the
+      same function (up to float reduction order).
     """
     if not isinstance(server_rule, ServerRule):
         server_rule = fedavg(server_rule)
+    execution = execution or Execution()
+    chunk = execution.chunk_size
+    axis = execution.axis_name
     client_update = make_client_update(model, client_optimizer)
     client_grad = make_client_grad(model)
 
-    def round_fn(
+    def round_body(
         server_state: ServerState, client_data: ClientData, key: jax.Array
     ) -> tuple[ServerState, Metrics]:
-        num_clients = client_data.num_clients
+        num_clients = client_data.num_clients  # device-local when sharded
         dtype = jax.tree.leaves(server_state.params)[0].dtype
-        weights = normalized_weights(client_data.num_examples, dtype)
+        weights = normalized_weights(client_data.num_examples, dtype, axis)
         batch_keys, train_keys = round_client_keys(key, client_data.client_ids)
         idx, mask = round_batch_indices(
             batch_keys,
@@ -135,14 +147,18 @@ def make_round(
             num_local_steps,
         )
         data = {"x": client_data.x, "y": client_data.y}
+        persist = server_state.client_opt_state is not None
 
-        client_params = broadcast_clients(server_state.params, num_clients)
-        client_model_state = broadcast_clients(server_state.model_state, num_clients)
-        if server_state.client_opt_state is not None:
+        def train_client(opt_state, client_batches, train_key, client_examples):
+            state = ClientState(server_state.params, server_state.model_state, opt_state)
+            return client_update(state, client_batches, train_key, client_examples)
+
+        if persist:
             client_opt_state = server_state.client_opt_state
         else:
-            client_opt_state = jax.vmap(client_optimizer.init)(client_params)
-        client_state = ClientState(client_params, client_model_state, client_opt_state)
+            client_opt_state = jax.vmap(client_optimizer.init)(
+                broadcast_clients(server_state.params, num_clients)
+            )
 
         client_grads = None
         if divergence and grad_divergence:
@@ -151,36 +167,61 @@ def make_round(
                 batch = {"x": x[idx0], "y": y[idx0], "mask": mask0}
                 return client_grad(server_state.params, server_state.model_state, batch)
 
-            client_grads = jax.vmap(first_batch_grad)(data["x"], data["y"], idx[:, 0], mask[:, 0])
+            client_grads = map_clients(
+                first_batch_grad, (data["x"], data["y"], idx[:, 0], mask[:, 0]), chunk
+            )
 
-        client_state, client_metrics = jax.vmap(client_update)(
-            client_state, {"idx": idx, "mask": mask}, train_keys, data
+        client_state, client_metrics = map_clients(
+            train_client, (client_opt_state, {"idx": idx, "mask": mask}, train_keys, data), chunk
         )
 
         metrics: Metrics = {}
         if divergence:
             metrics.update(
                 divergence_metrics(
-                    client_state.params, server_state.params, weights, model.layers, client_grads
+                    client_state.params,
+                    server_state.params,
+                    weights,
+                    model.layers,
+                    client_grads,
+                    axis_name=axis,
                 )
             )
         params, rule_state = server_rule.apply(
-            server_state.params, server_state.rule_state, client_state.params, weights
+            server_state.params, server_state.rule_state, client_state.params, weights, axis
         )
         new_state = ServerState(
             params=params,
-            model_state=weighted_mean(client_state.model_state, weights),
+            model_state=weighted_mean(client_state.model_state, weights, axis),
             rule_state=rule_state,
             round=server_state.round + 1,
-            client_opt_state=(
-                client_state.opt_state if server_state.client_opt_state is not None else None
-            ),
+            client_opt_state=client_state.opt_state if persist else None,
         )
         seen = client_metrics["num_examples"]
-        seen_weights = seen / jnp.maximum(jnp.sum(seen), 1.0)
-        metrics["train/loss"] = jnp.sum(seen_weights * client_metrics["loss"])
-        metrics["train/accuracy"] = jnp.sum(seen_weights * client_metrics["accuracy"])
-        metrics["train/num_examples"] = jnp.sum(seen)
+        total_seen = client_sum(seen, axis)
+        seen_weights = seen / jnp.maximum(total_seen, 1.0)
+        metrics["train/loss"] = client_sum(seen_weights * client_metrics["loss"], axis)
+        metrics["train/accuracy"] = client_sum(seen_weights * client_metrics["accuracy"], axis)
+        metrics["train/num_examples"] = total_seen
         return new_state, metrics
+
+    if execution.mesh is None:
+        return round_body
+
+    def round_fn(server_state: ServerState, client_data: ClientData, key: jax.Array):
+        state_spec = ServerState(
+            params=P(),
+            model_state=P(),
+            rule_state=P(),
+            round=P(),
+            client_opt_state=None if server_state.client_opt_state is None else P(CLIENT_AXIS),
+        )
+        sharded = jax.shard_map(
+            round_body,
+            mesh=execution.mesh,
+            in_specs=(state_spec, P(CLIENT_AXIS), P()),
+            out_specs=(state_spec, P()),
+        )
+        return sharded(server_state, client_data, key)
 
     return round_fn

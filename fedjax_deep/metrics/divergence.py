@@ -35,34 +35,42 @@ def _sqnorm(x: jax.Array) -> jax.Array:
     return jnp.sum(jnp.square(x).reshape(x.shape[0], -1), axis=1)
 
 
-def _wsum(p: jax.Array, v: jax.Array) -> jax.Array:
-    return jnp.sum(p * v)
+def _psum(x, axis_name):
+    return jax.lax.psum(x, axis_name) if axis_name else x
 
 
-def _dispersion(x: jax.Array, p: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _wsum(p: jax.Array, v: jax.Array, axis_name=None) -> jax.Array:
+    return _psum(jnp.sum(p * v), axis_name)
+
+
+def _dispersion(x: jax.Array, p: jax.Array, axis_name=None) -> tuple[jax.Array, jax.Array]:
     """``sum_k p_k ||x[k] - xbar||^2`` and ``xbar``."""
-    xbar = jnp.tensordot(p, x, axes=(0, 0))
-    return _wsum(p, _sqnorm(x - xbar[None])), xbar
+    xbar = _psum(jnp.tensordot(p, x, axes=(0, 0)), axis_name)
+    return _wsum(p, _sqnorm(x - xbar[None]), axis_name), xbar
 
 
-def relative_dispersion(client_w: jax.Array, p: jax.Array) -> jax.Array:
-    disp, wbar = _dispersion(client_w, p)
+def relative_dispersion(client_w: jax.Array, p: jax.Array, axis_name=None) -> jax.Array:
+    """``D``: ``client_w [C, ...]``, ``p [C]`` -> scalar."""
+    disp, wbar = _dispersion(client_w, p, axis_name)
     return _safe_div(disp, jnp.sum(jnp.square(wbar)))
 
 
-def update_dispersion(client_d: jax.Array, p: jax.Array) -> jax.Array:
-    disp, _ = _dispersion(client_d, p)
-    return _safe_div(disp, _wsum(p, _sqnorm(client_d)))
+def update_dispersion(client_d: jax.Array, p: jax.Array, axis_name=None) -> jax.Array:
+    """``U``: ``client_d [C, ...]`` (updates or gradients), ``p [C]`` -> scalar in [0, 1]."""
+    disp, _ = _dispersion(client_d, p, axis_name)
+    return _safe_div(disp, _wsum(p, _sqnorm(client_d), axis_name))
 
 
-def mean_pairwise_cosine(client_d: jax.Array, p: jax.Array) -> jax.Array:
+def mean_pairwise_cosine(client_d: jax.Array, p: jax.Array, axis_name=None) -> jax.Array:
+    """Weighted mean cosine over pairs ``k != j``: ``client_d [C, ...]``, ``p [C]`` -> scalar."""
     norms = jnp.sqrt(_sqnorm(client_d))
     shape = (-1,) + (1,) * (client_d.ndim - 1)
     unit = client_d / jnp.where(norms > 0, norms, 1.0).reshape(shape)
     unit_sq = (norms > 0).astype(p.dtype)
-    mean_unit = jnp.tensordot(p, unit, axes=(0, 0))
-    pair_weight = 1.0 - jnp.sum(jnp.square(p))
-    return (jnp.sum(jnp.square(mean_unit)) - jnp.sum(jnp.square(p) * unit_sq)) / pair_weight
+    mean_unit = _psum(jnp.tensordot(p, unit, axes=(0, 0)), axis_name)
+    pair_weight = 1.0 - _wsum(p, p, axis_name)
+    self_terms = _wsum(jnp.square(p), unit_sq, axis_name)
+    return (jnp.sum(jnp.square(mean_unit)) - self_terms) / pair_weight
 
 
 def _path_name(path) -> str:
@@ -75,6 +83,7 @@ def divergence_metrics(
     weights: jax.Array,
     layers: tuple[str, ...],
     client_grads: ClientParams | None = None,
+    axis_name: str | None = None,
 ) -> Metrics:
     """All divergence metrics of one round, as a flat dict of scalars.
 
@@ -84,6 +93,7 @@ def divergence_metrics(
       weights: ``[C]``, normalized client weights.
       layers: module names whose ``kernel`` is a layer (forward order); see ``FunctionalModel``.
       client_grads: optional ``[C, ...]`` gradients at ``server_params`` (for ``grad``).
+      axis_name: the client axis's name when it is sharded (inside ``shard_map``).
 
     Returns:
       ``{'divergence/<leaf path>/<metric>': scalar, 'divergence/mean/<metric>': scalar}``.
@@ -99,12 +109,12 @@ def divergence_metrics(
         p = weights.astype(w.dtype)
         d = w - g[None]
         values = {
-            "relative": relative_dispersion(w, p),
-            "update": update_dispersion(d, p),
-            "cosine": mean_pairwise_cosine(d, p),
+            "relative": relative_dispersion(w, p, axis_name),
+            "update": update_dispersion(d, p, axis_name),
+            "cosine": mean_pairwise_cosine(d, p, axis_name),
         }
         if grad is not None:
-            values["grad"] = update_dispersion(grad, p)
+            values["grad"] = update_dispersion(grad, p, axis_name)
         for metric, value in values.items():
             out[f"divergence/{name}/{metric}"] = value
             if name in kernel_paths:

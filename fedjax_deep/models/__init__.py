@@ -16,7 +16,15 @@ from typing import Any
 import jax
 from flax import nnx
 
-from fedjax_deep.models.layers import NORMS, Conv, apply_norm, conv_im2col, make_norm
+from fedjax_deep.models.layers import (
+    CONV_IMPLS,
+    NORMS,
+    Conv,
+    apply_norm,
+    conv_im2col,
+    conv_native,
+    make_norm,
+)
 from fedjax_deep.models.plain import HEADS, PlainCNN
 
 
@@ -31,6 +39,9 @@ def _plain_cnn(cfg, input_shape, num_classes, rngs):
         norm_groups=cfg.norm_groups,
         skip=cfg.skip,
         head=cfg.head,
+        widths=tuple(cfg.widths),
+        strides=tuple(cfg.strides),
+        conv_impl=cfg.conv_impl,
         rngs=rngs,
     )
     layers = tuple(f"conv_{i}" for i in range(cfg.depth)) + ("head",)
@@ -96,6 +107,7 @@ def build_model(model_config, input_shape, num_classes: int, key: jax.Array):
 
 
 __all__ = [
+    "CONV_IMPLS",
     "HEADS",
     "MODELS",
     "NORMS",
@@ -105,5 +117,6 @@ __all__ = [
     "apply_norm",
     "build_model",
     "conv_im2col",
+    "conv_native",
     "make_norm",
 ]

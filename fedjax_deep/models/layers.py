@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 NORMS = ("none", "batch", "group")
+CONV_IMPLS = ("im2col", "native")
 
 
 def _pad_amounts(
@@ -88,6 +89,27 @@ def conv_im2col(
     return jnp.dot(cols, flat_kernel)
 
 
+def conv_native(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: Sequence[int] | int = 1,
+    padding: str | Sequence[tuple[int, int]] = "SAME",
+    dilation: Sequence[int] | int = 1,
+) -> jax.Array:
+    """:func:`conv_im2col`'s signature on ``lax.conv_general_dilated`` (XLA's own convolution).
+
+    Fast at top level; slow under ``vmap`` over kernels and inside loops on CPU (see module doc).
+    """
+    nd = x.ndim - 2
+    strides = (strides,) * nd if isinstance(strides, int) else tuple(strides)
+    dilation = (dilation,) * nd if isinstance(dilation, int) else tuple(dilation)
+    spatial = "DHW"[-nd:] if nd <= 3 else None
+    spec = (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
+    return jax.lax.conv_general_dilated(
+        x, kernel, strides, padding, rhs_dilation=dilation, dimension_numbers=spec
+    )
+
+
 def _offsets(window: Sequence[int]) -> list[tuple[int, ...]]:
     """Kernel offsets in row-major order, matching ``kernel.reshape(prod(window) * C_in, C_out)``."""
     offsets = [()]
@@ -97,7 +119,7 @@ def _offsets(window: Sequence[int]) -> list[tuple[int, ...]]:
 
 
 class Conv(nnx.Module):
-    """Channels-last N-d convolution that uses :func:`conv_im2col` (fast under vmap and in scan)."""
+    """Channels-last N-d convolution; ``impl='im2col'`` (default) is fast under vmap and in scan."""
 
     def __init__(
         self,
@@ -109,8 +131,11 @@ class Conv(nnx.Module):
         padding: str = "SAME",
         dilation: Sequence[int] | int = 1,
         use_bias: bool = True,
+        impl: str = "im2col",
         rngs: nnx.Rngs,
     ):
+        if impl not in CONV_IMPLS:
+            raise ValueError(f"conv impl={impl!r}: use one of {CONV_IMPLS}")
         kernel_size = tuple(kernel_size)
         # He-normal on fan-in: keeps activations' scale through deep ReLU stacks.
         init = jax.nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
@@ -119,9 +144,11 @@ class Conv(nnx.Module):
         self.strides = strides
         self.padding = padding
         self.dilation = dilation
+        self.impl = impl
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = conv_im2col(x, self.kernel[...], self.strides, self.padding, self.dilation)
+        fn = conv_im2col if self.impl == "im2col" else conv_native
+        y = fn(x, self.kernel[...], self.strides, self.padding, self.dilation)
         if self.bias is not None:
             y = y + self.bias[...].reshape((1,) * (y.ndim - 1) + (-1,))
         return y

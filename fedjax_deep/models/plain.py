@@ -31,11 +31,15 @@ class PlainCNN(nnx.Module):
       input_shape: one example's shape, channels last, e.g. ``(8, 8, 1)`` or ``(40, 1)``.
       num_classes: output logits.
       depth: number of convolution layers (>= 1).
-      width: channels of every convolution.
+      width: channels of every convolution (unless ``widths`` is given).
+      widths: optional per-layer channels (length ``depth``), e.g. ``(16, 32, 64, 64)``.
+      strides: optional per-layer strides (length ``depth``); default 1 everywhere.
       kernel_size: the same odd size along every spatial dim.
       norm: ``'none'``, ``'batch'`` or ``'group'``.
       skip: add the layer input to its output where shapes match (every layer but the first).
       head: ``'flatten'`` or ``'avgpool'``: what the linear head sees.
+      conv_impl: ``'im2col'`` (default; fast under vmap and in loops) or ``'native'``
+        (``lax.conv_general_dilated``; used by baselines).
     """
 
     def __init__(
@@ -50,30 +54,41 @@ class PlainCNN(nnx.Module):
         norm_groups: int = 8,
         skip: bool = False,
         head: str = "flatten",
+        widths: tuple[int, ...] = (),
+        strides: tuple[int, ...] = (),
+        conv_impl: str = "im2col",
         rngs: nnx.Rngs,
     ):
         spatial_rank = len(input_shape) - 1
+        widths = tuple(widths) or (width,) * depth
+        strides = tuple(strides) or (1,) * depth
+        if len(widths) != depth or len(strides) != depth:
+            raise ValueError(f"widths={widths}, strides={strides}: give one per layer ({depth})")
         self.depth = depth
         self.skip = skip
         in_features = input_shape[-1]
-        for i in range(depth):
+        spatial = list(input_shape[:-1])
+        for i, (w, s) in enumerate(zip(widths, strides, strict=True)):
             setattr(
                 self,
                 f"conv_{i}",
                 Conv(
                     in_features,
-                    width,
+                    w,
                     (kernel_size,) * spatial_rank,
+                    strides=s,
                     use_bias=norm == "none",
+                    impl=conv_impl,
                     rngs=rngs,
                 ),
             )
-            setattr(self, f"norm_{i}", make_norm(norm, width, groups=norm_groups, rngs=rngs))
-            in_features = width
+            setattr(self, f"norm_{i}", make_norm(norm, w, groups=norm_groups, rngs=rngs))
+            in_features = w
+            spatial = [-(-n // s) for n in spatial]  # SAME padding
         if head not in HEADS:
             raise ValueError(f"head={head!r}: use one of {HEADS}")
         self.pool = head == "avgpool"
-        head_in = width if self.pool else width * math.prod(input_shape[:-1])
+        head_in = in_features if self.pool else in_features * math.prod(spatial)
         self.head = nnx.Linear(head_in, num_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool, mask: jax.Array | None = None) -> jax.Array:

@@ -1,0 +1,207 @@
+"""How a round runs over the client axis: all clients under one vmap, chunks, or sharded over devices.
+
+An :class:`Execution` has two independent knobs:
+
+- ``chunk_size``: ``0`` vmaps every (device-local) client at once; ``k >= 1`` runs a ``lax.map`` over
+  chunks of ``k`` vmapped clients (``1``: one client after another inside the compiled program).
+  Chunks bound memory (a cohort larger than memory runs in pieces) and, on CPU, run faster than one
+  wide vmap (batched matrix products are slower than plain ones there; ``scripts/bench_clients.py``).
+- ``mesh``: when set, the client axis is sharded over the mesh's ``'clients'`` axis with
+  ``jax.shard_map``: each device trains its own clients with the chunk rule above, and FedAvg and the
+  divergence reductions become ``psum``s across devices. With ``jax.distributed`` the mesh spans
+  hosts and the same program runs on every process.
+
+:func:`choose_execution` resolves the strategy names of ``config.fl.execution`` (``vmap``,
+``chunked``, ``sharded``, ``auto``) into an :class:`Execution`, and says why in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from fedjax_deep.data.batching import ClientData
+
+CLIENT_AXIS = "clients"
+STRATEGIES = ("auto", "vmap", "chunked", "sharded")
+
+
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """The client-axis execution of a round (see the module docstring)."""
+
+    chunk_size: int = 0
+    mesh: Mesh | None = None
+
+    @property
+    def axis_name(self) -> str | None:
+        return CLIENT_AXIS if self.mesh is not None else None
+
+    @property
+    def num_shards(self) -> int:
+        return 1 if self.mesh is None else self.mesh.devices.size
+
+    def describe(self) -> str:
+        local = "vmap" if self.chunk_size == 0 else f"lax.map over chunks of {self.chunk_size}"
+        if self.mesh is None:
+            return local
+        return f"sharded over {self.num_shards} devices, {local} on each"
+
+
+def map_clients(fn, args: tuple, chunk_size: int = 0):
+    """``fn`` over the leading client axis of every leaf of ``args``: ``vmap`` or chunked map."""
+    num = jax.tree.leaves(args)[0].shape[0]
+    if chunk_size == 0 or chunk_size >= num:
+        return jax.vmap(fn)(*args)
+    if chunk_size == 1:
+        return jax.lax.map(lambda a: fn(*a), args)
+    return jax.lax.map(lambda a: fn(*a), args, batch_size=chunk_size)
+
+
+def client_sum(x: jax.Array, axis_name: str | None = None) -> jax.Array:
+    """Sum over the leading client axis, across devices too when the axis is sharded."""
+    total = jnp.sum(x, axis=0)
+    return jax.lax.psum(total, axis_name) if axis_name else total
+
+
+def client_mesh(devices=None) -> Mesh:
+    """A 1-d mesh named ``'clients'`` over ``devices`` (default: every device of every process)."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (CLIENT_AXIS,))
+
+
+def pad_clients(client_data: ClientData, multiple: int) -> ClientData:
+    """Appends empty clients (no examples, FedAvg weight 0, every step a no-op) so that the number
+    of clients is a multiple of ``multiple`` (the device count when sharding)."""
+    num = client_data.num_clients
+    extra = -num % multiple
+    if extra == 0:
+        return client_data
+
+    def pad(x):
+        return jnp.concatenate([x, jnp.zeros((extra, *x.shape[1:]), x.dtype)])
+
+    return ClientData(
+        x=pad(client_data.x),
+        y=pad(client_data.y),
+        num_examples=pad(client_data.num_examples),
+        client_ids=jnp.concatenate(
+            [client_data.client_ids, jnp.max(client_data.client_ids) + 1 + jnp.arange(extra)]
+        ).astype(client_data.client_ids.dtype),
+    )
+
+
+def _global_array(x, sharding: NamedSharding) -> jax.Array:
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def shard_clients(tree, mesh: Mesh):
+    """Puts a host/device tree with a leading client axis onto ``mesh``, split along ``'clients'``.
+    Works across processes: every process passes the same full values."""
+    sharding = NamedSharding(mesh, P(CLIENT_AXIS))
+    return jax.tree.map(lambda x: _global_array(x, sharding), tree)
+
+
+def replicate(tree, mesh: Mesh):
+    """Puts a tree onto every device of ``mesh`` (every process passes the same values)."""
+    sharding = NamedSharding(mesh, P())
+    return jax.tree.map(lambda x: _global_array(x, sharding), tree)
+
+
+def fetch(tree):
+    """Host copies of a (replicated) result, also when it spans processes."""
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(x.addressable_data(0))
+        return np.asarray(x)
+
+    return jax.tree.map(one, tree)
+
+
+def available_memory_bytes(device=None) -> int | None:
+    """Free memory of ``device``: the accelerator's allocator limit minus use, or, on CPU, the
+    host's MemAvailable. None when unknown."""
+    device = device or jax.local_devices()[0]
+    try:
+        stats = device.memory_stats()
+    except Exception:  # some backends do not implement memory_stats
+        stats = None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError):
+        return None
+
+
+def choose_execution(
+    strategy: str,
+    num_clients: int,
+    *,
+    chunk_size: int = 0,
+    bytes_per_client: int | None = None,
+    memory_fraction: float = 0.5,
+    backend: str | None = None,
+    devices=None,
+) -> tuple[Execution, str]:
+    """Resolves a strategy name into an :class:`Execution` and a one-line reason.
+
+    Args:
+      strategy: ``'vmap'``, ``'chunked'`` (``chunk_size`` clients at a time, default 1),
+        ``'sharded'`` (over every device; ``chunk_size`` applies per device) or ``'auto'``.
+      num_clients: the cohort size ``C``.
+      bytes_per_client: the memory one client's local training needs (params, optimizer state,
+        activations: see ``estimate_bytes_per_client``); ``auto`` uses it against free memory.
+      memory_fraction: share of free device memory ``auto`` lets one chunk use.
+
+    ``auto``: shard when there is more than one device; on CPU run one client after another
+    (``lax.map``, the fastest there by ``scripts/bench_clients.py``); on GPU/TPU vmap as many clients
+    as fit in ``memory_fraction`` of free memory, in chunks when they do not all fit.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy={strategy!r}: use one of {STRATEGIES}")
+    devices = jax.devices() if devices is None else devices
+    backend = backend or jax.default_backend()
+    if strategy == "vmap":
+        return Execution(0), "vmap: every client at once, as configured"
+    if strategy == "chunked":
+        k = chunk_size or 1
+        return Execution(k), f"chunked: {k} client(s) at a time, as configured"
+    mesh = client_mesh(devices) if len(devices) > 1 or strategy == "sharded" else None
+    if strategy == "sharded":
+        ex = Execution(chunk_size, mesh)
+        return ex, f"sharded as configured: {ex.describe()}"
+    # auto
+    local_clients = -(-num_clients // len(devices))
+    if backend == "cpu":
+        k = 1
+        why = "CPU: one client at a time (lax.map) is fastest there"
+    else:
+        free = available_memory_bytes()
+        if bytes_per_client and free:
+            fit = max(int(memory_fraction * free // bytes_per_client), 1)
+            k = 0 if fit >= local_clients else fit
+            why = (
+                f"{backend}: {fit} clients of {bytes_per_client / 2**20:.1f} MiB fit in "
+                f"{memory_fraction:.0%} of {free / 2**30:.1f} GiB free"
+            )
+        else:
+            k = 0
+            why = f"{backend}: vmap every client (free memory unknown)"
+    ex = Execution(k, mesh)
+    return ex, f"auto: {ex.describe()} ({why}; {len(devices)} device(s), {num_clients} clients)"
