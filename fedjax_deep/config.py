@@ -60,6 +60,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.fl.local_epochs = 8
     c.fl.local_steps = 0  # > 0 replaces local_epochs by a fixed number of local steps
     c.fl.batch_size = 32
+    c.fl.execution = "auto"  # 'auto', 'vmap', 'chunked' or 'sharded' (fedjax_deep.fl.execution)
+    c.fl.chunk_size = 0  # clients per chunk for 'chunked' (0 -> 1) and per device for 'sharded'
     c.fl.divergence = True
     c.fl.grad_divergence = True
 
@@ -195,6 +197,7 @@ def _is_num(v):
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks every field's presence, type and range (no I/O). Raises :class:`ConfigError`."""
     from fedjax_deep.data import DATASETS
+    from fedjax_deep.fl.execution import STRATEGIES
     from fedjax_deep.models import CONV_IMPLS, HEADS, MODELS, NORMS
 
     defaults = _flatten(default_config())
@@ -283,6 +286,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "must be >= 0 (0 = use fl.local_epochs)",
     )
     positive_int("fl.batch_size")
+    _require(
+        c.fl.execution in STRATEGIES,
+        "fl.execution",
+        c.fl.execution,
+        f"use one of {', '.join(STRATEGIES)}",
+    )
+    _require(
+        c.fl.chunk_size >= 0,
+        "fl.chunk_size",
+        c.fl.chunk_size,
+        "must be >= 0 (0 = all clients at once, or 1 for 'chunked')",
+    )
     _require(c.client_opt.name == "sgd", "client_opt.name", c.client_opt.name, "use sgd")
     _require(c.server_opt.name == "sgd", "server_opt.name", c.server_opt.name, "use sgd")
     for group in ("client_opt", "server_opt"):

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -32,7 +33,16 @@ from fedjax_deep import config as config_lib
 from fedjax_deep.aggregation import fedavg
 from fedjax_deep.config import ConfigError
 from fedjax_deep.data import DATASETS, iid, num_local_steps, stack_clients
-from fedjax_deep.fl import init_server_state, make_round
+from fedjax_deep.fl import ClientState, init_server_state, make_client_update, make_round
+from fedjax_deep.fl.execution import (
+    Execution,
+    choose_execution,
+    estimate_bytes_per_client,
+    fetch,
+    pad_clients,
+    place_round_inputs,
+    replicate,
+)
 from fedjax_deep.metrics import batch_eval_data, make_evaluate
 from fedjax_deep.models import build_model
 
@@ -115,6 +125,33 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
     return summaries
 
 
+def _choose_execution(
+    config, model, client_opt, client_data, params, model_state, batch_size, num_steps
+):
+    """The run's client-axis strategy (``config.fl.execution``) and why it was chosen."""
+    if config.mode == "centralized":
+        return Execution(), "centralized: one learner, no client axis to split"
+    bytes_per_client = None
+    if config.fl.execution == "auto" and jax.default_backend() != "cpu":
+        # Measure one client's local training (arguments + temporaries) with XLA's analysis.
+        client_update = make_client_update(model, client_opt)
+        one = ClientState(params, model_state, client_opt.init(params))
+        steps = {
+            "idx": jnp.zeros((num_steps, batch_size), jnp.int32),
+            "mask": jnp.ones((num_steps, batch_size), bool),
+        }
+        data = {"x": client_data.x[0], "y": client_data.y[0]}
+        bytes_per_client = estimate_bytes_per_client(
+            client_update, one, steps, jax.random.key(0), data
+        )
+    return choose_execution(
+        config.fl.execution,
+        client_data.num_clients,
+        chunk_size=config.fl.chunk_size,
+        bytes_per_client=bytes_per_client,
+    )
+
+
 def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
     dataset, partition, batch_size = prepared
     start = time.time()
@@ -131,6 +168,11 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
     client_opt = make_client_optimizer(config.client_opt)
     server_rule = fedavg(make_server_optimizer(config.server_opt))
     divergence = config.fl.divergence and not centralized
+    execution, why = _choose_execution(
+        config, model, client_opt, client_data, params, model_state, batch_size, num_steps
+    )
+    if execution.mesh is not None:
+        client_data = pad_clients(client_data, execution.num_shards)
     round_fn = make_round(
         model,
         client_opt,
@@ -139,6 +181,7 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         num_local_steps=num_steps,
         divergence=divergence,
         grad_divergence=config.fl.grad_divergence,
+        execution=execution,
     )
     state = init_server_state(
         params,
@@ -147,11 +190,20 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         client_optimizer=client_opt if centralized else None,
         num_clients=client_data.num_clients,
     )
-    round_key0 = jax.random.fold_in(run_key, 0)
+    state, client_data = place_round_inputs(execution, state, client_data)
+
+    def round_key(r):
+        key_ = jax.random.fold_in(run_key, r)
+        return key_ if execution.mesh is None else replicate(key_, execution.mesh)
+
     compile_start = time.time()
-    round_step = jax.jit(round_fn, donate_argnums=0).lower(state, client_data, round_key0).compile()
+    round_step = jax.jit(round_fn, donate_argnums=0).lower(state, client_data, round_key(0))
+    round_step = round_step.compile()
     eval_batches = batch_eval_data(dataset.test_x, dataset.test_y, config.eval.batch_size)
-    evaluate = jax.jit(make_evaluate(model)).lower(params, model_state, eval_batches).compile()
+    if execution.mesh is not None:
+        eval_batches = replicate(eval_batches, execution.mesh)
+    evaluate = jax.jit(make_evaluate(model))
+    evaluate = evaluate.lower(state.params, state.model_state, eval_batches).compile()
     compile_s = time.time() - compile_start
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -161,7 +213,7 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         "input_shape": list(dataset.input_shape),
         "num_train": int(len(dataset.train_y)),
         "num_test": int(len(dataset.test_y)),
-        "num_clients": int(client_data.num_clients),
+        "num_clients": len(partition),
         "client_sizes": [int(len(p)) for p in partition],
         "batch_size": int(batch_size),
         "num_local_steps": int(num_steps),
@@ -170,8 +222,12 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         "compile_seconds": round(compile_s, 3),
         "backend": jax.default_backend(),
         "devices": len(jax.devices()),
+        "processes": jax.process_count(),
+        "execution": why,
     }
     (workdir / "run_info.json").write_text(json.dumps(run_info, indent=2) + "\n")
+    if progress:
+        print(f"{workdir.name or workdir}: {why}", file=sys.stderr, flush=True)
 
     rows = []
     bar = tqdm(
@@ -184,10 +240,10 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
     with open(workdir / "metrics.jsonl", "a") as log:
         for r in bar:
             t0 = time.time()
-            state, metrics = round_step(state, client_data, jax.random.fold_in(run_key, r))
+            state, metrics = round_step(state, client_data, round_key(r))
             if (r + 1) % config.eval.every_rounds == 0 or r + 1 == config.num_rounds:
                 metrics.update(evaluate(state.params, state.model_state, eval_batches))
-            metrics = jax.device_get(metrics)
+            metrics = fetch(metrics)
             row = {"round": r + 1, **{k: _jsonable(v) for k, v in sorted(metrics.items())}}
             row["time/round_seconds"] = round(time.time() - t0, 4)
             log.write(json.dumps(row) + "\n")

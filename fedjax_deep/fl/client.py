@@ -43,11 +43,11 @@ def masked_cross_entropy(logits: jax.Array, labels: jax.Array, mask: jax.Array):
     Returns:
       ``(mean_loss, num_real, num_correct)``, scalars; mean is 0 when the batch is all padding.
     """
-    weights = mask.astype(logits.dtype)
+    # where, not multiply: padding may carry NaN (BatchNorm over an all-padding batch is 0/0).
     per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    num = jnp.sum(weights)
-    loss = jnp.sum(per_example * weights) / jnp.maximum(num, 1.0)
-    correct = jnp.sum((jnp.argmax(logits, -1) == labels) * weights)
+    num = jnp.sum(mask.astype(logits.dtype))
+    loss = jnp.sum(jnp.where(mask, per_example, 0.0)) / jnp.maximum(num, 1.0)
+    correct = jnp.sum(mask & (jnp.argmax(logits, -1) == labels)).astype(logits.dtype)
     return loss, num, correct
 
 
@@ -133,6 +133,9 @@ def make_client_grad(model):
     loss_fn = make_loss_fn(model)
 
     def client_grad(params, model_state, batch: Batch):
-        return jax.grad(lambda p: loss_fn(p, model_state, batch)[0])(params)
+        grads = jax.grad(lambda p: loss_fn(p, model_state, batch)[0])(params)
+        # An empty batch (a padding client) has zero gradient, not BatchNorm's 0/0.
+        has_data = jnp.any(batch["mask"])
+        return jax.tree.map(lambda g: jnp.where(has_data, g, 0.0), grads)
 
     return client_grad

@@ -98,6 +98,9 @@ def pad_clients(client_data: ClientData, multiple: int) -> ClientData:
 
 
 def _global_array(x, sharding: NamedSharding) -> jax.Array:
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = _global_array(jax.random.key_data(x), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
     x = np.asarray(x)
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
@@ -147,6 +150,38 @@ def available_memory_bytes(device=None) -> int | None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
     except (ValueError, OSError):
         return None
+
+
+def estimate_bytes_per_client(fn, *args) -> int | None:
+    """Memory one client needs: XLA's memory analysis of ``jit(fn)`` on one client's ``args``
+    (arguments + outputs + temporaries). None when the backend does not report it."""
+    try:
+        analysis = jax.jit(fn).lower(*args).compile().memory_analysis()
+    except Exception:  # memory_analysis is optional per backend
+        return None
+    if analysis is None:
+        return None
+    return int(
+        analysis.argument_size_in_bytes
+        + analysis.output_size_in_bytes
+        + analysis.temp_size_in_bytes
+    )
+
+
+def place_round_inputs(execution: Execution, server_state, client_data: ClientData):
+    """Puts a round's inputs where ``execution`` wants them: unchanged without a mesh; with one,
+    ``client_data`` padded and sharded over the clients axis, ``client_opt_state`` (if persisted)
+    sharded, and the rest of the server state replicated. ``client_opt_state`` must already have
+    the padded client count (build the state after :func:`pad_clients`)."""
+    if execution.mesh is None:
+        return server_state, client_data
+    mesh = execution.mesh
+    client_data = shard_clients(pad_clients(client_data, execution.num_shards), mesh)
+    client_opt_state = server_state.client_opt_state
+    server_state = replicate(server_state.replace(client_opt_state=None), mesh)
+    if client_opt_state is not None:
+        server_state = server_state.replace(client_opt_state=shard_clients(client_opt_state, mesh))
+    return server_state, client_data
 
 
 def choose_execution(

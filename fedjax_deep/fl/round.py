@@ -148,16 +148,23 @@ def make_round(
         )
         data = {"x": client_data.x, "y": client_data.y}
         persist = server_state.client_opt_state is not None
+        start_params, start_model_state = server_state.params, server_state.model_state
+        if axis:
+            # Clients start from the replicated server model and then differ per device: tell
+            # shard_map's type system the carry varies over the client axis.
+            start_params, start_model_state = jax.tree.map(
+                lambda x: jax.lax.pcast(x, axis, to="varying"), (start_params, start_model_state)
+            )
 
         def train_client(opt_state, client_batches, train_key, client_examples):
-            state = ClientState(server_state.params, server_state.model_state, opt_state)
+            state = ClientState(start_params, start_model_state, opt_state)
             return client_update(state, client_batches, train_key, client_examples)
 
         if persist:
             client_opt_state = server_state.client_opt_state
         else:
             client_opt_state = jax.vmap(client_optimizer.init)(
-                broadcast_clients(server_state.params, num_clients)
+                broadcast_clients(start_params, num_clients)
             )
 
         client_grads = None
@@ -165,7 +172,9 @@ def make_round(
 
             def first_batch_grad(x, y, idx0, mask0):
                 batch = {"x": x[idx0], "y": y[idx0], "mask": mask0}
-                return client_grad(server_state.params, server_state.model_state, batch)
+                # The varying copies: a gradient taken with respect to an invariant (replicated)
+                # value would be summed over the devices by shard_map's transpose rule.
+                return client_grad(start_params, start_model_state, batch)
 
             client_grads = map_clients(
                 first_batch_grad, (data["x"], data["y"], idx[:, 0], mask[:, 0]), chunk
