@@ -18,6 +18,11 @@ CASES = [
     (2, 10, 4, 3, "SAME", 1),
     (1, 40, 5, 1, "SAME", 1),
     (1, 17, 3, 2, "VALID", 3),
+    # stride 1 takes the custom-VJP path: dilation, VALID and asymmetric explicit padding
+    (2, 9, 3, 1, "VALID", 2),
+    (2, 8, 3, 1, ((2, 0), (1, 1)), 1),
+    (1, 20, 5, 1, "SAME", 2),
+    (2, 6, 3, 1, ((4, 4), (0, 0)), 1),  # padding past the window: the plain path
 ]
 
 

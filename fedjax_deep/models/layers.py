@@ -12,6 +12,7 @@ batched matrix product and has neither cliff. It costs about kernel-area times t
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -44,6 +45,58 @@ def _pad_amounts(
     return pads
 
 
+def _patches(x, window, strides, dilation, pads):
+    """``[N, *spatial, C]`` -> ``[N, *out, prod(window) * C]``: the shifted slices, concatenated."""
+    x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
+    eff_window = [(w - 1) * d + 1 for w, d in zip(window, dilation)]
+    out_size = [(n - ew) // s + 1 for n, ew, s in zip(x.shape[1:-1], eff_window, strides)]
+    patches = []
+    for offset in _offsets(window):
+        start = [o * d for o, d in zip(offset, dilation)]
+        limit = [st + (o - 1) * s + 1 for st, o, s in zip(start, out_size, strides)]
+        patches.append(
+            jax.lax.slice(x, (0, *start, 0), (x.shape[0], *limit, x.shape[-1]), (1, *strides, 1))
+        )
+    return patches[0] if len(patches) == 1 else jnp.concatenate(patches, axis=-1)
+
+
+def _matmul_conv(x, kernel, strides, dilation, pads):
+    cols = _patches(x, kernel.shape[:-2], strides, dilation, pads)
+    return jnp.dot(cols, kernel.reshape(-1, kernel.shape[-1]))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_stride1(x, kernel, dilation, pads):
+    return _matmul_conv(x, kernel, (1,) * (x.ndim - 2), dilation, pads)
+
+
+def _conv_stride1_fwd(x, kernel, dilation, pads):
+    # Keep x, not the patches: the backward pass rebuilds them (cheap slices) and the residual is
+    # kernel-area times smaller, which matters on accelerators.
+    return _conv_stride1(x, kernel, dilation, pads), (x, kernel)
+
+
+def _conv_stride1_bwd(dilation, pads, residuals, dy):
+    x, kernel = residuals
+    nd = x.ndim - 2
+    window = kernel.shape[:nd]
+    ones = (1,) * nd
+    # Input gradient: the same patch-and-matmul convolution of dy with the spatially flipped,
+    # in/out-swapped kernel and the complementary padding. Autodiff of the forward's slices would
+    # instead pad and add kernel-area full-size arrays, which measured slower on CPU.
+    flipped = jnp.flip(kernel, tuple(range(nd))).swapaxes(-1, -2)
+    back_pads = [
+        ((w - 1) * d - lo, (w - 1) * d - hi) for w, d, (lo, hi) in zip(window, dilation, pads)
+    ]
+    dx = _matmul_conv(dy, flipped, ones, dilation, back_pads)
+    cols = _patches(x, window, ones, dilation, pads)
+    dkernel = jnp.tensordot(cols, dy, axes=(tuple(range(nd + 1)), tuple(range(nd + 1))))
+    return dx, dkernel.reshape(kernel.shape)
+
+
+_conv_stride1.defvjp(_conv_stride1_fwd, _conv_stride1_bwd)
+
+
 def conv_im2col(
     x: jax.Array,
     kernel: jax.Array,
@@ -52,6 +105,9 @@ def conv_im2col(
     dilation: Sequence[int] | int = 1,
 ) -> jax.Array:
     """N-d convolution as patches plus one matrix product (same result as ``lax.conv_general_dilated``).
+
+    Stride-1 convolutions carry a custom VJP whose input gradient is itself a patch-and-matmul
+    convolution (``scripts/bench_clients.py`` measured autodiff's pad-and-add slower on CPU).
 
     Args:
       x: ``[N, *spatial, C_in]`` (channels last).
@@ -66,27 +122,13 @@ def conv_im2col(
     window = kernel.shape[:nd]
     strides = (strides,) * nd if isinstance(strides, int) else tuple(strides)
     dilation = (dilation,) * nd if isinstance(dilation, int) else tuple(dilation)
-    eff_window = [(w - 1) * d + 1 for w, d in zip(window, dilation, strict=False)]
-    pads = _pad_amounts(padding, x.shape[1:-1], eff_window, strides)
-    x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
-    out_size = [
-        (n - ew) // s + 1 for n, ew, s in zip(x.shape[1:-1], eff_window, strides, strict=False)
-    ]
-    patches = []
-    for offset in _offsets(window):
-        start = [o * d for o, d in zip(offset, dilation, strict=False)]
-        limit = [st + (o - 1) * s + 1 for st, o, s in zip(start, out_size, strides, strict=False)]
-        patches.append(
-            jax.lax.slice(
-                x,
-                (0, *start, 0),
-                (x.shape[0], *limit, x.shape[-1]),
-                (1, *strides, 1),
-            )
-        )
-    cols = patches[0] if len(patches) == 1 else jnp.concatenate(patches, axis=-1)
-    flat_kernel = kernel.reshape(math.prod(window) * kernel.shape[-2], kernel.shape[-1])
-    return jnp.dot(cols, flat_kernel)
+    eff_window = [(w - 1) * d + 1 for w, d in zip(window, dilation)]
+    pads = tuple(tuple(p) for p in _pad_amounts(padding, x.shape[1:-1], eff_window, strides))
+    if all(s == 1 for s in strides) and all(
+        0 <= lo <= ew - 1 and 0 <= hi <= ew - 1 for (lo, hi), ew in zip(pads, eff_window)
+    ):
+        return _conv_stride1(x, kernel, dilation, pads)
+    return _matmul_conv(x, kernel, strides, dilation, pads)
 
 
 def conv_native(
