@@ -27,6 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True, help="a get_config() file, e.g. configs/x.py")
     train.add_argument("--workdir", required=True, help="directory for metrics, reports, plots")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument(
+        "--distributed",
+        action="store_true",
+        help="call jax.distributed.initialize() first (multi-host: run the same command on "
+        "every host; coordinator from the environment, e.g. TPU pods, SLURM, or "
+        "JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID)",
+    )
     report = sub.add_parser("report", help="(re)write the markdown report and plots of a sweep")
     report.add_argument("workdir")
     return parser
@@ -46,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             print(report.write_sweep_report(args.workdir))
             return 0
         config = apply_overrides(load_config(args.config), overrides)
+        if args.distributed:
+            import jax
+
+            jax.distributed.initialize()
         from fedjax_deep import train
 
         train.run(config, args.workdir, progress=not args.no_progress)

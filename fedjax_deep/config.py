@@ -54,6 +54,12 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.widths = ()  # per-layer channels (overrides width), e.g. (16, 32, 64, 64)
     c.model.strides = ()  # per-layer strides, default 1
     c.model.conv_impl = "im2col"  # 'im2col' or 'native' (lax.conv_general_dilated)
+    c.model.width_mult = 1.0  # vgg/resnet: scales every stage's channels
+    c.model.stem_kernel = 0  # first conv's kernel (0: kernel_size); resnet ImageNet stem: 7
+    c.model.stem_stride = 1  # resnet ImageNet stem: 2
+    c.model.stem_pool = False  # 3x3 stride-2 max pool after the stem; resnet ImageNet stem: true
+    c.model.head_pool = 1  # vgg: adaptive average pool size before the classifier (ImageNet: 7)
+    c.model.classifier = ()  # vgg: hidden classifier widths (ImageNet: (4096, 4096))
 
     c.fl = ml_collections.ConfigDict()
     c.fl.num_clients = 10
@@ -62,6 +68,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.fl.batch_size = 32
     c.fl.execution = "auto"  # 'auto', 'vmap', 'chunked' or 'sharded' (fedjax_deep.fl.execution)
     c.fl.chunk_size = 0  # clients per chunk for 'chunked' (0 -> 1) and per device for 'sharded'
+    c.fl.bn_stats = "average"  # BatchNorm statistics: 'average' (weighted) or 'local' (FedBN)
     c.fl.divergence = True
     c.fl.grad_divergence = True
 
@@ -286,6 +293,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "must be >= 0 (0 = use fl.local_epochs)",
     )
     positive_int("fl.batch_size")
+    _require(
+        c.fl.bn_stats in ("average", "local"),
+        "fl.bn_stats",
+        c.fl.bn_stats,
+        "use average (the server averages clients' statistics) or local (FedBN)",
+    )
     _require(
         c.fl.execution in STRATEGIES,
         "fl.execution",

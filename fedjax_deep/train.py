@@ -44,7 +44,7 @@ from fedjax_deep.fl.execution import (
     replicate,
 )
 from fedjax_deep.metrics import batch_eval_data, make_evaluate
-from fedjax_deep.models import build_model
+from fedjax_deep.models import build_model, check_model_config
 
 
 def make_client_optimizer(opt_config) -> optax.GradientTransformation:
@@ -86,6 +86,7 @@ def _prepare(config: ml_collections.ConfigDict):
                 f"use at most {num_train}",
             )
         partition = iid(num_train, config.fl.num_clients, rng)
+    check_model_config(config.model, dataset.input_shape)
     max_examples = max(len(p) for p in partition)
     batch_size = min(config.fl.batch_size, max_examples)
     return dataset, partition, batch_size
@@ -119,10 +120,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
         summaries[name] = _run_one(point, workdir / name, prep, progress=progress)
     from fedjax_deep import report
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
-    report.write_sweep_report(workdir)
+    if _is_writer():
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+        report.write_sweep_report(workdir)
     return summaries
+
+
+def _is_writer() -> bool:
+    """Every process of a multi-host run computes; only process 0 writes files and progress."""
+    return jax.process_index() == 0
 
 
 def _choose_execution(
@@ -189,6 +196,7 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         server_rule,
         client_optimizer=client_opt if centralized else None,
         num_clients=client_data.num_clients,
+        local_model_state=config.fl.bn_stats == "local" and bool(model_state),
     )
     state, client_data = place_round_inputs(execution, state, client_data)
 
@@ -206,8 +214,11 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
     evaluate = evaluate.lower(state.params, state.model_state, eval_batches).compile()
     compile_s = time.time() - compile_start
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+    writer = _is_writer()
+    progress = progress and writer
+    if writer:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
     run_info = {
         "dataset": dataset.name,
         "input_shape": list(dataset.input_shape),
@@ -225,7 +236,8 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         "processes": jax.process_count(),
         "execution": why,
     }
-    (workdir / "run_info.json").write_text(json.dumps(run_info, indent=2) + "\n")
+    if writer:
+        (workdir / "run_info.json").write_text(json.dumps(run_info, indent=2) + "\n")
     if progress:
         print(f"{workdir.name or workdir}: {why}", file=sys.stderr, flush=True)
 
@@ -237,7 +249,7 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         unit="round",
         file=sys.stderr,
     )
-    with open(workdir / "metrics.jsonl", "a") as log:
+    with open(workdir / "metrics.jsonl" if writer else os.devnull, "a") as log:
         for r in bar:
             t0 = time.time()
             state, metrics = round_step(state, client_data, round_key(r))
@@ -274,6 +286,8 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         if key_ in rows[0]:
             summary[f"first_round_{key_}"] = rows[0][key_]
             summary[f"final_{key_}"] = rows[-1][key_]
+    if not writer:
+        return summary
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     acc = summary["final_accuracy"]
     print(

@@ -85,7 +85,9 @@ BAD = [
     ("--config.client_opt.learning_rate=-0.1", "config.client_opt.learning_rate=-0.1"),
     ("--config.fl.num_clientz=3", "config.fl.num_clientz='3'"),
     ("--config.fl.num_clients=ten", "config.fl.num_clients='ten'"),
-    ("--config.model.norm=layer", "config.model.norm='layer'"),
+    ("--config.model.norm=instance", "config.model.norm='instance'"),
+    ("--config.model.stem_stride=16", "config.model.stem_stride=16"),
+    ("--config.model.width_mult=0", "config.model.width_mult=0.0"),
     ("--config.mode=federated", "config.mode='federated'"),
 ]
 

@@ -170,17 +170,23 @@ def estimate_bytes_per_client(fn, *args) -> int | None:
 
 def place_round_inputs(execution: Execution, server_state, client_data: ClientData):
     """Puts a round's inputs where ``execution`` wants them: unchanged without a mesh; with one,
-    ``client_data`` padded and sharded over the clients axis, ``client_opt_state`` (if persisted)
-    sharded, and the rest of the server state replicated. ``client_opt_state`` must already have
-    the padded client count (build the state after :func:`pad_clients`)."""
+    ``client_data`` padded and sharded over the clients axis, per-client state
+    (``client_opt_state``, ``client_model_state``) sharded, and the rest of the server state
+    replicated. Per-client state must already have the padded client count (build the state
+    after :func:`pad_clients`)."""
     if execution.mesh is None:
         return server_state, client_data
     mesh = execution.mesh
     client_data = shard_clients(pad_clients(client_data, execution.num_shards), mesh)
-    client_opt_state = server_state.client_opt_state
-    server_state = replicate(server_state.replace(client_opt_state=None), mesh)
-    if client_opt_state is not None:
-        server_state = server_state.replace(client_opt_state=shard_clients(client_opt_state, mesh))
+    per_client = {
+        name: getattr(server_state, name)
+        for name in ("client_opt_state", "client_model_state")
+        if getattr(server_state, name) is not None
+    }
+    server_state = replicate(server_state.replace(**dict.fromkeys(per_client)), mesh)
+    server_state = server_state.replace(
+        **{name: shard_clients(value, mesh) for name, value in per_client.items()}
+    )
     return server_state, client_data
 
 

@@ -39,11 +39,16 @@ class ServerState:
 
     Attributes:
       params: the global model.
-      model_state: the global model's BatchNorm statistics (``{}`` without BatchNorm).
+      model_state: the global model's BatchNorm statistics (``{}`` without BatchNorm): the
+        example-weighted mean of the clients' statistics after each round. With local statistics
+        (FedBN) it is used only to evaluate the global model.
       rule_state: the server rule's state (the server optimizer's optax state for FedAvg).
       round: int32 scalar, rounds completed.
       client_opt_state: ``[C, ...]`` client optimizer states when they persist across rounds
         (centralized mode, stateful clients), else ``None``: clients start each round afresh.
+      client_model_state: ``[C, ...]`` each client's own BatchNorm statistics when they stay
+        local (FedBN-style: clients start every round from their own statistics), else ``None``:
+        clients start from the server's averaged statistics.
     """
 
     params: Params
@@ -51,6 +56,7 @@ class ServerState:
     rule_state: PyTree
     round: jax.Array
     client_opt_state: PyTree | None = None
+    client_model_state: PyTree | None = None
 
 
 def broadcast_clients(tree: PyTree, num_clients: int) -> PyTree:
@@ -77,18 +83,24 @@ def init_server_state(
     *,
     client_optimizer: optax.GradientTransformation | None = None,
     num_clients: int | None = None,
+    local_model_state: bool = False,
 ) -> ServerState:
     """The state before round 0. Pass ``client_optimizer`` and ``num_clients`` to keep client
-    optimizer states across rounds."""
+    optimizer states across rounds; ``local_model_state=True`` (with ``num_clients``) to keep each
+    client's BatchNorm statistics local (FedBN)."""
     client_opt_state = None
     if client_optimizer is not None:
         client_opt_state = jax.vmap(client_optimizer.init)(broadcast_clients(params, num_clients))
+    client_model_state = None
+    if local_model_state:
+        client_model_state = jax.tree.map(jnp.copy, broadcast_clients(model_state, num_clients))
     return ServerState(
         params=params,
         model_state=model_state,
         rule_state=server_rule.init(params),
         round=jnp.zeros((), jnp.int32),
         client_opt_state=client_opt_state,
+        client_model_state=client_model_state,
     )
 
 
@@ -156,9 +168,15 @@ def make_round(
                 lambda x: jax.lax.pcast(x, axis, to="varying"), (start_params, start_model_state)
             )
 
-        def train_client(opt_state, client_batches, train_key, client_examples):
-            state = ClientState(start_params, start_model_state, opt_state)
+        def train_client(opt_state, model_state, client_batches, train_key, client_examples):
+            state = ClientState(start_params, model_state, opt_state)
             return client_update(state, client_batches, train_key, client_examples)
+
+        local_stats = server_state.client_model_state is not None
+        if local_stats:
+            client_model_state = server_state.client_model_state
+        else:
+            client_model_state = broadcast_clients(start_model_state, num_clients)
 
         if persist:
             client_opt_state = server_state.client_opt_state
@@ -181,7 +199,9 @@ def make_round(
             )
 
         client_state, client_metrics = map_clients(
-            train_client, (client_opt_state, {"idx": idx, "mask": mask}, train_keys, data), chunk
+            train_client,
+            (client_opt_state, client_model_state, {"idx": idx, "mask": mask}, train_keys, data),
+            chunk,
         )
 
         metrics: Metrics = {}
@@ -205,6 +225,7 @@ def make_round(
             rule_state=rule_state,
             round=server_state.round + 1,
             client_opt_state=client_state.opt_state if persist else None,
+            client_model_state=client_state.model_state if local_stats else None,
         )
         seen = client_metrics["num_examples"]
         total_seen = client_sum(seen, axis)
@@ -224,6 +245,9 @@ def make_round(
             rule_state=P(),
             round=P(),
             client_opt_state=None if server_state.client_opt_state is None else P(CLIENT_AXIS),
+            client_model_state=(
+                None if server_state.client_model_state is None else P(CLIENT_AXIS)
+            ),
         )
         sharded = jax.shard_map(
             round_body,

@@ -1,31 +1,48 @@
-"""Model registry and the functional view of a Flax NNX model.
+"""Model registry, the functional view of a Flax NNX model, and introspection.
 
 A model is built once with :func:`build_model`, split with ``nnx.split`` into a graph definition and
 two plain nested dicts: ``params`` (``nnx.Param``) and ``model_state`` (``nnx.BatchStat``, ``{}`` for
 models without BatchNorm). Everything downstream (the client step, the round, divergence, checkpoints)
 sees only those dicts and the pure :attr:`FunctionalModel.apply`; ``nnx.merge`` runs inside traced
 code, so NNX costs nothing at run time.
+
+Families (``config.model.name``): ``plain_cnn``, ``plain_mlp``, ``vgg`` (depth 11/13/16/19),
+``resnet`` (depth 18/34/50/101/152). Their depth tables are data (``VGG_TABLE``, ``RESNET_TABLE``).
+Knobs shared across families (``config.model``): ``width`` / ``width_mult``, ``kernel_size``
+(the blocks' kernel), ``stem_kernel`` / ``stem_stride`` / ``stem_pool``, ``norm``
+(none, batch, group, layer), and the dataset's number of classes and input shape.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
+from fedjax_deep.config import ConfigError
 from fedjax_deep.models.layers import (
     CONV_IMPLS,
     NORMS,
     Conv,
+    adaptive_avg_pool,
     apply_norm,
     conv_im2col,
     conv_native,
     make_norm,
+    max_pool,
 )
-from fedjax_deep.models.plain import HEADS, PlainCNN
+from fedjax_deep.models.plain import HEADS, PlainCNN, PlainMLP
+from fedjax_deep.models.resnet import RESNET_TABLE, STAGE_CHANNELS, ResNet, resnet_receptive_path
+from fedjax_deep.models.vgg import VGG, VGG_TABLE, vgg_min_input, vgg_receptive_path
+
+
+def _stem_kernel(cfg) -> int:
+    return cfg.stem_kernel or cfg.kernel_size
 
 
 def _plain_cnn(cfg, input_shape, num_classes, rngs):
@@ -42,16 +59,82 @@ def _plain_cnn(cfg, input_shape, num_classes, rngs):
         widths=tuple(cfg.widths),
         strides=tuple(cfg.strides),
         conv_impl=cfg.conv_impl,
+        stem_kernel=cfg.stem_kernel,
+        stem_stride=cfg.stem_stride,
+        stem_pool=cfg.stem_pool,
         rngs=rngs,
     )
     layers = tuple(f"conv_{i}" for i in range(cfg.depth)) + ("head",)
-    return module, layers
+    strides = tuple(cfg.strides) or (cfg.stem_stride,) + (1,) * (cfg.depth - 1)
+    path = [(_stem_kernel(cfg), strides[0], 1)]
+    if cfg.stem_pool:
+        path.append((3, 2, 1))
+    path += [(cfg.kernel_size, s, 1) for s in strides[1:]]
+    return module, layers, path
 
 
-# name -> builder(model_config, input_shape, num_classes, rngs) -> (module, layer names in forward order)
-MODELS: dict[str, Callable[..., tuple[nnx.Module, tuple[str, ...]]]] = {
+def _plain_mlp(cfg, input_shape, num_classes, rngs):
+    module = PlainMLP(
+        tuple(input_shape),
+        num_classes,
+        depth=cfg.depth,
+        width=cfg.width,
+        norm=cfg.norm,
+        norm_groups=cfg.norm_groups,
+        skip=cfg.skip,
+        rngs=rngs,
+    )
+    return module, tuple(f"fc_{i}" for i in range(cfg.depth)) + ("head",), None
+
+
+def _vgg(cfg, input_shape, num_classes, rngs):
+    module = VGG(
+        tuple(input_shape),
+        num_classes,
+        depth=cfg.depth,
+        width_mult=cfg.width_mult,
+        kernel_size=cfg.kernel_size,
+        norm=cfg.norm,
+        norm_groups=cfg.norm_groups,
+        head_pool=cfg.head_pool,
+        classifier=tuple(cfg.classifier),
+        conv_impl=cfg.conv_impl,
+        rngs=rngs,
+    )
+    layers = tuple(module.conv_names) + tuple(module.fc_names) + ("head",)
+    return module, layers, vgg_receptive_path(cfg.depth, cfg.kernel_size)
+
+
+def _resnet(cfg, input_shape, num_classes, rngs):
+    module = ResNet(
+        tuple(input_shape),
+        num_classes,
+        depth=cfg.depth,
+        width_mult=cfg.width_mult,
+        kernel_size=cfg.kernel_size,
+        stem_kernel=_stem_kernel(cfg),
+        stem_stride=cfg.stem_stride,
+        stem_pool=cfg.stem_pool,
+        norm=cfg.norm,
+        norm_groups=cfg.norm_groups,
+        conv_impl=cfg.conv_impl,
+        rngs=rngs,
+    )
+    path = resnet_receptive_path(
+        cfg.depth, cfg.kernel_size, _stem_kernel(cfg), cfg.stem_stride, cfg.stem_pool
+    )
+    return module, module.layer_names(), path
+
+
+# name -> builder(model_config, input_shape, num_classes, rngs)
+#   -> (module, kernel-owning layer names in forward order, receptive-field path or None)
+MODELS: dict[str, Callable[..., tuple[nnx.Module, tuple[str, ...], Any]]] = {
     "plain_cnn": _plain_cnn,
+    "plain_mlp": _plain_mlp,
+    "vgg": _vgg,
+    "resnet": _resnet,
 }
+DEPTHS = {"vgg": tuple(VGG_TABLE), "resnet": tuple(RESNET_TABLE)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,11 +144,15 @@ class FunctionalModel:
     Attributes:
       graphdef: the NNX graph definition (static).
       layers: names of the kernel-owning modules in forward order (input side first); a layer's
-        kernel lives at ``params[name]['kernel']``. Divergence profiles use this order.
+        kernel lives at the parameter path ``<name>/kernel``. Divergence profiles use this order
+        (a ResNet block lists its main-path convolutions, then its projection shortcut).
+      receptive_path: ``(kernel, stride, dilation)`` of every convolution and pool on the longest
+        path up to the last convolution, or None for models without convolutions.
     """
 
     graphdef: Any
     layers: tuple[str, ...]
+    receptive_path: tuple[tuple[int, int, int], ...] | None = None
 
     def apply(self, params, model_state, x, *, train: bool, mask=None):
         """Logits and the updated model state.
@@ -84,6 +171,70 @@ class FunctionalModel:
         logits = module(x, train=train, mask=mask)
         return logits, nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
 
+    @property
+    def receptive_field(self) -> int | None:
+        """Theoretical receptive field (pixels along one spatial dim) of the last convolution."""
+        return None if self.receptive_path is None else receptive_field(self.receptive_path)
+
+    def layer_table(self) -> list[dict]:
+        """Layers in forward order with their depth index (1-based) and relative depth ``l / L``."""
+        n = len(self.layers)
+        return [
+            {"index": i + 1, "name": name, "relative_depth": (i + 1) / n}
+            for i, name in enumerate(self.layers)
+        ]
+
+
+def receptive_field(path) -> int:
+    """``1 + sum_i (k_i - 1) d_i prod_{j<i} s_j`` over ``(kernel, stride, dilation)`` triples."""
+    rf, jump = 1, 1
+    for k, s, d in path:
+        rf += (k - 1) * d * jump
+        jump *= s
+    return rf
+
+
+def check_model_config(cfg, input_shape) -> None:
+    """Knob checks that need the input shape; raises :class:`ConfigError` naming the field."""
+    name = cfg.name
+    if name in DEPTHS and cfg.depth not in DEPTHS[name]:
+        raise ConfigError(
+            "model.depth", cfg.depth, f"{name} depths are {', '.join(map(str, DEPTHS[name]))}"
+        )
+    if name in ("vgg", "resnet"):
+        base = min(c for c in (VGG_TABLE[cfg.depth] if name == "vgg" else STAGE_CHANNELS)
+                   if c != "M")  # fmt: skip
+        if round(base * cfg.width_mult) < 1:
+            raise ConfigError(
+                "model.width_mult", cfg.width_mult,
+                f"rounds {name}'s {base}-channel stage to 0 channels; use >= {0.5 / base:.3g}",
+            )  # fmt: skip
+    spatial = min(input_shape[:-1])
+    if name == "vgg" and spatial < vgg_min_input(cfg.depth):
+        raise ConfigError(
+            "model.depth", cfg.depth,
+            f"VGG-{cfg.depth}'s pools shrink a {spatial}-pixel input below 1x1; "
+            f"it needs >= {vgg_min_input(cfg.depth)} pixels",
+        )  # fmt: skip
+    if name == "vgg" and (spatial // vgg_min_input(cfg.depth)) % cfg.head_pool:
+        raise ConfigError(
+            "model.head_pool", cfg.head_pool,
+            f"VGG-{cfg.depth}'s final {spatial // vgg_min_input(cfg.depth)}-pixel map is not a "
+            "multiple of it; use 1",
+        )  # fmt: skip
+    if name in ("resnet", "plain_cnn"):
+        n = (spatial - 1) // cfg.stem_stride + 1
+        if cfg.stem_pool:
+            n = (n - 1) // 2 + 1
+        if name == "resnet":
+            n = (n - 1) // 8 + 1  # three stride-2 stages
+        if n < 1 or cfg.stem_stride > spatial:
+            raise ConfigError(
+                "model.stem_stride", cfg.stem_stride,
+                f"the stem shrinks the {spatial}-pixel input below 1x1; use a smaller stride "
+                "or stem_pool=false",
+            )  # fmt: skip
+
 
 def build_model(model_config, input_shape, num_classes: int, key: jax.Array):
     """Builds a registered model and splits it.
@@ -92,31 +243,70 @@ def build_model(model_config, input_shape, num_classes: int, key: jax.Array):
       ``(model: FunctionalModel, params, model_state)``.
     """
     if model_config.name not in MODELS:
-        raise ValueError(f"model.name={model_config.name!r}: use one of {sorted(MODELS)}")
-    module, layers = MODELS[model_config.name](
+        raise ConfigError(
+            "model.name", model_config.name, f"unknown model; use one of {', '.join(MODELS)}"
+        )
+    check_model_config(model_config, input_shape)
+    module, layers, path = MODELS[model_config.name](
         model_config, input_shape, num_classes, nnx.Rngs(params=key)
     )
     graphdef, params, model_state, rest = nnx.split(module, nnx.Param, nnx.BatchStat, ...)
     if jax.tree.leaves(rest):
         raise ValueError(f"model {model_config.name!r} holds state other than Param/BatchStat")
-    return (
-        FunctionalModel(graphdef, layers),
-        nnx.to_pure_dict(params),
-        nnx.to_pure_dict(model_state),
+    model = FunctionalModel(graphdef, tuple(layers), None if path is None else tuple(path))
+    return model, nnx.to_pure_dict(params), nnx.to_pure_dict(model_state)
+
+
+def abstract_params(model_config, input_shape, num_classes: int):
+    """Parameter shapes without allocating them (``jax.eval_shape``): for counting big models."""
+    return jax.eval_shape(
+        lambda key: build_model(model_config, input_shape, num_classes, key)[1],
+        jax.random.key(0),
     )
+
+
+def param_count(params) -> int:
+    """Number of parameters (BatchNorm running statistics are state, not parameters)."""
+    return int(sum(math.prod(x.shape) for x in jax.tree.leaves(params)))
+
+
+def flops_per_example(model: FunctionalModel, params, model_state, input_shape) -> float:
+    """Forward FLOPs of one example in eval mode, from XLA's cost analysis."""
+    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    compiled = (
+        jax.jit(lambda p, s, x: model.apply(p, s, x, train=False)[0])
+        .lower(params, model_state, x)
+        .compile()
+    )
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    return float(cost["flops"])
 
 
 __all__ = [
     "CONV_IMPLS",
+    "DEPTHS",
     "HEADS",
     "MODELS",
     "NORMS",
+    "RESNET_TABLE",
+    "VGG_TABLE",
     "Conv",
     "FunctionalModel",
     "PlainCNN",
+    "PlainMLP",
+    "ResNet",
+    "VGG",
+    "abstract_params",
+    "adaptive_avg_pool",
     "apply_norm",
     "build_model",
+    "check_model_config",
     "conv_im2col",
     "conv_native",
+    "flops_per_example",
     "make_norm",
+    "max_pool",
+    "param_count",
+    "receptive_field",
 ]

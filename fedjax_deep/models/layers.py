@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-NORMS = ("none", "batch", "group")
+NORMS = ("none", "batch", "group", "layer")
 CONV_IMPLS = ("im2col", "native")
 
 
@@ -48,12 +48,14 @@ def _pad_amounts(
 def _patches(x, window, strides, dilation, pads):
     """``[N, *spatial, C]`` -> ``[N, *out, prod(window) * C]``: the shifted slices, concatenated."""
     x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
-    eff_window = [(w - 1) * d + 1 for w, d in zip(window, dilation)]
-    out_size = [(n - ew) // s + 1 for n, ew, s in zip(x.shape[1:-1], eff_window, strides)]
+    eff_window = [(w - 1) * d + 1 for w, d in zip(window, dilation, strict=True)]
+    out_size = [
+        (n - ew) // s + 1 for n, ew, s in zip(x.shape[1:-1], eff_window, strides, strict=True)
+    ]
     patches = []
     for offset in _offsets(window):
-        start = [o * d for o, d in zip(offset, dilation)]
-        limit = [st + (o - 1) * s + 1 for st, o, s in zip(start, out_size, strides)]
+        start = [o * d for o, d in zip(offset, dilation, strict=True)]
+        limit = [st + (o - 1) * s + 1 for st, o, s in zip(start, out_size, strides, strict=True)]
         patches.append(
             jax.lax.slice(x, (0, *start, 0), (x.shape[0], *limit, x.shape[-1]), (1, *strides, 1))
         )
@@ -86,7 +88,8 @@ def _conv_stride1_bwd(dilation, pads, residuals, dy):
     # instead pad and add kernel-area full-size arrays, which measured slower on CPU.
     flipped = jnp.flip(kernel, tuple(range(nd))).swapaxes(-1, -2)
     back_pads = [
-        ((w - 1) * d - lo, (w - 1) * d - hi) for w, d, (lo, hi) in zip(window, dilation, pads)
+        ((w - 1) * d - lo, (w - 1) * d - hi)
+        for w, d, (lo, hi) in zip(window, dilation, pads, strict=True)
     ]
     dx = _matmul_conv(dy, flipped, ones, dilation, back_pads)
     cols = _patches(x, window, ones, dilation, pads)
@@ -122,10 +125,11 @@ def conv_im2col(
     window = kernel.shape[:nd]
     strides = (strides,) * nd if isinstance(strides, int) else tuple(strides)
     dilation = (dilation,) * nd if isinstance(dilation, int) else tuple(dilation)
-    eff_window = [(w - 1) * d + 1 for w, d in zip(window, dilation)]
+    eff_window = [(w - 1) * d + 1 for w, d in zip(window, dilation, strict=True)]
     pads = tuple(tuple(p) for p in _pad_amounts(padding, x.shape[1:-1], eff_window, strides))
     if all(s == 1 for s in strides) and all(
-        0 <= lo <= ew - 1 and 0 <= hi <= ew - 1 for (lo, hi), ew in zip(pads, eff_window)
+        0 <= lo <= ew - 1 and 0 <= hi <= ew - 1
+        for (lo, hi), ew in zip(pads, eff_window, strict=True)
     ):
         return _conv_stride1(x, kernel, dilation, pads)
     return _matmul_conv(x, kernel, strides, dilation, pads)
@@ -161,7 +165,10 @@ def _offsets(window: Sequence[int]) -> list[tuple[int, ...]]:
 
 
 class Conv(nnx.Module):
-    """Channels-last N-d convolution; ``impl='im2col'`` (default) is fast under vmap and in scan."""
+    """Channels-last N-d convolution; ``impl='im2col'`` (default) is fast under vmap and in scan.
+
+    ``padding=None`` (default) pads ``(k - 1) // 2 * dilation`` on both sides, as PyTorch's
+    ``padding=k // 2`` does for odd kernels."""
 
     def __init__(
         self,
@@ -170,7 +177,7 @@ class Conv(nnx.Module):
         kernel_size: Sequence[int],
         *,
         strides: Sequence[int] | int = 1,
-        padding: str = "SAME",
+        padding: str | Sequence[tuple[int, int]] | None = None,
         dilation: Sequence[int] | int = 1,
         use_bias: bool = True,
         impl: str = "im2col",
@@ -179,6 +186,13 @@ class Conv(nnx.Module):
         if impl not in CONV_IMPLS:
             raise ValueError(f"conv impl={impl!r}: use one of {CONV_IMPLS}")
         kernel_size = tuple(kernel_size)
+        if padding is None:
+            # PyTorch's symmetric (k - 1) // 2: equals SAME for odd kernels at stride 1, and keeps
+            # stride-2 layers aligned as in the reference ResNets (SAME would pad (0, 1)).
+            dil = (dilation,) * len(kernel_size) if isinstance(dilation, int) else dilation
+            padding = tuple(
+                ((k - 1) // 2 * d, (k - 1) // 2 * d) for k, d in zip(kernel_size, dil, strict=True)
+            )
         # He-normal on fan-in: keeps activations' scale through deep ReLU stacks.
         init = jax.nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
         self.kernel = nnx.Param(init(rngs.params(), (*kernel_size, in_features, out_features)))
@@ -197,11 +211,13 @@ class Conv(nnx.Module):
 
 
 def make_norm(kind: str, features: int, *, groups: int = 8, rngs: nnx.Rngs) -> nnx.Module | None:
-    """The normalization layer named ``kind``: ``'none'`` (None), ``'batch'`` or ``'group'``.
+    """The normalization layer named ``kind``: ``'none'`` (None), ``'batch'``, ``'group'`` or
+    ``'layer'``.
 
     BatchNorm statistics are ``nnx.BatchStat`` variables: in the functional round they are per-client
     state on the client axis and are never synchronised across clients (no ``axis_name``).
-    GroupNorm uses ``gcd(groups, features)`` groups so that any width is valid.
+    GroupNorm uses ``gcd(groups, features)`` groups so that any width is valid. LayerNorm normalizes
+    each position over its channels (the ConvNeXt form for feature maps; the usual one for an MLP).
     """
     if kind not in NORMS:
         raise ValueError(f"norm={kind!r}: use one of {NORMS}")
@@ -210,6 +226,8 @@ def make_norm(kind: str, features: int, *, groups: int = 8, rngs: nnx.Rngs) -> n
         return nnx.BatchNorm(features, momentum=0.9, rngs=rngs)
     if kind == "group":
         return nnx.GroupNorm(features, num_groups=math.gcd(groups, features), rngs=rngs)
+    if kind == "layer":
+        return nnx.LayerNorm(features, rngs=rngs)
     return None
 
 
@@ -226,3 +244,39 @@ def apply_norm(
     if layer is None:
         return x
     return layer(x)
+
+
+def _pool_slices(x, window, strides, pads, fill):
+    x = jnp.pad(x, [(0, 0), *pads, (0, 0)], constant_values=fill)
+    out_size = [(n - w) // s + 1 for n, w, s in zip(x.shape[1:-1], window, strides, strict=True)]
+    for offset in _offsets(window):
+        limit = [o + (n - 1) * s + 1 for o, n, s in zip(offset, out_size, strides, strict=True)]
+        yield jax.lax.slice(x, (0, *offset, 0), (x.shape[0], *limit, x.shape[-1]), (1, *strides, 1))
+
+
+def max_pool(x: jax.Array, window: int, stride: int, padding: int = 0) -> jax.Array:
+    """Max pooling over every spatial dim as an elementwise max of shifted slices (like the
+    convolution: no ``reduce_window``/``select_and_scatter``, which are slow in CPU loops).
+
+    ``x``: ``[N, *spatial, C]``; ``padding`` pixels of -inf on each side.
+    """
+    nd = x.ndim - 2
+    pads = [(padding, padding)] * nd
+    out = None
+    for piece in _pool_slices(x, (window,) * nd, (stride,) * nd, pads, -jnp.inf):
+        out = piece if out is None else jnp.maximum(out, piece)
+    return out
+
+
+def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
+    """Averages ``[N, *spatial, C]`` down to ``size`` along every spatial dim (each spatial size must
+    be a multiple of ``size``; 1 is global average pooling)."""
+    nd = x.ndim - 2
+    spatial = x.shape[1:-1]
+    if any(n % size for n in spatial):
+        raise ValueError(f"adaptive_avg_pool: spatial size {spatial} is not a multiple of {size}")
+    shape = [x.shape[0]]
+    for n in spatial:
+        shape += [size, n // size]
+    x = x.reshape(*shape, x.shape[-1])
+    return jnp.mean(x, axis=tuple(2 + 2 * i for i in range(nd)))

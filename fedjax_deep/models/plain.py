@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from fedjax_deep.models.layers import Conv, apply_norm, make_norm
+from fedjax_deep.models.layers import Conv, apply_norm, make_norm, max_pool
 
 HEADS = ("flatten", "avgpool")
 
@@ -34,6 +34,8 @@ class PlainCNN(nnx.Module):
       width: channels of every convolution (unless ``widths`` is given).
       widths: optional per-layer channels (length ``depth``), e.g. ``(16, 32, 64, 64)``.
       strides: optional per-layer strides (length ``depth``); default 1 everywhere.
+      stem_kernel, stem_stride, stem_pool: the first layer's kernel size (0: ``kernel_size``),
+        stride (when ``strides`` is not given) and an optional 3x3 stride-2 max pool after it.
       kernel_size: the same odd size along every spatial dim.
       norm: ``'none'``, ``'batch'`` or ``'group'``.
       skip: add the layer input to its output where shapes match (every layer but the first).
@@ -57,25 +59,30 @@ class PlainCNN(nnx.Module):
         widths: tuple[int, ...] = (),
         strides: tuple[int, ...] = (),
         conv_impl: str = "im2col",
+        stem_kernel: int = 0,
+        stem_stride: int = 1,
+        stem_pool: bool = False,
         rngs: nnx.Rngs,
     ):
         spatial_rank = len(input_shape) - 1
         widths = tuple(widths) or (width,) * depth
-        strides = tuple(strides) or (1,) * depth
+        strides = tuple(strides) or (stem_stride,) + (1,) * (depth - 1)
         if len(widths) != depth or len(strides) != depth:
             raise ValueError(f"widths={widths}, strides={strides}: give one per layer ({depth})")
         self.depth = depth
         self.skip = skip
         in_features = input_shape[-1]
         spatial = list(input_shape[:-1])
+        self.stem_pool = stem_pool
         for i, (w, s) in enumerate(zip(widths, strides, strict=True)):
+            k = stem_kernel if (i == 0 and stem_kernel) else kernel_size
             setattr(
                 self,
                 f"conv_{i}",
                 Conv(
                     in_features,
                     w,
-                    (kernel_size,) * spatial_rank,
+                    (k,) * spatial_rank,
                     strides=s,
                     use_bias=norm == "none",
                     impl=conv_impl,
@@ -84,7 +91,9 @@ class PlainCNN(nnx.Module):
             )
             setattr(self, f"norm_{i}", make_norm(norm, w, groups=norm_groups, rngs=rngs))
             in_features = w
-            spatial = [-(-n // s) for n in spatial]  # SAME padding
+            spatial = [(n - 1) // s + 1 for n in spatial]  # symmetric (k - 1) // 2 padding
+            if i == 0 and stem_pool:
+                spatial = [(n - 1) // 2 + 1 for n in spatial]
         if head not in HEADS:
             raise ValueError(f"head={head!r}: use one of {HEADS}")
         self.pool = head == "avgpool"
@@ -97,8 +106,48 @@ class PlainCNN(nnx.Module):
             y = apply_norm(getattr(self, f"norm_{i}"), y, train=train, mask=mask)
             y = jax.nn.relu(y)
             x = x + y if self.skip and y.shape == x.shape else y
+            if i == 0 and self.stem_pool:
+                x = max_pool(x, 3, 2, padding=1)
         if self.pool:
             x = jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
         else:
             x = x.reshape(x.shape[0], -1)
+        return self.head(x)
+
+
+class PlainMLP(nnx.Module):
+    """``depth`` x (linear -> norm -> ReLU [+ skip]) -> linear, on the flattened input.
+
+    The MLP control of the depth sweep: no convolution, no spatial structure. Layer names are
+    ``fc_0`` ... ``fc_{depth-1}``, ``head``.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        *,
+        depth: int,
+        width: int,
+        norm: str = "none",
+        norm_groups: int = 8,
+        skip: bool = False,
+        rngs: nnx.Rngs,
+    ):
+        self.depth = depth
+        self.skip = skip
+        features = math.prod(input_shape)
+        init = jax.nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
+        for i in range(depth):
+            setattr(self, f"fc_{i}", nnx.Linear(features, width, kernel_init=init, rngs=rngs))
+            setattr(self, f"norm_{i}", make_norm(norm, width, groups=norm_groups, rngs=rngs))
+            features = width
+        self.head = nnx.Linear(features, num_classes, rngs=rngs)
+
+    def __call__(self, x: jax.Array, *, train: bool, mask: jax.Array | None = None) -> jax.Array:
+        x = x.reshape(x.shape[0], -1)
+        for i in range(self.depth):
+            y = getattr(self, f"fc_{i}")(x)
+            y = jax.nn.relu(apply_norm(getattr(self, f"norm_{i}"), y, train=train, mask=mask))
+            x = x + y if self.skip and y.shape == x.shape else y
         return self.head(x)
