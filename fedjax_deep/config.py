@@ -260,6 +260,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
         c.model.kernel_size,
         "must be an odd integer >= 1",
     )
+    _require(
+        c.model.stem_kernel == 0 or (c.model.stem_kernel >= 1 and c.model.stem_kernel % 2 == 1),
+        "model.stem_kernel",
+        c.model.stem_kernel,
+        "must be 0 (= kernel_size) or an odd integer >= 1",
+    )
+    positive_int("model.stem_stride")
+    positive_int("model.head_pool")
+    _require(
+        0 < c.model.width_mult <= 64, "model.width_mult", c.model.width_mult, "must be in (0, 64]"
+    )
+    _require(
+        isinstance(c.model.classifier, tuple | list)
+        and all(_is_int(x) and x >= 1 for x in c.model.classifier),
+        "model.classifier",
+        c.model.classifier,
+        "give () or positive hidden widths, e.g. (4096, 4096)",
+    )
     _require(c.model.norm in NORMS, "model.norm", c.model.norm, f"use one of {', '.join(NORMS)}")
     positive_int("model.norm_groups")
     _require(c.model.head in HEADS, "model.head", c.model.head, f"use one of {', '.join(HEADS)}")
