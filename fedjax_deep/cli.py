@@ -2,6 +2,7 @@
 
     fedjax-deep train --config configs/digits_depth.py --workdir runs/depth [--config.a.b=value ...]
     fedjax-deep report runs/depth
+    fedjax-deep prepare cifar10 --data-dir ~/tensorflow_datasets   (needs network + TensorFlow)
 
 Bad input (a config field, a value, a file) prints one line, ``error: ...``, and exits with code 2.
 """
@@ -36,7 +37,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     report = sub.add_parser("report", help="(re)write the markdown report and plots of a sweep")
     report.add_argument("workdir")
+    prepare = sub.add_parser(
+        "prepare",
+        help="prepare a tensorflow-datasets dataset as array_record folders (needs network and "
+        "TensorFlow once: pip install 'fedjax_deep[prepare]')",
+    )
+    prepare.add_argument("dataset", choices=["cifar10", "cifar100"])
+    prepare.add_argument("--data-dir", required=True)
+    prepare.add_argument("--manual-dir", default=None, help="already downloaded archives")
     return parser
+
+
+def _prepare(args) -> int:
+    """Builds the array_record folders that ``tfds.data_source`` reads without TensorFlow."""
+    import tensorflow_datasets as tfds
+
+    try:
+        import tensorflow  # noqa: F401  (tfds needs it to build, not to read)
+    except ImportError:
+        print(
+            "error: preparing needs TensorFlow once: pip install 'fedjax_deep[prepare]'",
+            file=sys.stderr,
+        )
+        return 2
+    builder = tfds.builder(args.dataset, data_dir=args.data_dir, file_format="array_record")
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=args.manual_dir)
+    )
+    print(f"prepared {args.dataset} under {args.data_dir}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,9 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [a for a in argv if a.startswith("--config.")]
     args = _parser().parse_args([a for a in argv if not a.startswith("--config.")])
 
+    from fedjax_deep.checkpoint import CheckpointError
     from fedjax_deep.config import ConfigError, apply_overrides, load_config
+    from fedjax_deep.data import DataError, PartitionError
+    from fedjax_deep.train import NumericError
 
     try:
+        if args.command == "prepare":
+            return _prepare(args)
         if args.command == "report":
             from fedjax_deep import report
 
@@ -60,12 +94,15 @@ def main(argv: list[str] | None = None) -> int:
         from fedjax_deep import train
 
         train.run(config, args.workdir, progress=not args.no_progress)
-    except ConfigError as e:
+    except (ConfigError, DataError, PartitionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (NumericError, CheckpointError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -40,7 +40,15 @@ def default_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.name = "digits"
     c.data.test_fraction = 0.2
-    c.data.partition = "iid"
+    c.data.partition = "iid"  # 'iid', 'dirichlet', 'shards' or 'full' (fedjax_deep.data.partition)
+    c.data.dirichlet_alpha = 0.5
+    c.data.classes_per_client = 2  # for 'shards'
+    c.data.data_dir = ""  # prepared tensorflow-datasets folders ('' = $TFDS_DATA_DIR or ~/...)
+    c.data.manual_dir = ""  # Tiny-ImageNet: the folder holding tiny-imagenet-200 ('' = data_dir)
+    c.data.augment = "none"  # 'none' or 'crop_flip' (image datasets)
+    c.data.placement = (
+        "auto"  # client data on the 'device' once, or on the 'host' (cohort per round)
+    )
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "plain_cnn"
@@ -63,12 +71,14 @@ def default_config() -> ml_collections.ConfigDict:
 
     c.fl = ml_collections.ConfigDict()
     c.fl.num_clients = 10
+    c.fl.cohort_size = 0  # > 0: clients sampled per round (uniform, without replacement)
     c.fl.local_epochs = 8
     c.fl.local_steps = 0  # > 0 replaces local_epochs by a fixed number of local steps
     c.fl.batch_size = 32
     c.fl.execution = "auto"  # 'auto', 'vmap', 'chunked' or 'sharded' (fedjax_deep.fl.execution)
     c.fl.chunk_size = 0  # clients per chunk for 'chunked' (0 -> 1) and per device for 'sharded'
     c.fl.bn_stats = "average"  # BatchNorm statistics: 'average' (weighted) or 'local' (FedBN)
+    c.fl.nonfinite = "stop"  # a non-finite round: 'stop' the run, or 'skip' such client updates
     c.fl.divergence = True
     c.fl.grad_divergence = True
 
@@ -82,6 +92,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.server_opt.name = "sgd"  # sgd with learning_rate 1 and momentum 0 is FedAvg
     c.server_opt.learning_rate = 1.0
     c.server_opt.momentum = 0.0
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every_rounds = 1  # 0: only at the end
+    c.checkpoint.keep = 3
 
     c.eval = ml_collections.ConfigDict()
     c.eval.every_rounds = 1
@@ -98,10 +112,25 @@ def load_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
         raise ConfigError("file", str(path), "no such config file; pass --config configs/<name>.py")
     spec = importlib.util.spec_from_file_location(f"_fedjax_deep_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise ConfigError(
+            "file", str(path), f"cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0]})"
+        ) from None
     if not hasattr(module, "get_config"):
         raise ConfigError("file", str(path), "the file defines no get_config()")
-    return module.get_config()
+    try:
+        config = module.get_config()
+    except Exception as e:
+        raise ConfigError(
+            "file", str(path), f"get_config() failed ({type(e).__name__}: {e})"
+        ) from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(
+            "file", str(path), "get_config() must return an ml_collections.ConfigDict"
+        )
+    return config
 
 
 def _parse_value(field: str, text: str, current: Any) -> Any:
@@ -203,7 +232,7 @@ def _is_num(v):
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks every field's presence, type and range (no I/O). Raises :class:`ConfigError`."""
-    from fedjax_deep.data import DATASETS
+    from fedjax_deep.data import AUGMENTATIONS, DATASETS, INPUT_SHAPES, PARTITIONS
     from fedjax_deep.fl.execution import STRATEGIES
     from fedjax_deep.models import CONV_IMPLS, HEADS, MODELS, NORMS
 
@@ -245,7 +274,37 @@ def validate(config: ml_collections.ConfigDict) -> None:
         c.data.test_fraction,
         "must be in (0, 1)",
     )
-    _require(c.data.partition == "iid", "data.partition", c.data.partition, "use iid")
+    _require(
+        c.data.partition in PARTITIONS,
+        "data.partition",
+        c.data.partition,
+        f"use one of {', '.join(PARTITIONS)}",
+    )
+    _require(
+        c.data.dirichlet_alpha > 0,
+        "data.dirichlet_alpha",
+        c.data.dirichlet_alpha,
+        "must be > 0 (small: few classes per client; large: close to IID)",
+    )
+    positive_int("data.classes_per_client")
+    _require(
+        c.data.augment in AUGMENTATIONS,
+        "data.augment",
+        c.data.augment,
+        f"use one of {', '.join(AUGMENTATIONS)}",
+    )
+    _require(
+        c.data.augment == "none" or len(INPUT_SHAPES.get(c.data.name, ())) == 3,
+        "data.augment",
+        c.data.augment,
+        f"crops and flips need images; {c.data.name} is not an image dataset (use none)",
+    )
+    _require(
+        c.data.placement in ("auto", "device", "host"),
+        "data.placement",
+        c.data.placement,
+        "use auto, device or host",
+    )
     _require(
         c.model.name in MODELS,
         "model.name",
@@ -299,6 +358,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     positive_int("fl.num_clients")
     _require(
+        0 <= c.fl.cohort_size <= c.fl.num_clients,
+        "fl.cohort_size",
+        c.fl.cohort_size,
+        f"must be in [0, fl.num_clients={c.fl.num_clients}] (0 = every client every round)",
+    )
+    _require(
         c.fl.local_epochs >= 1 or c.fl.local_steps >= 1,
         "fl.local_epochs",
         c.fl.local_epochs,
@@ -343,6 +408,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "must be >= 0",
     )
     positive_int("eval.every_rounds")
+    _require(
+        c.checkpoint.every_rounds >= 0,
+        "checkpoint.every_rounds",
+        c.checkpoint.every_rounds,
+        "must be >= 0 (0 = only after the last round)",
+    )
+    positive_int("checkpoint.keep")
+    _require(
+        c.fl.nonfinite in ("stop", "skip"),
+        "fl.nonfinite",
+        c.fl.nonfinite,
+        "use stop (end the run) or skip (drop non-finite client updates and count them)",
+    )
     positive_int("eval.batch_size")
     _validate_sweep(c)
 

@@ -31,17 +31,34 @@ from tqdm.auto import tqdm
 
 from fedjax_deep import config as config_lib
 from fedjax_deep.aggregation import fedavg
+from fedjax_deep.checkpoint import Checkpointer, CheckpointError
 from fedjax_deep.config import ConfigError
-from fedjax_deep.data import DATASETS, iid, num_local_steps, stack_clients
-from fedjax_deep.fl import ClientState, init_server_state, make_client_update, make_round
+from fedjax_deep.data import (
+    make_augment,
+    make_partition,
+    num_local_steps,
+    partition_stats,
+    plot_partition,
+    stack_clients,
+)
+from fedjax_deep.data import sources as data_sources
+from fedjax_deep.fl import (
+    ClientState,
+    init_server_state,
+    make_client_update,
+    make_round,
+    sample_cohort,
+)
 from fedjax_deep.fl.execution import (
     Execution,
+    available_memory_bytes,
     choose_execution,
     estimate_bytes_per_client,
     fetch,
     pad_clients,
     place_round_inputs,
     replicate,
+    shard_clients,
 )
 from fedjax_deep.metrics import batch_eval_data, make_evaluate
 from fedjax_deep.models import build_model, check_model_config
@@ -70,26 +87,40 @@ def _jsonable(value: Any) -> Any:
     return [_jsonable(v) for v in value]
 
 
-def _prepare(config: ml_collections.ConfigDict):
+def _prepare(config: ml_collections.ConfigDict, cache: dict | None = None):
     """Everything that can fail on bad input, done before the workdir is touched."""
     rng = np.random.default_rng(config.seed)
-    dataset = DATASETS[config.data.name](rng, config.data.test_fraction)
-    num_train = len(dataset.train_y)
-    if config.mode == "centralized":
-        partition = [np.arange(num_train)]
+    data_key = (config.data.to_json(), config.seed)
+    if cache is not None and data_key in cache:
+        # The points of a sweep share a loaded dataset; the generator resumes where loading left it.
+        dataset, state_after_load = cache[data_key]
+        rng.bit_generator.state = state_after_load
     else:
-        if config.fl.num_clients > num_train:
-            raise ConfigError(
-                "fl.num_clients",
-                config.fl.num_clients,
-                f"more clients than the {num_train} training examples of {config.data.name}; "
-                f"use at most {num_train}",
-            )
-        partition = iid(num_train, config.fl.num_clients, rng)
+        dataset = data_sources.load(config.data.name, config.data, rng)
+        if cache is not None:
+            cache[data_key] = (dataset, rng.bit_generator.state)
     check_model_config(config.model, dataset.input_shape)
+    # The federated partition is drawn in both modes: centralized training sees the same examples
+    # per round as the federated run it is compared with.
+    fl_partition = make_partition(config.data, dataset.train_y, config.fl.num_clients, rng)
+    if config.mode == "centralized":
+        partition = [np.arange(len(dataset.train_y))]
+    else:
+        partition = fl_partition
     max_examples = max(len(p) for p in partition)
     batch_size = min(config.fl.batch_size, max_examples)
-    return dataset, partition, batch_size
+    return dataset, partition, fl_partition, batch_size
+
+
+def _centralized_steps(config, fl_partition, batch_size: int) -> int:
+    """Local steps per round that give one learner the examples a federated round sees."""
+    cohort = config.fl.cohort_size or config.fl.num_clients
+    if config.fl.local_steps > 0:
+        examples = config.fl.local_steps * config.fl.batch_size * cohort
+    else:
+        sizes = [len(p) for p in fl_partition]
+        examples = config.fl.local_epochs * sum(sizes) * cohort / len(sizes)
+    return max(1, round(examples / batch_size))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progress: bool = True):
@@ -102,15 +133,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
     """
     workdir = pathlib.Path(workdir)
     points = config_lib.expand_sweep(config)
-    prepared = [(name, point, _prepare(point)) for name, point in points]
-    for name, _, _ in prepared:
-        target = workdir / name if name else workdir
-        if (target / "metrics.jsonl").exists():
-            raise ConfigError(
-                "workdir",
-                str(target),
-                "already holds a run; pass a new --workdir (resuming arrives with checkpoints)",
-            )
+    _check_workdir(workdir)
+    for name, point in points:
+        check_resume_compatible(point, workdir / name if name else workdir)
+    cache: dict = {}
+    prepared = [(name, point, _prepare(point, cache)) for name, point in points]
     if len(prepared) == 1 and not prepared[0][0]:
         return _run_one(config, workdir, prepared[0][2], progress=progress)
     summaries = {}
@@ -127,9 +154,113 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
     return summaries
 
 
+# Fields a resumed run may change: they do not change what is computed (or only its float order).
+RESUME_HARMLESS = (
+    "num_rounds",
+    "eval.every_rounds",
+    "eval.batch_size",
+    "checkpoint.every_rounds",
+    "checkpoint.keep",
+    "fl.execution",
+    "fl.chunk_size",
+    "data.placement",
+    "data.data_dir",
+    "data.manual_dir",
+    "sweep",
+)
+
+
+def _flat_json(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat_json(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(old: dict, new: ml_collections.ConfigDict) -> dict[str, tuple]:
+    """Fields whose values differ between a run's saved config and ``new``: ``{field: (old, new)}``."""
+    new_flat = _flat_json(json.loads(new.to_json_best_effort()))
+    old_flat = _flat_json(old)
+    return {
+        f: (old_flat.get(f), new_flat.get(f))
+        for f in sorted(set(old_flat) | set(new_flat))
+        if old_flat.get(f) != new_flat.get(f)
+    }
+
+
+def check_resume_compatible(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
+    """Raises :class:`ConfigError` if ``workdir`` holds a run whose meaning ``config`` would change
+    (model, data, clients, optimizers, seed, ...); returns the harmless changes (may be empty)."""
+    saved = workdir / "config.json"
+    if not saved.exists() or not (workdir / "run_info.json").exists():
+        return {}
+    changes = config_changes(json.loads(saved.read_text()), config)
+    for field, (old, new) in changes.items():
+        if field not in RESUME_HARMLESS:
+            raise ConfigError(
+                field,
+                new,
+                f"differs from the run being resumed in {workdir} ({old!r}); that would change "
+                "the experiment: pass a new --workdir",
+            )
+    return changes
+
+
+def _check_workdir(workdir: pathlib.Path) -> None:
+    """Fails early (nothing written) if ``workdir`` cannot be created or written."""
+    existing = workdir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError("workdir", str(workdir), f"{existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError("workdir", str(workdir), f"{existing} is not writable")
+
+
+def _truncate_metrics(path: pathlib.Path, last_round: int) -> list[dict]:
+    """Keeps the rows of rounds <= ``last_round`` (the checkpoint's), atomically; returns them."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a crash
+            continue
+        if row.get("round", 0) <= last_round:
+            rows.append(row)
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
+    return rows
+
+
+class NumericError(RuntimeError):
+    """A round produced non-finite parameters or loss (one line, names round and layer)."""
+
+
+def _first_nonfinite(params) -> int:
+    """Index of the first parameter leaf with a non-finite value, -1 if none (jit-friendly)."""
+    flags = jnp.stack([~jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)])
+    return jnp.where(jnp.any(flags), jnp.argmax(flags), -1)
+
+
 def _is_writer() -> bool:
     """Every process of a multi-host run computes; only process 0 writes files and progress."""
     return jax.process_index() == 0
+
+
+def _data_on_host(config, dataset, partition) -> bool:
+    """``data.placement``: ``auto`` keeps client data on the device when it takes less than half
+    of the device's free memory."""
+    if config.data.placement != "auto":
+        return config.data.placement == "host"
+    bytes_needed = sum(len(p) for p in partition) * dataset.train_x[0].nbytes
+    free = available_memory_bytes()
+    return free is not None and bytes_needed > 0.5 * free
 
 
 def _choose_execution(
@@ -153,33 +284,49 @@ def _choose_execution(
         )
     return choose_execution(
         config.fl.execution,
-        client_data.num_clients,
+        config.fl.cohort_size or client_data.num_clients,
         chunk_size=config.fl.chunk_size,
         bytes_per_client=bytes_per_client,
     )
 
 
 def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
-    dataset, partition, batch_size = prepared
+    changes = check_resume_compatible(config, workdir)
+    dataset, partition, fl_partition, batch_size = prepared
     start = time.time()
     key = jax.random.key(config.seed)
     model_key, run_key = jax.random.split(key)
     model, params, model_state = build_model(
         config.model, dataset.input_shape, dataset.num_classes, model_key
     )
-    client_data = stack_clients(dataset.train_x, dataset.train_y, partition)
-    num_steps = num_local_steps(
-        client_data.max_examples, batch_size, config.fl.local_epochs, config.fl.local_steps
-    )
     centralized = config.mode == "centralized"
+    on_host = _data_on_host(config, dataset, partition)
+    client_data = stack_clients(dataset.train_x, dataset.train_y, partition, on_device=not on_host)
+    if centralized:
+        num_steps = _centralized_steps(config, fl_partition, batch_size)
+    else:
+        num_steps = num_local_steps(
+            client_data.max_examples, batch_size, config.fl.local_epochs, config.fl.local_steps
+        )
+    cohort_size = 0 if centralized else config.fl.cohort_size
+    if cohort_size == client_data.num_clients:
+        cohort_size = 0
     client_opt = make_client_optimizer(config.client_opt)
     server_rule = fedavg(make_server_optimizer(config.server_opt))
     divergence = config.fl.divergence and not centralized
     execution, why = _choose_execution(
         config, model, client_opt, client_data, params, model_state, batch_size, num_steps
     )
-    if execution.mesh is not None:
-        client_data = pad_clients(client_data, execution.num_shards)
+    mesh = execution.mesh
+    if mesh is not None and cohort_size % execution.num_shards:
+        raise ConfigError(
+            "fl.cohort_size",
+            cohort_size,
+            f"must be a multiple of the {execution.num_shards} devices the clients are sharded over",
+        )
+    population = client_data
+    if mesh is not None:
+        population = pad_clients(population, execution.num_shards, on_device=not on_host)
     round_fn = make_round(
         model,
         client_opt,
@@ -189,24 +336,39 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         divergence=divergence,
         grad_divergence=config.fl.grad_divergence,
         execution=execution,
+        augment=make_augment(config.data.augment),
+        # On the host the cohort is drawn (with the same key) and copied over before the round.
+        cohort_size=0 if on_host else cohort_size,
+        skip_nonfinite=config.fl.nonfinite == "skip",
     )
     state = init_server_state(
         params,
         model_state,
         server_rule,
         client_optimizer=client_opt if centralized else None,
-        num_clients=client_data.num_clients,
+        num_clients=population.num_clients,
         local_model_state=config.fl.bn_stats == "local" and bool(model_state),
     )
-    state, client_data = place_round_inputs(execution, state, client_data)
+    state, device_data = place_round_inputs(execution, state, None if on_host else population)
 
-    def round_key(r):
+    def round_inputs(r):
+        """This round's client data and key (a host-side cohort is drawn and copied here)."""
         key_ = jax.random.fold_in(run_key, r)
-        return key_ if execution.mesh is None else replicate(key_, execution.mesh)
+        data = device_data
+        if on_host:
+            ids = np.arange(population.num_clients)
+            if cohort_size:
+                key_, cohort_key = jax.random.split(key_)
+                ids = np.asarray(
+                    sample_cohort(cohort_key, jnp.asarray(population.num_examples), cohort_size)
+                )
+            data = jax.tree.map(lambda a: jnp.asarray(a[ids]), population)
+            if mesh is not None:
+                data = shard_clients(pad_clients(data, execution.num_shards), mesh)
+        return data, key_ if mesh is None else replicate(key_, mesh)
 
     compile_start = time.time()
-    round_step = jax.jit(round_fn, donate_argnums=0).lower(state, client_data, round_key(0))
-    round_step = round_step.compile()
+    round_step = jax.jit(round_fn, donate_argnums=0).lower(state, *round_inputs(0)).compile()
     eval_batches = batch_eval_data(dataset.test_x, dataset.test_y, config.eval.batch_size)
     if execution.mesh is not None:
         eval_batches = replicate(eval_batches, execution.mesh)
@@ -235,39 +397,79 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         "devices": len(jax.devices()),
         "processes": jax.process_count(),
         "execution": why,
+        "data_placement": "host (cohort copied per round)" if on_host else "device",
+        "cohort_size": cohort_size or len(partition),
+        "partition": config.data.partition,
     }
     if writer:
         (workdir / "run_info.json").write_text(json.dumps(run_info, indent=2) + "\n")
+        if not centralized:
+            stats = partition_stats(partition, dataset.train_y, dataset.num_classes)
+            (workdir / "partition.json").write_text(json.dumps(stats) + "\n")
+            plot_partition(stats, workdir / "partition.png")
     if progress:
         print(f"{workdir.name or workdir}: {why}", file=sys.stderr, flush=True)
 
-    rows = []
+    checkpointer = Checkpointer(workdir / "checkpoints", keep=config.checkpoint.keep)
+    start_round = checkpointer.latest_round() or 0
+    if start_round:
+        state = checkpointer.restore(start_round, state, run_key)
+    rows = _truncate_metrics(workdir / "metrics.jsonl", start_round) if writer else []
+    if writer and changes:
+        with open(workdir / "resume_log.jsonl", "a") as f:
+            f.write(json.dumps({"resumed_at_round": start_round, "changes": changes}) + "\n")
+    if progress and start_round:
+        print(f"{workdir.name or workdir}: resuming after round {start_round}", file=sys.stderr)
+    leaf_names = [
+        "/".join(str(getattr(k, "key", k)) for k in path)
+        for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]
+    ]
+    first_nonfinite = jax.jit(_first_nonfinite)
+    every = config.checkpoint.every_rounds
     bar = tqdm(
-        range(config.num_rounds),
+        range(start_round, config.num_rounds),
+        initial=start_round,
+        total=config.num_rounds,
         desc=f"{config.mode} {workdir.name}",
         disable=not progress,
         unit="round",
         file=sys.stderr,
     )
-    with open(workdir / "metrics.jsonl" if writer else os.devnull, "a") as log:
-        for r in bar:
-            t0 = time.time()
-            state, metrics = round_step(state, client_data, round_key(r))
-            if (r + 1) % config.eval.every_rounds == 0 or r + 1 == config.num_rounds:
-                metrics.update(evaluate(state.params, state.model_state, eval_batches))
-            metrics = fetch(metrics)
-            row = {"round": r + 1, **{k: _jsonable(v) for k, v in sorted(metrics.items())}}
-            row["time/round_seconds"] = round(time.time() - t0, 4)
-            log.write(json.dumps(row) + "\n")
-            log.flush()
-            rows.append(row)
-            postfix = {
-                "loss": f"{row['train/loss']:.3f}" if row["train/loss"] is not None else "nan"
-            }
-            if row.get("eval/accuracy") is not None:
-                postfix["acc"] = f"{row['eval/accuracy']:.3f}"
-            bar.set_postfix(postfix)
-    bar.close()
+    try:
+        with open(workdir / "metrics.jsonl" if writer else os.devnull, "a") as log:
+            for r in bar:
+                t0 = time.time()
+                state, metrics = round_step(state, *round_inputs(r))
+                bad_leaf = int(fetch(first_nonfinite(state.params)))
+                loss = float(fetch(metrics["train/loss"]))
+                if bad_leaf >= 0 or not math.isfinite(loss):
+                    where = leaf_names[bad_leaf] if bad_leaf >= 0 else "the training loss"
+                    raise NumericError(
+                        f"round {r + 1}: non-finite values in {where} (train/loss {loss}); the "
+                        f"last good checkpoint (round {checkpointer.latest_round()}) is intact. "
+                        "Lower the learning rate, or set fl.nonfinite=skip to drop such client "
+                        "updates"
+                    )
+                if (r + 1) % config.eval.every_rounds == 0 or r + 1 == config.num_rounds:
+                    metrics.update(evaluate(state.params, state.model_state, eval_batches))
+                metrics = fetch(metrics)
+                row = {"round": r + 1, **{k: _jsonable(v) for k, v in sorted(metrics.items())}}
+                row["time/round_seconds"] = round(time.time() - t0, 4)
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                os.fsync(log.fileno())
+                rows.append(row)
+                if (every and (r + 1) % every == 0) or r + 1 == config.num_rounds:
+                    checkpointer.save(r + 1, state, run_key)
+                postfix = {"loss": f"{loss:.3f}"}
+                if row.get("eval/accuracy") is not None:
+                    postfix["acc"] = f"{row['eval/accuracy']:.3f}"
+                bar.set_postfix(postfix)
+    finally:
+        bar.close()
+        checkpointer.close()
+    if not rows:
+        raise CheckpointError(f"{workdir}: no metrics rows to summarize")
 
     summary = {
         "mode": config.mode,
@@ -279,6 +481,7 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
             (row["eval/accuracy"] for row in rows if "eval/accuracy" in row), None
         ),
         "examples_seen": int(sum(row["train/num_examples"] for row in rows)),
+        "resumed_at_round": start_round or None,
         "wall_seconds": round(time.time() - start, 2),
         "compile_seconds": round(compile_s, 3),
     }

@@ -346,7 +346,10 @@ def bench_torch_loop(name, num_clients, args):
                 opt.step()
             with torch.no_grad():
                 for k, v in model.state_dict().items():
-                    total[k] += v / num_clients
+                    if v.is_floating_point():
+                        total[k] += v / num_clients
+                    else:  # BatchNorm's num_batches_tracked counter
+                        total[k] = v.clone()
 
     run()
     return run, {"torch": torch.__version__}
@@ -511,16 +514,21 @@ def main(args):
             line = ", ".join(f"{k}: {v['examples_per_second']:.0f}" for k, v in rows.items())
             print(f"{name} C={c}: {line}", flush=True)
         report["models"][name] = {"flops_per_example": flops, "clients": per_c}
+        _write(report, args.out)  # keep what is measured even if a later model fails
     if args.memory_check:
         report["memory_check"] = memory_check(args)
         print(f"memory check: {report['memory_check']}", flush=True)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "bench_clients.json"), "w") as f:
+    print(_write(report, args.out))
+
+
+def _write(report, out):
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "bench_clients.json"), "w") as f:
         json.dump(report, f, indent=2, default=str)
     md = markdown(report)
-    with open(os.path.join(args.out, "bench_clients.md"), "w") as f:
+    with open(os.path.join(out, "bench_clients.md"), "w") as f:
         f.write(md)
-    print(md)
+    return md
 
 
 def markdown(report) -> str:

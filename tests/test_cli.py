@@ -112,13 +112,3 @@ def test_missing_config_file_and_bad_arguments(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--config" in err
-
-
-def test_refuses_to_overwrite_a_finished_run(tmp_path, capsys):
-    workdir = tmp_path / "run"
-    workdir.mkdir()
-    (workdir / "metrics.jsonl").write_text('{"round": 1}\n')
-    code = cli.main(["train", "--config", TINY, "--workdir", str(workdir)])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and "already holds a run" in err
-    assert (workdir / "metrics.jsonl").read_text() == '{"round": 1}\n'

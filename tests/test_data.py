@@ -6,13 +6,20 @@ import numpy as np
 import pytest
 
 from fedjax_deep.data import (
+    PartitionError,
     client_batch_indices,
+    crop_flip,
+    dirichlet,
+    full,
     iid,
     load_digits,
     num_local_steps,
+    partition_stats,
     round_batch_indices,
+    shards,
     stack_clients,
 )
+from fedjax_deep.fl import sample_cohort
 
 
 def test_digits_split_is_seeded_and_complete():
@@ -67,3 +74,85 @@ def test_same_key_same_batches_and_fixed_local_steps():
     assert a[0].shape == (3, 5, 4)
     # 3 steps per epoch (12 slots); 5 steps = one epoch plus the first 8 slots of the next
     assert np.asarray(a[1]).sum(axis=(1, 2)).tolist() == [5 + 5, 9 + 8, 2 + 2]
+
+
+def test_partitions_place_every_example_exactly_once(rng):
+    labels = np.repeat(np.arange(10), 50)
+    for parts in (
+        iid(500, 7, rng),
+        dirichlet(labels, 7, 0.3, rng),
+        shards(labels, 7, 2, rng),
+    ):
+        np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(500))
+    assert [len(p) for p in full(500, 3)] == [500] * 3
+
+
+def test_dirichlet_alpha_controls_label_skew(rng):
+    labels = np.repeat(np.arange(10), 300)
+    uniform = np.full(10, 0.1)
+
+    def mean_deviation(alpha):
+        parts = dirichlet(labels, 10, alpha, rng)
+        props = [np.bincount(labels[p], minlength=10) / len(p) for p in parts]
+        return np.mean([np.abs(q - uniform).sum() for q in props])
+
+    assert mean_deviation(1000.0) < 0.1  # close to IID label proportions
+    assert mean_deviation(0.05) > 1.0  # concentrated on few classes
+    with pytest.raises(PartitionError, match="dirichlet_alpha=0"):
+        dirichlet(labels, 10, 0.0, rng)
+    with pytest.raises(PartitionError, match="num_clients=4000"):
+        dirichlet(labels, 4000, 1.0, rng)
+
+
+def test_shards_give_exactly_k_classes(rng):
+    labels = np.repeat(np.arange(10), 40)
+    parts = shards(labels, 8, 3, rng)
+    stats = partition_stats(parts, labels, 10)
+    assert stats["classes_per_client"] == [3] * 8
+    assert np.all(np.asarray(stats["class_histogram"]).sum(axis=0) == 40)
+    with pytest.raises(PartitionError, match="classes_per_client=1"):
+        shards(labels, 5, 1, rng)  # 5 clients x 1 class cannot cover 10 classes
+
+
+def test_masks_cover_exactly_the_padding_of_unequal_clients(rng):
+    labels = np.repeat(np.arange(4), 25)
+    parts = dirichlet(labels, 5, 0.5, rng)
+    x = np.arange(100, dtype=np.float32).reshape(100, 1)
+    data = stack_clients(x, labels, parts)
+    n = np.asarray(data.num_examples)
+    idx, mask = round_batch_indices(
+        jax.random.split(jax.random.key(0), 5),
+        data.num_examples,
+        data.max_examples,
+        8,
+        3 * -(-data.max_examples // 8),
+    )
+    idx, mask = np.asarray(idx), np.asarray(mask)
+    for c in range(5):
+        assert mask[c].sum() == 3 * n[c]  # 3 epochs of the client's real examples
+        assert np.all(idx[c][mask[c]] < n[c])  # never a padded row
+        real_x = np.asarray(data.x[c])[idx[c][mask[c]], 0]
+        assert sorted(real_x.tolist()) == sorted(np.repeat(x[parts[c], 0], 3).tolist())
+
+
+def test_crop_flip_is_keyed_and_keeps_content():
+    x = jax.random.normal(jax.random.key(0), (6, 8, 8, 3))
+    a = crop_flip(jax.random.key(1), x, pad=2)
+    b = crop_flip(jax.random.key(1), x, pad=2)
+    c = crop_flip(jax.random.key(2), x, pad=2)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == x.shape and not np.allclose(a, c)
+    # every output pixel is an input pixel or padding: values are a subset
+    values = set(np.round(np.asarray(x), 5).ravel().tolist()) | {0.0}
+    assert set(np.round(np.asarray(a), 5).ravel().tolist()) <= values
+
+
+def test_sample_cohort_is_uniform_without_replacement_over_clients_with_data():
+    num_examples = jnp.array([5, 0, 3, 7, 0, 2, 9, 4], jnp.int32)
+    counts = np.zeros(8)
+    for i in range(400):
+        ids = np.asarray(sample_cohort(jax.random.key(i), num_examples, 3))
+        assert len(set(ids.tolist())) == 3 and not {1, 4} & set(ids.tolist())
+        counts[ids] += 1
+    held = counts[[0, 2, 3, 5, 6, 7]] / 400
+    assert np.all(np.abs(held - 0.5) < 0.1)  # each of 6 data-holding clients: 3/6 of rounds

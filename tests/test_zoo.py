@@ -118,19 +118,28 @@ def test_every_family_trains_under_the_round_and_compiles_once(knobs, num_layers
     model, params, state = build_model(model_config(**knobs), x.shape[1:], 10, jax.random.key(0))
     opt = optax.sgd(0.05, momentum=0.9)
     rule = fedavg(optax.sgd(1.0))
-    round_fn = make_round(model, opt, rule, batch_size=3, num_local_steps=2)
+    # The 53-layer ResNet-50 compiles without the divergence metrics to keep the suite fast; its
+    # bottleneck blocks are what this case adds, and divergence is checked on the others.
+    divergence = knobs["depth"] != 50
+    round_fn = make_round(model, opt, rule, batch_size=3, num_local_steps=2, divergence=divergence)
     step = jax.jit(chex.assert_max_traces(round_fn, n=1))
     server = init_server_state(params, state, rule)
     losses = []
     for r in range(2):
         server, metrics = step(server, data, jax.random.key(r))
         losses.append(float(metrics["train/loss"]))
-        assert np.isfinite(float(metrics["divergence/mean/relative"]))
+        if divergence:
+            assert np.isfinite(float(metrics["divergence/mean/relative"]))
     assert all(np.isfinite(losses))
     assert not jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), params, server.params))
     assert model.layers[-1] == "head" and len(model.layers) == num_layers
     for name in model.layers:  # every listed layer owns a kernel and gets divergence entries
-        assert f"divergence/{name}/kernel/relative" in metrics
+        node = server.params
+        for part in name.split("/"):
+            node = node[part]
+        assert "kernel" in node, name
+        if divergence:
+            assert f"divergence/{name}/kernel/relative" in metrics
 
 
 def test_layer_table_and_flops():

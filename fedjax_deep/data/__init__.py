@@ -1,5 +1,6 @@
-"""Datasets, client partitions and the on-device per-round batch layout."""
+"""Datasets, client partitions, on-device augmentation and the per-round batch layout."""
 
+from fedjax_deep.data.augment import AUGMENTATIONS, crop_flip, make_augment
 from fedjax_deep.data.batching import (
     ClientData,
     client_batch_indices,
@@ -9,19 +10,54 @@ from fedjax_deep.data.batching import (
     steps_per_epoch,
 )
 from fedjax_deep.data.embedded import Dataset, load_digits
-from fedjax_deep.data.partition import iid
+from fedjax_deep.data.partition import (
+    PARTITIONS,
+    PartitionError,
+    dirichlet,
+    full,
+    iid,
+    make_partition,
+    partition_stats,
+    plot_partition,
+    shards,
+)
+from fedjax_deep.data.sources import (
+    INPUT_SHAPES,
+    NORMALIZATION,
+    NUM_CLASSES,
+    DataError,
+    load,
+    load_mnist1d,
+)
 
-DATASETS = {"digits": load_digits}
+DATASETS = tuple(NUM_CLASSES)
 
 __all__ = [
+    "AUGMENTATIONS",
     "DATASETS",
+    "INPUT_SHAPES",
+    "NORMALIZATION",
+    "NUM_CLASSES",
+    "PARTITIONS",
     "ClientData",
+    "DataError",
     "Dataset",
+    "PartitionError",
     "client_batch_indices",
+    "crop_flip",
+    "dirichlet",
+    "full",
     "iid",
+    "load",
     "load_digits",
+    "load_mnist1d",
+    "make_augment",
+    "make_partition",
     "num_local_steps",
+    "partition_stats",
+    "plot_partition",
     "round_batch_indices",
+    "shards",
     "stack_clients",
     "steps_per_epoch",
 ]

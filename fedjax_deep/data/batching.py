@@ -46,8 +46,11 @@ class ClientData:
         return self.x.shape[1]
 
 
-def stack_clients(x: np.ndarray, y: np.ndarray, partition: list[np.ndarray]) -> ClientData:
-    """Pads each client's examples to the largest client and stacks them on a leading C axis."""
+def stack_clients(
+    x: np.ndarray, y: np.ndarray, partition: list[np.ndarray], *, on_device: bool = True
+) -> ClientData:
+    """Pads each client's examples to the largest client and stacks them on a leading C axis
+    (device arrays, or NumPy arrays kept on the host with ``on_device=False``)."""
     max_n = max(len(p) for p in partition)
     num = len(partition)
     cx = np.zeros((num, max_n, *x.shape[1:]), x.dtype)
@@ -55,11 +58,12 @@ def stack_clients(x: np.ndarray, y: np.ndarray, partition: list[np.ndarray]) -> 
     for c, idx in enumerate(partition):
         cx[c, : len(idx)] = x[idx]
         cy[c, : len(idx)] = y[idx]
+    xp = jnp if on_device else np
     return ClientData(
-        x=jnp.asarray(cx),
-        y=jnp.asarray(cy),
-        num_examples=jnp.asarray([len(p) for p in partition], jnp.int32),
-        client_ids=jnp.arange(num, dtype=jnp.int32),
+        x=xp.asarray(cx),
+        y=xp.asarray(cy),
+        num_examples=xp.asarray([len(p) for p in partition], np.int32),
+        client_ids=xp.arange(num, dtype=np.int32),
     )
 
 

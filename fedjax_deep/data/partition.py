@@ -1,12 +1,27 @@
 """Partitions of a training set into clients: lists of example indices, one array per client.
 
 Every partition takes a ``numpy.random.Generator`` so that the same seed gives the same clients.
-Non-IID partitions (Dirichlet, shards) join this module in the data issue.
+
+| name | what each client holds |
+|---|---|
+| ``iid`` | a uniformly random shard; sizes differ by at most one |
+| ``dirichlet`` | per class, a Dirichlet(alpha) share of that class's examples (alpha -> inf: IID label proportions; small alpha: few classes per client) |
+| ``shards`` | exactly ``classes_per_client`` classes; each class split evenly among the clients holding it (the pathological non-IID split) |
+| ``full`` | the whole training set (the reviewers' control: every client holds as much data as CL) |
+
+Unequal client sizes are handled downstream by padding and masks. :func:`partition_stats` gives the
+sizes and class histograms a run saves (``partition.json`` and ``partition.png``).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+PARTITIONS = ("iid", "dirichlet", "shards", "full")
+
+
+class PartitionError(ValueError):
+    """A partition that cannot be built from the given data (one line, names the knob)."""
 
 
 def iid(num_examples: int, num_clients: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -20,3 +35,135 @@ def iid(num_examples: int, num_clients: int, rng: np.random.Generator) -> list[n
             f"num_clients={num_clients}: must be between 1 and the {num_examples} training examples"
         )
     return [np.sort(s) for s in np.array_split(rng.permutation(num_examples), num_clients)]
+
+
+def dirichlet(
+    labels: np.ndarray,
+    num_clients: int,
+    alpha: float,
+    rng: np.random.Generator,
+    *,
+    min_size: int = 1,
+    max_tries: int = 100,
+) -> list[np.ndarray]:
+    """Per class, splits that class's examples among clients in Dirichlet(alpha) proportions.
+
+    Redraws (up to ``max_tries`` times) until every client holds at least ``min_size`` examples.
+    """
+    if alpha <= 0:
+        raise PartitionError(f"config.data.dirichlet_alpha={alpha}: must be > 0 (e.g. 0.1 or 1.0)")
+    if num_clients > len(labels):
+        raise PartitionError(
+            f"config.fl.num_clients={num_clients}: more clients than the {len(labels)} training examples"
+        )
+    classes = np.unique(labels)
+    for _ in range(max_tries):
+        parts = [[] for _ in range(num_clients)]
+        for c in classes:
+            idx = rng.permutation(np.flatnonzero(labels == c))
+            shares = rng.dirichlet(np.full(num_clients, alpha))
+            cuts = (np.cumsum(shares)[:-1] * len(idx)).astype(int)
+            for k, piece in enumerate(np.split(idx, cuts)):
+                parts[k].append(piece)
+        out = [np.sort(np.concatenate(p)) for p in parts]
+        if min(len(p) for p in out) >= min_size:
+            return out
+    raise PartitionError(
+        f"config.data.dirichlet_alpha={alpha}: {max_tries} draws left a client with fewer than "
+        f"{min_size} examples; use a larger alpha or fewer clients"
+    )
+
+
+def shards(
+    labels: np.ndarray, num_clients: int, classes_per_client: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Each client holds exactly ``classes_per_client`` classes; each class's examples are split
+    evenly among the clients that hold it. Every class is held by someone."""
+    classes = np.unique(labels)
+    k = classes_per_client
+    if not 1 <= k <= len(classes):
+        raise PartitionError(
+            f"config.data.classes_per_client={k}: must be between 1 and the {len(classes)} classes"
+        )
+    if num_clients * k < len(classes):
+        raise PartitionError(
+            f"config.data.classes_per_client={k}: {num_clients} clients x {k} classes cannot cover "
+            f"{len(classes)} classes; use >= {-(-len(classes) // num_clients)}"
+        )
+    order = rng.permutation(classes)
+    holders: dict[int, list[int]] = {int(c): [] for c in classes}
+    for client in range(num_clients):
+        for j in range(k):
+            holders[int(order[(client * k + j) % len(order)])].append(client)
+    parts = [[] for _ in range(num_clients)]
+    for c, clients in holders.items():
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        for client, piece in zip(clients, np.array_split(idx, len(clients)), strict=True):
+            parts[client].append(piece)
+    out = [np.sort(np.concatenate(p)) for p in parts]
+    if min(len(p) for p in out) == 0:
+        raise PartitionError(
+            f"config.data.classes_per_client={k}: a client got no examples; use fewer clients"
+        )
+    return out
+
+
+def full(num_examples: int, num_clients: int) -> list[np.ndarray]:
+    """Every client holds the whole training set (in its own shuffled order each round)."""
+    return [np.arange(num_examples) for _ in range(num_clients)]
+
+
+def make_partition(
+    data_config, labels: np.ndarray, num_clients: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """The partition named by ``data_config.partition``."""
+    kind = data_config.partition
+    if kind == "iid":
+        if num_clients > len(labels):
+            raise PartitionError(
+                f"config.fl.num_clients={num_clients}: more clients than the {len(labels)} training "
+                f"examples; use at most {len(labels)}"
+            )
+        return iid(len(labels), num_clients, rng)
+    if kind == "dirichlet":
+        return dirichlet(labels, num_clients, data_config.dirichlet_alpha, rng)
+    if kind == "shards":
+        return shards(labels, num_clients, data_config.classes_per_client, rng)
+    if kind == "full":
+        return full(len(labels), num_clients)
+    raise PartitionError(f"config.data.partition={kind!r}: use one of {', '.join(PARTITIONS)}")
+
+
+def partition_stats(partition: list[np.ndarray], labels: np.ndarray, num_classes: int) -> dict:
+    """Per-client sizes and class histograms ``[C, K]`` (JSON-ready)."""
+    hist = np.stack([np.bincount(labels[p], minlength=num_classes) for p in partition])
+    return {
+        "num_clients": len(partition),
+        "sizes": [int(len(p)) for p in partition],
+        "class_histogram": hist.tolist(),
+        "classes_per_client": [int(np.count_nonzero(h)) for h in hist],
+    }
+
+
+def plot_partition(stats: dict, path) -> None:
+    """A stacked bar chart: per client, its examples split by class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hist = np.asarray(stats["class_histogram"])
+    num_clients, num_classes = hist.shape
+    fig, ax = plt.subplots(figsize=(min(2 + 0.25 * num_clients, 16), 4))
+    bottom = np.zeros(num_clients)
+    cmap = plt.get_cmap("tab20" if num_classes <= 20 else "viridis")
+    for k in range(num_classes):
+        ax.bar(np.arange(num_clients), hist[:, k], bottom=bottom, width=0.9,
+               color=cmap(k / max(num_classes - 1, 1)), linewidth=0)  # fmt: skip
+        bottom += hist[:, k]
+    ax.set_xlabel("client")
+    ax.set_ylabel("examples (stacked by class)")
+    ax.set_title(f"{num_clients} clients, {num_classes} classes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

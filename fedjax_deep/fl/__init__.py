@@ -12,6 +12,7 @@ from fedjax_deep.fl.round import (
     init_server_state,
     make_round,
     round_client_keys,
+    sample_cohort,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "make_round",
     "masked_cross_entropy",
     "round_client_keys",
+    "sample_cohort",
 ]

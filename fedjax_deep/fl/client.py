@@ -72,13 +72,15 @@ def _gather(data: PyTree, step_inputs: Batch) -> Batch:
     }
 
 
-def make_client_update(model, client_optimizer: optax.GradientTransformation):
+def make_client_update(model, client_optimizer: optax.GradientTransformation, augment=None):
     """Builds the pure local-training function of one client.
 
     Args:
       model: a :class:`fedjax_deep.models.FunctionalModel` (anything with the same ``apply``).
       client_optimizer: an optax transformation, e.g. ``optax.chain(optax.add_decayed_weights(wd),
         optax.sgd(lr, momentum))``.
+      augment: optional ``(key, x [B, ...]) -> x`` applied to every local batch with a key split
+        from the client's ``key`` (``fedjax_deep.data.augment``).
 
     Returns:
       ``client_update(state, batches, key, data=None) -> (state, metrics)`` where
@@ -86,7 +88,7 @@ def make_client_update(model, client_optimizer: optax.GradientTransformation):
       - ``state``: a :class:`ClientState` of one client;
       - ``batches``: ``{'x': [S, B, ...], 'y': [S, B], 'mask': [S, B]}``, one batch per local step;
         or, when ``data`` is given, ``{'idx': [S, B], 'mask': [S, B]}``: indices into ``data``;
-      - ``key``: a PRNG key for this client's local training (dropout/augmentation draw from it);
+      - ``key``: a PRNG key for this client's local training (augmentation draws from it);
       - ``data``: optional ``{'x': [N, ...], 'y': [N]}``, the client's device-resident examples,
         gathered per step so that ``[S, B, ...]`` batches are never materialized;
       - ``metrics``: ``loss`` and ``accuracy`` (means over real examples seen), ``num_examples``
@@ -104,15 +106,17 @@ def make_client_update(model, client_optimizer: optax.GradientTransformation):
         return new_state, (loss * num, num, correct)
 
     def client_update(state: ClientState, batches: Batch, key: jax.Array, data=None):
-        del key  # reserved for stochastic layers and augmentation; no stock model draws yet
-        if data is None:
-            step = local_step
-        else:
+        num_steps = jax.tree.leaves(batches)[0].shape[0]
 
-            def step(state, step_inputs):
-                return local_step(state, _gather(data, step_inputs))
+        def step(state, inputs):
+            step_inputs, step_key = inputs
+            batch = step_inputs if data is None else _gather(data, step_inputs)
+            if augment is not None:
+                batch = {**batch, "x": augment(step_key, batch["x"])}
+            return local_step(state, batch)
 
-        state, (loss_sum, num, correct) = jax.lax.scan(step, state, batches)
+        step_keys = jax.random.split(key, num_steps)
+        state, (loss_sum, num, correct) = jax.lax.scan(step, state, (batches, step_keys))
         total = jnp.sum(num)
         denom = jnp.maximum(total, 1.0)
         metrics: Metrics = {

@@ -76,23 +76,25 @@ def client_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), (CLIENT_AXIS,))
 
 
-def pad_clients(client_data: ClientData, multiple: int) -> ClientData:
+def pad_clients(client_data: ClientData, multiple: int, *, on_device: bool = True) -> ClientData:
     """Appends empty clients (no examples, FedAvg weight 0, every step a no-op) so that the number
-    of clients is a multiple of ``multiple`` (the device count when sharding)."""
+    of clients is a multiple of ``multiple`` (the device count when sharding). ``on_device=False``
+    keeps NumPy (host) arrays on the host."""
     num = client_data.num_clients
     extra = -num % multiple
     if extra == 0:
         return client_data
+    xp = jnp if on_device else np
 
     def pad(x):
-        return jnp.concatenate([x, jnp.zeros((extra, *x.shape[1:]), x.dtype)])
+        return xp.concatenate([x, xp.zeros((extra, *x.shape[1:]), x.dtype)])
 
     return ClientData(
         x=pad(client_data.x),
         y=pad(client_data.y),
         num_examples=pad(client_data.num_examples),
-        client_ids=jnp.concatenate(
-            [client_data.client_ids, jnp.max(client_data.client_ids) + 1 + jnp.arange(extra)]
+        client_ids=xp.concatenate(
+            [client_data.client_ids, xp.max(client_data.client_ids) + 1 + xp.arange(extra)]
         ).astype(client_data.client_ids.dtype),
     )
 
@@ -177,7 +179,8 @@ def place_round_inputs(execution: Execution, server_state, client_data: ClientDa
     if execution.mesh is None:
         return server_state, client_data
     mesh = execution.mesh
-    client_data = shard_clients(pad_clients(client_data, execution.num_shards), mesh)
+    if client_data is not None:
+        client_data = shard_clients(pad_clients(client_data, execution.num_shards), mesh)
     per_client = {
         name: getattr(server_state, name)
         for name in ("client_opt_state", "client_model_state")

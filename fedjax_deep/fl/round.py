@@ -114,6 +114,9 @@ def make_round(
     divergence: bool = True,
     grad_divergence: bool = True,
     execution: Execution | None = None,
+    augment=None,
+    cohort_size: int = 0,
+    skip_nonfinite: bool = False,
 ):
     """Builds the pure round function (jit it: ``jax.jit(round_fn, donate_argnums=0)``).
 
@@ -128,6 +131,14 @@ def make_round(
         mesh, ``client_data`` (and a persisted ``client_opt_state``) must be sharded over it
         (``shard_clients``) with a client count divisible by its size (``pad_clients``), and the
         rest replicated (``replicate``).
+      augment: optional on-device augmentation ``(key, x) -> x`` applied to every local batch.
+      cohort_size: if > 0, each round trains ``cohort_size`` clients drawn uniformly without
+        replacement from the clients of ``client_data`` that hold data (the key decides, so the
+        draw is reproducible); the cohort's shape is fixed, so the round never recompiles.
+        Per-client state that persists (``client_opt_state``, ``client_model_state``) is kept for
+        the whole population and gathered/scattered by client id.
+      skip_nonfinite: drop client updates whose parameters or loss went non-finite (weight 0,
+        counted in ``train/skipped_clients``) instead of letting them poison the average.
 
     Returns:
       ``round_fn(server_state, client_data, key) -> (server_state, metrics)`` where
@@ -141,7 +152,7 @@ def make_round(
     execution = execution or Execution()
     chunk = execution.chunk_size
     axis = execution.axis_name
-    client_update = make_client_update(model, client_optimizer)
+    client_update = make_client_update(model, client_optimizer, augment)
     client_grad = make_client_grad(model)
 
     def round_body(
@@ -205,6 +216,33 @@ def make_round(
         )
 
         metrics: Metrics = {}
+        if skip_nonfinite:
+            # A client whose update went non-finite gets weight 0 and the server's parameters
+            # (so no NaN * 0 reaches the sums); the rest are re-weighted to sum to one.
+            finite = jax.vmap(
+                lambda p, loss: (
+                    jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(p)]))
+                    & jnp.isfinite(loss)
+                )
+            )(client_state.params, client_metrics["loss"])
+            skipped = (~finite) & (client_data.num_examples > 0)
+            metrics["train/skipped_clients"] = client_sum(skipped.astype(jnp.int32), axis)
+            kept = weights * finite.astype(weights.dtype)
+            total = client_sum(kept, axis)
+            weights = jnp.where(total > 0, kept / jnp.where(total > 0, total, 1.0), 0.0)
+
+            def keep_finite(client_tree, server_tree):
+                return jax.tree.map(
+                    lambda c, g: jnp.where(finite.reshape((-1,) + (1,) * (c.ndim - 1)), c, g[None]),
+                    client_tree,
+                    server_tree,
+                )
+
+            client_state = client_state.replace(
+                params=keep_finite(client_state.params, start_params),
+                model_state=keep_finite(client_state.model_state, start_model_state),
+            )
+            client_metrics = {k: jnp.where(finite, v, 0) for k, v in client_metrics.items()}
         if divergence:
             metrics.update(
                 divergence_metrics(
@@ -227,6 +265,24 @@ def make_round(
             client_opt_state=client_state.opt_state if persist else None,
             client_model_state=client_state.model_state if local_stats else None,
         )
+        if skip_nonfinite:
+            # Every client skipped: the server keeps its model (a mean of nothing is not zero).
+            any_kept = client_sum(weights, axis) > 0
+            new_state = new_state.replace(
+                params=jax.tree.map(
+                    lambda n, o: jnp.where(any_kept, n, o), new_state.params, server_state.params
+                ),
+                model_state=jax.tree.map(
+                    lambda n, o: jnp.where(any_kept, n, o),
+                    new_state.model_state,
+                    server_state.model_state,
+                ),
+                rule_state=jax.tree.map(
+                    lambda n, o: jnp.where(any_kept, n, o),
+                    new_state.rule_state,
+                    server_state.rule_state,
+                ),
+            )
         seen = client_metrics["num_examples"]
         total_seen = client_sum(seen, axis)
         seen_weights = seen / jnp.maximum(total_seen, 1.0)
@@ -235,10 +291,9 @@ def make_round(
         metrics["train/num_examples"] = total_seen
         return new_state, metrics
 
-    if execution.mesh is None:
-        return round_body
-
-    def round_fn(server_state: ServerState, client_data: ClientData, key: jax.Array):
+    def run_body(server_state: ServerState, client_data: ClientData, key: jax.Array):
+        if execution.mesh is None:
+            return round_body(server_state, client_data, key)
         state_spec = ServerState(
             params=P(),
             model_state=P(),
@@ -257,4 +312,38 @@ def make_round(
         )
         return sharded(server_state, client_data, key)
 
+    def round_fn(server_state: ServerState, client_data: ClientData, key: jax.Array):
+        if cohort_size:
+            key, cohort_key = jax.random.split(key)
+            ids = sample_cohort(cohort_key, client_data.num_examples, cohort_size)
+            client_data = jax.tree.map(lambda a: a[ids], client_data)
+        # Per-client state is held for the whole population; the round sees its cohort's rows.
+        ids = client_data.client_ids
+        population = {
+            name: value
+            for name in ("client_opt_state", "client_model_state")
+            if (value := getattr(server_state, name)) is not None
+            and jax.tree.leaves(value)[0].shape[0] != client_data.num_clients
+        }
+        if population:
+            server_state = server_state.replace(
+                **{n: jax.tree.map(lambda a: a[ids], v) for n, v in population.items()}
+            )
+        new_state, metrics = run_body(server_state, client_data, key)
+        if population:
+            new_state = new_state.replace(
+                **{
+                    n: jax.tree.map(lambda p, c: p.at[ids].set(c), v, getattr(new_state, n))
+                    for n, v in population.items()
+                }
+            )
+        return new_state, metrics
+
     return round_fn
+
+
+def sample_cohort(key: jax.Array, num_examples: jax.Array, cohort_size: int) -> jax.Array:
+    """``cohort_size`` client indices drawn uniformly without replacement among the clients that
+    hold data (``num_examples [P] > 0``; padding clients are never drawn): ``[cohort_size]``."""
+    scores = jax.random.uniform(key, num_examples.shape)
+    return jnp.argsort(jnp.where(num_examples > 0, scores, 2.0))[:cohort_size].astype(jnp.int32)
