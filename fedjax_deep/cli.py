@@ -35,8 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         "every host; coordinator from the environment, e.g. TPU pods, SLURM, or "
         "JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID)",
     )
-    report = sub.add_parser("report", help="(re)write the markdown report and plots of a sweep")
-    report.add_argument("workdir")
+    report = sub.add_parser("report", help="(re)write the markdown report and plots of sweeps")
+    report.add_argument("workdirs", nargs="+", help="sweep workdirs (each gets its report.md)")
     prepare = sub.add_parser(
         "prepare",
         help="prepare a tensorflow-datasets dataset as array_record folders (needs network and "
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from fedjax_deep import report
 
-            print(report.write_sweep_report(args.workdir))
+            for workdir in args.workdirs:
+                print(report.write_sweep_report(workdir))
             return 0
         config = apply_overrides(load_config(args.config), overrides)
         if args.distributed:

@@ -19,7 +19,7 @@ from typing import Any
 
 import ml_collections
 
-MODES = ("fl", "centralized")
+MODES = ("fl", "centralized", "independent")
 
 
 class ConfigError(ValueError):
@@ -34,7 +34,10 @@ def default_config() -> ml_collections.ConfigDict:
     """Every field a config may set, with its default."""
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.mode = "fl"  # 'fl' (federated) or 'centralized' (one learner on the union of the client data)
+    # 'fl' (federated), 'centralized' (one learner on the union of the client data, the same
+    # examples per round) or 'independent' (fl.num_clients SGD runs from one init, never averaged:
+    # the null reference of E7; divergence is measured between the runs)
+    c.mode = "fl"
     c.num_rounds = 5
 
     c.data = ml_collections.ConfigDict()
@@ -425,46 +428,78 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _validate_sweep(c)
 
 
+def _sweep_fields(entry) -> tuple[str, ...]:
+    return (entry[0],) if isinstance(entry[0], str) else tuple(entry[0])
+
+
 def _validate_sweep(c: ml_collections.ConfigDict) -> None:
     sweep = c.sweep
     _require(
         isinstance(sweep, tuple | list), "sweep", sweep, "must be a tuple of (field, values) pairs"
     )
     for entry in sweep:
-        _require(
+        ok = (
             isinstance(entry, tuple | list)
             and len(entry) == 2
-            and isinstance(entry[0], str)
+            and (
+                isinstance(entry[0], str)
+                or (
+                    isinstance(entry[0], tuple | list)
+                    and entry[0]
+                    and all(isinstance(f, str) for f in entry[0])
+                )
+            )
             and isinstance(entry[1], tuple | list)
-            and len(entry[1]) >= 1,
+            and len(entry[1]) >= 1
+        )
+        _require(
+            ok,
             "sweep",
             entry,
-            "each entry must be ('dotted.field', (value, ...))",
+            "each entry must be ('dotted.field', (value, ...)) or "
+            "(('field.a', 'field.b'), ((a1, b1), (a2, b2), ...)) for fields that move together",
         )
-        try:
-            get_field(c, entry[0])
-        except KeyError:
-            raise ConfigError("sweep", entry[0], "names no config field") from None
-        _require(entry[0] != "sweep", "sweep", entry[0], "a sweep cannot sweep itself")
+        fields = _sweep_fields(entry)
+        if len(fields) > 1 or not isinstance(entry[0], str):
+            for value in entry[1]:
+                _require(
+                    isinstance(value, tuple | list) and len(value) == len(fields),
+                    "sweep",
+                    value,
+                    f"give one value per field of {fields}",
+                )
+        for field in fields:
+            try:
+                get_field(c, field)
+            except KeyError:
+                raise ConfigError("sweep", field, "names no config field") from None
+            _require(field != "sweep", "sweep", field, "a sweep cannot sweep itself")
 
 
 def expand_sweep(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
     """The sweep's points as ``(name, config)``; a config without a sweep is one unnamed point.
 
-    Each point is validated. Names read ``depth-4_mode-fl``: the last component of each field.
+    Entries combine as a cartesian product; an entry whose first element is a tuple of fields moves
+    those fields together (``(('fl.local_epochs', 'num_rounds'), ((1, 40), (8, 5)))``). Each point
+    is validated. Names read ``depth-4_mode-fl``: the last component of each field.
     """
     validate(config)
     if not config.sweep:
         return [("", config)]
-    fields = [f for f, _ in config.sweep]
+    entries = []
+    for entry in config.sweep:
+        fields = _sweep_fields(entry)
+        values = entry[1] if not isinstance(entry[0], str) else [(v,) for v in entry[1]]
+        entries.append([tuple(zip(fields, v, strict=True)) for v in values])
     points = []
-    for values in itertools.product(*(v for _, v in config.sweep)):
+    for combo in itertools.product(*entries):
+        assignments = [pair for group in combo for pair in group]
         point = ml_collections.ConfigDict(config.to_dict())
-        for field, value in zip(fields, values, strict=False):
+        for field, value in assignments:
             set_field(point, field, value)
         with point.unlocked():
             point.sweep = ()
         validate(point)
-        name = "_".join(f"{f.rsplit('.', 1)[-1]}-{v}" for f, v in zip(fields, values, strict=False))
+        name = "_".join(f"{f.rsplit('.', 1)[-1]}-{v}" for f, v in assignments)
         points.append((name, point))
     return points

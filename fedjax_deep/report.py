@@ -7,7 +7,11 @@ kernels) after the first and the last round. With several seeds each cell is the
 t-interval half-width over seeds.
 
 Plots: accuracy against the first swept field (FL and CL, first and last round); FL's per-layer
-relative dispersion after round 1 against relative layer depth ``l / L``, one curve per group.
+relative dispersion after round 1 against relative layer depth ``l / L``, one curve per group; the
+CL - FL gap against the first swept field (the effect of depth, width, receptive field or local
+steps, whichever is swept first); per-layer divergence over rounds for the last group's FL run (the
+paper's figure 2a). Runs in ``independent`` mode (K SGD runs from one initialization, E7) fill the
+null-divergence column.
 """
 
 from __future__ import annotations
@@ -76,7 +80,12 @@ def _accuracy_at(rows: list[dict], index: int):
 def collect(sweep_dir: pathlib.Path) -> tuple[list[str], dict]:
     """Group the sweep's runs: ``(group fields, {group values: {mode: [run, ...]}})``."""
     config = json.loads((sweep_dir / "config.json").read_text())
-    fields = [f for f, _ in config["sweep"] if f not in IGNORED]
+    fields = []
+    for entry_fields, _ in config["sweep"]:
+        entry_fields = [entry_fields] if isinstance(entry_fields, str) else list(entry_fields)
+        # Fields that move with mode or seed (a zipped sweep entry) do not form groups either.
+        if not set(entry_fields) & set(IGNORED):
+            fields += entry_fields
     groups: dict = defaultdict(lambda: defaultdict(list))
     for run_dir in sorted(p.parent for p in sweep_dir.glob("*/summary.json")):
         run = read_run(run_dir)
@@ -101,7 +110,12 @@ def sweep_table(fields: list[str], groups: dict) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, by_mode in groups.items():
         fl, cl = by_mode.get("fl", []), by_mode.get("centralized", [])
+        null = by_mode.get("independent", [])
         cells = [str(k) for k in key]
+        any_run = (fl or cl or null)[0]
+        model_cfg = any_run["config"]["model"]
+        rf = any_run["run_info"].get("receptive_field")
+        cells += [f"{model_cfg['name']}-{model_cfg['depth']}", "-" if rf is None else str(rf)]
         acc = {}
         for name, runs in (("cl", cl), ("fl", fl)):
             acc[name, -1] = [_accuracy_at(r["rows"], -1) for r in runs]
@@ -121,7 +135,8 @@ def sweep_table(fields: list[str], groups: dict) -> str:
             _fmt(*gaps[0][:2], 100),
             _fmt_sci(*div_first[:2]),
             _fmt_sci(*div_last[:2]),
-            str(max(len(fl), len(cl))),
+            _fmt_sci(*mean_ci([r["rows"][0].get("divergence/mean/relative") for r in null])[:2]),
+            str(max(len(fl), len(cl), len(null))),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -221,6 +236,58 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
         fig.savefig(out_dir / "divergence_profile.png", dpi=120)
         written.append("divergence_profile.png")
     plt.close(fig)
+
+    # The FL-CL gap against the first swept field (depth, width, kernel, local steps, ...).
+    gaps = {
+        index: [mean_ci([c - f for c, f in _paired(m.get("centralized", []), m.get("fl", []),
+                                                     index)]) for m in groups.values()]
+        for index in (-1, 0)
+    }  # fmt: skip
+    if any(math.isfinite(g[0]) for g in gaps[-1]):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for index, style, when in ((-1, "-o", "last round"), (0, "--s", "round 1")):
+            means = np.array([g[0] for g in gaps[index]]) * 100
+            halves = np.nan_to_num(np.array([g[1] for g in gaps[index]]) * 100)
+            ax.errorbar(positions, means, yerr=halves, fmt=style, capsize=3, label=when)
+        ax.axhline(0, color="gray", lw=0.8)
+        ax.set_xlabel(label)
+        if numeric and min(xs) > 0 and max(xs) / min(xs) >= 8:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(xs, [str(x) for x in xs])
+        elif not numeric:
+            ax.set_xticks(positions, [str(x) for x in xs])
+        ax.set_ylabel("CL - FL test accuracy (points)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / "gap.png", dpi=120)
+        plt.close(fig)
+        written.append("gap.png")
+
+    # Per-layer divergence over rounds (the paper's figure 2a) for the last group's FL run.
+    last = list(groups.values())[-1].get("fl", [])
+    if last:
+        run = last[0]
+        layers = run["run_info"]["layers"]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        rounds = [r["round"] for r in run["rows"]]
+        for i, name in enumerate(layers):
+            values = [r.get(f"divergence/{name}/kernel/relative") for r in run["rows"]]
+            values = [np.nan if v is None else v for v in values]
+            ax.plot(rounds, values, color=cmap(i / max(len(layers) - 1, 1)), lw=1.2,
+                    label=name if len(layers) <= 12 or i in (0, len(layers) - 1) else None)  # fmt: skip
+        ax.set_yscale("log")
+        ax.set_xlabel("round")
+        ax.set_ylabel("relative dispersion D_l")
+        key = list(groups)[-1]
+        ax.set_title(", ".join(f"{f.rsplit('.', 1)[-1]}={k}" for f, k in zip(fields, key, strict=True)) +
+                     f", seed {run['config']['seed']} (dark: input side)", fontsize=9)  # fmt: skip
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        fig.savefig(out_dir / "divergence_over_rounds.png", dpi=120)
+        plt.close(fig)
+        written.append("divergence_over_rounds.png")
     return written
 
 
@@ -255,6 +322,10 @@ def write_sweep_report(sweep_dir: str | pathlib.Path) -> pathlib.Path:
         "# Sweep report",
         "",
         f"Swept: {', '.join(f'`{f}` = {list(v)}' for f, v in config['sweep'])}.",
+        "",
+        "Runs: " + ", ".join(sorted({m for g in groups.values() for m in g})) + " (fl: federated; "
+        "centralized: one learner, same examples per round; independent: K SGD runs from one "
+        "initialization, never averaged, the null reference).",
         "",
         f"Settings (our choices where the paper is silent): {settings}",
         "",

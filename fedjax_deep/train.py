@@ -116,7 +116,8 @@ def _centralized_steps(config, fl_partition, batch_size: int) -> int:
     """Local steps per round that give one learner the examples a federated round sees."""
     cohort = config.fl.cohort_size or config.fl.num_clients
     if config.fl.local_steps > 0:
-        examples = config.fl.local_steps * config.fl.batch_size * cohort
+        fl_batch = min(config.fl.batch_size, max(len(p) for p in fl_partition))
+        examples = config.fl.local_steps * fl_batch * cohort
     else:
         sizes = [len(p) for p in fl_partition]
         examples = config.fl.local_epochs * sum(sizes) * cohort / len(sizes)
@@ -313,6 +314,9 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         cohort_size = 0
     client_opt = make_client_optimizer(config.client_opt)
     server_rule = fedavg(make_server_optimizer(config.server_opt))
+    # Independent runs (E7's null reference) are never averaged: each keeps its model, optimizer
+    # state and BatchNorm statistics; there is no shared point for a gradient divergence.
+    independent = config.mode == "independent"
     divergence = config.fl.divergence and not centralized
     execution, why = _choose_execution(
         config, model, client_opt, client_data, params, model_state, batch_size, num_steps
@@ -334,7 +338,7 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         batch_size=batch_size,
         num_local_steps=num_steps,
         divergence=divergence,
-        grad_divergence=config.fl.grad_divergence,
+        grad_divergence=config.fl.grad_divergence and not independent,
         execution=execution,
         augment=make_augment(config.data.augment),
         # On the host the cohort is drawn (with the same key) and copied over before the round.
@@ -345,9 +349,10 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         params,
         model_state,
         server_rule,
-        client_optimizer=client_opt if centralized else None,
+        client_optimizer=client_opt if (centralized or independent) else None,
         num_clients=population.num_clients,
-        local_model_state=config.fl.bn_stats == "local" and bool(model_state),
+        local_model_state=(config.fl.bn_stats == "local" or independent) and bool(model_state),
+        independent=independent,
     )
     state, device_data = place_round_inputs(execution, state, None if on_host else population)
 
@@ -372,8 +377,24 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
     eval_batches = batch_eval_data(dataset.test_x, dataset.test_y, config.eval.batch_size)
     if execution.mesh is not None:
         eval_batches = replicate(eval_batches, execution.mesh)
-    evaluate = jax.jit(make_evaluate(model))
-    evaluate = evaluate.lower(state.params, state.model_state, eval_batches).compile()
+    evaluate_one = make_evaluate(model)
+    if independent:
+        # Each run is evaluated with its own statistics; the row reports their mean and spread.
+        def evaluate_fn(s, batches):
+            stats = s.client_model_state if s.client_model_state is not None else s.model_state
+            axes = 0 if s.client_model_state is not None else None
+            per_run = jax.vmap(evaluate_one, in_axes=(0, axes, None))(
+                s.client_params, stats, batches
+            )
+            out = {k: jnp.mean(v) for k, v in per_run.items()}
+            out["eval/accuracy_std_over_runs"] = jnp.std(per_run["eval/accuracy"])
+            return out
+    else:
+
+        def evaluate_fn(s, batches):
+            return evaluate_one(s.params, s.model_state, batches)
+
+    evaluate = jax.jit(evaluate_fn).lower(state, eval_batches).compile()
     compile_s = time.time() - compile_start
 
     writer = _is_writer()
@@ -392,6 +413,7 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         "num_local_steps": int(num_steps),
         "num_params": int(sum(x.size for x in jax.tree.leaves(params))),
         "layers": list(model.layers),
+        "receptive_field": model.receptive_field,
         "compile_seconds": round(compile_s, 3),
         "backend": jax.default_backend(),
         "devices": len(jax.devices()),
@@ -451,7 +473,7 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
                         "updates"
                     )
                 if (r + 1) % config.eval.every_rounds == 0 or r + 1 == config.num_rounds:
-                    metrics.update(evaluate(state.params, state.model_state, eval_batches))
+                    metrics.update(evaluate(state, eval_batches))
                 metrics = fetch(metrics)
                 row = {"round": r + 1, **{k: _jsonable(v) for k, v in sorted(metrics.items())}}
                 row["time/round_seconds"] = round(time.time() - t0, 4)

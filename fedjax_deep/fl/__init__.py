@@ -11,8 +11,10 @@ from fedjax_deep.fl.round import (
     broadcast_clients,
     init_server_state,
     make_round,
+    make_seeded_round,
     round_client_keys,
     sample_cohort,
+    stack_seeds,
 )
 
 __all__ = [
@@ -23,7 +25,9 @@ __all__ = [
     "make_client_grad",
     "make_client_update",
     "make_round",
+    "make_seeded_round",
     "masked_cross_entropy",
     "round_client_keys",
     "sample_cohort",
+    "stack_seeds",
 ]

@@ -183,7 +183,7 @@ def place_round_inputs(execution: Execution, server_state, client_data: ClientDa
         client_data = shard_clients(pad_clients(client_data, execution.num_shards), mesh)
     per_client = {
         name: getattr(server_state, name)
-        for name in ("client_opt_state", "client_model_state")
+        for name in ("client_opt_state", "client_model_state", "client_params")
         if getattr(server_state, name) is not None
     }
     server_state = replicate(server_state.replace(**dict.fromkeys(per_client)), mesh)

@@ -49,6 +49,9 @@ class ServerState:
       client_model_state: ``[C, ...]`` each client's own BatchNorm statistics when they stay
         local (FedBN-style: clients start every round from their own statistics), else ``None``:
         clients start from the server's averaged statistics.
+      client_params: ``[C, ...]`` each client's own model when clients train independently and are
+        never averaged (the centralized null reference, E7: K SGD runs from one initialization);
+        ``params`` is then their weighted mean, used only as the reference point ``g``.
     """
 
     params: Params
@@ -57,6 +60,7 @@ class ServerState:
     round: jax.Array
     client_opt_state: PyTree | None = None
     client_model_state: PyTree | None = None
+    client_params: PyTree | None = None
 
 
 def broadcast_clients(tree: PyTree, num_clients: int) -> PyTree:
@@ -84,10 +88,12 @@ def init_server_state(
     client_optimizer: optax.GradientTransformation | None = None,
     num_clients: int | None = None,
     local_model_state: bool = False,
+    independent: bool = False,
 ) -> ServerState:
     """The state before round 0. Pass ``client_optimizer`` and ``num_clients`` to keep client
     optimizer states across rounds; ``local_model_state=True`` (with ``num_clients``) to keep each
-    client's BatchNorm statistics local (FedBN)."""
+    client's BatchNorm statistics local (FedBN); ``independent=True`` to keep each client's model
+    (no averaging: independent runs from one initialization)."""
     client_opt_state = None
     if client_optimizer is not None:
         client_opt_state = jax.vmap(client_optimizer.init)(broadcast_clients(params, num_clients))
@@ -101,6 +107,9 @@ def init_server_state(
         round=jnp.zeros((), jnp.int32),
         client_opt_state=client_opt_state,
         client_model_state=client_model_state,
+        client_params=(
+            jax.tree.map(jnp.copy, broadcast_clients(params, num_clients)) if independent else None
+        ),
     )
 
 
@@ -179,9 +188,13 @@ def make_round(
                 lambda x: jax.lax.pcast(x, axis, to="varying"), (start_params, start_model_state)
             )
 
-        def train_client(opt_state, model_state, client_batches, train_key, client_examples):
-            state = ClientState(start_params, model_state, opt_state)
-            return client_update(state, client_batches, train_key, client_examples)
+        independent = server_state.client_params is not None
+
+        def train_client(params, opt_state, model_state, client_batches, train_key, examples):
+            if not independent:
+                params = start_params  # closed over: one copy, not C
+            state = ClientState(params, model_state, opt_state)
+            return client_update(state, client_batches, train_key, examples)
 
         local_stats = server_state.client_model_state is not None
         if local_stats:
@@ -211,7 +224,14 @@ def make_round(
 
         client_state, client_metrics = map_clients(
             train_client,
-            (client_opt_state, client_model_state, {"idx": idx, "mask": mask}, train_keys, data),
+            (
+                server_state.client_params if independent else jnp.zeros((num_clients,)),
+                client_opt_state,
+                client_model_state,
+                {"idx": idx, "mask": mask},
+                train_keys,
+                data,
+            ),
             chunk,
         )
 
@@ -264,6 +284,7 @@ def make_round(
             round=server_state.round + 1,
             client_opt_state=client_state.opt_state if persist else None,
             client_model_state=client_state.model_state if local_stats else None,
+            client_params=client_state.params if independent else None,
         )
         if skip_nonfinite:
             # Every client skipped: the server keeps its model (a mean of nothing is not zero).
@@ -303,6 +324,7 @@ def make_round(
             client_model_state=(
                 None if server_state.client_model_state is None else P(CLIENT_AXIS)
             ),
+            client_params=None if server_state.client_params is None else P(CLIENT_AXIS),
         )
         sharded = jax.shard_map(
             round_body,
@@ -321,7 +343,7 @@ def make_round(
         ids = client_data.client_ids
         population = {
             name: value
-            for name in ("client_opt_state", "client_model_state")
+            for name in ("client_opt_state", "client_model_state", "client_params")
             if (value := getattr(server_state, name)) is not None
             and jax.tree.leaves(value)[0].shape[0] != client_data.num_clients
         }
@@ -347,3 +369,18 @@ def sample_cohort(key: jax.Array, num_examples: jax.Array, cohort_size: int) -> 
     hold data (``num_examples [P] > 0``; padding clients are never drawn): ``[cohort_size]``."""
     scores = jax.random.uniform(key, num_examples.shape)
     return jnp.argsort(jnp.where(num_examples > 0, scores, 2.0))[:cohort_size].astype(jnp.int32)
+
+
+def make_seeded_round(round_fn):
+    """Runs independent seeds of one experiment together: ``round_fn`` vmapped over a leading seed
+    axis of ``(server_state, client_data, key)`` (every leaf gets ``[num_seeds, ...]``).
+
+    Seeds must share shapes (the same model, client count and padded client size); use
+    :func:`stack_seeds` to build the inputs. One compiled program then advances every seed.
+    """
+    return jax.vmap(round_fn)
+
+
+def stack_seeds(trees):
+    """Stacks per-seed pytrees of equal structure and shapes on a new leading seed axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)

@@ -1,0 +1,15 @@
+"""E3 (cpu): width sweep at fixed depth on MNIST-1D (width multiplier 0.5, 1, 2, 4 of 8 channels).
+
+    fedjax-deep train --config configs/e3_width_mnist1d.py --workdir runs/e3_width_mnist1d
+
+Plain 1-D CNN of depth 8 at widths 4, 8, 16, 32; FL (10 IID clients, 8 local epochs x 5 rounds)
+against CL; 3 seeds. About 6 minutes on two CPU cores.
+"""
+
+from fedjax_deep.presets import FL_VS_CL, SEEDS, cpu_mnist1d
+
+
+def get_config():
+    config = cpu_mnist1d(depth=8)
+    config.sweep = (("model.width", (4, 8, 16, 32)), FL_VS_CL, ("seed", SEEDS))
+    return config

@@ -1,0 +1,129 @@
+"""Experiment plumbing: every config loads, the seed axis equals separate runs, synthetic reports."""
+
+import json
+import math
+import pathlib
+
+import jax
+import numpy as np
+import optax
+import pytest
+from conftest import model_config
+
+from fedjax_deep.aggregation import fedavg
+from fedjax_deep.config import expand_sweep, load_config
+from fedjax_deep.data import INPUT_SHAPES, iid, load_digits, stack_clients
+from fedjax_deep.fl import init_server_state, make_round, make_seeded_round, stack_seeds
+from fedjax_deep.models import build_model, check_model_config
+from fedjax_deep.report import mean_ci, write_sweep_report
+
+CONFIGS = sorted((pathlib.Path(__file__).parents[1] / "configs").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_config_loads_and_expands(path):
+    config = load_config(path)
+    points = expand_sweep(config)
+    assert points and len({name for name, _ in points}) == len(points)
+    for _, point in points:
+        check_model_config(point.model, INPUT_SHAPES[point.data.name])
+    doc = path.read_text().split('"""')[1]
+    assert "fedjax-deep train --config configs/" in doc  # the docstring gives the command
+
+
+def test_zipped_sweep_entries_move_together():
+    config = load_config(
+        pathlib.Path(__file__).parents[1] / "configs" / "e5_local_steps_mnist1d.py"
+    )
+    pairs = {(p.fl.local_epochs, p.num_rounds) for _, p in expand_sweep(config)}
+    assert pairs == {(1, 40), (2, 20), (4, 10), (8, 5)}
+
+
+def test_seed_axis_equals_separate_runs():
+    model_cfg = model_config(depth=2, width=4, norm="batch")
+    rule = fedavg(optax.sgd(1.0))
+    opt = optax.sgd(0.05, momentum=0.9)
+    states, datas, keys = [], [], []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        ds = load_digits(rng)
+        data = stack_clients(ds.train_x[:60], ds.train_y[:60], iid(60, 3, rng))
+        model, params, state = build_model(model_cfg, (8, 8, 1), 10, jax.random.key(seed))
+        states.append(init_server_state(params, state, rule))
+        datas.append(data)
+        keys.append(jax.random.key(100 + seed))
+    round_fn = make_round(model, opt, rule, batch_size=5, num_local_steps=3)
+    separate = []
+    for state, data, key in zip(states, datas, keys, strict=True):
+        for r in range(2):
+            state, metrics = jax.jit(round_fn)(state, data, jax.random.fold_in(key, r))
+        separate.append((state, metrics))
+    together = jax.jit(make_seeded_round(round_fn))
+    state, data = stack_seeds(states), stack_seeds(datas)
+    for r in range(2):
+        rkeys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(jax.numpy.stack(keys), r)
+        state, metrics = together(state, data, rkeys)
+    for s, (one_state, one_metrics) in enumerate(separate):
+        for a, b in zip(
+            jax.tree.leaves(one_state.params), jax.tree.leaves(state.params), strict=True
+        ):
+            np.testing.assert_allclose(b[s], a, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(metrics["train/loss"][s], one_metrics["train/loss"], rtol=1e-5)
+
+
+def _fake_run(root, name, mode, depth, seed, acc_first, acc_last, divs):
+    run = root / name
+    run.mkdir(parents=True)
+    layers = [f"conv_{i}" for i in range(depth)] + ["head"]
+    config = {"seed": seed, "mode": mode, "model": {"name": "plain_cnn", "depth": depth,
+              "width": 8, "norm": "group", "kernel_size": 3}, "sweep": []}  # fmt: skip
+    (run / "config.json").write_text(json.dumps(config))
+    info = {"layers": layers, "receptive_field": 1 + 2 * depth, "dataset": "synthetic",
+            "num_train": 100, "num_test": 20}  # fmt: skip
+    (run / "run_info.json").write_text(json.dumps(info))
+    rows = []
+    for r, acc in enumerate((acc_first, acc_last)):
+        row = {"round": r + 1, "eval/accuracy": acc, "train/num_examples": 100}
+        if mode != "centralized":
+            row["divergence/mean/relative"] = divs[r]
+            for i, layer in enumerate(layers):
+                row[f"divergence/{layer}/kernel/relative"] = divs[r] * (i + 1)
+        rows.append(row)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+    (run / "summary.json").write_text(json.dumps({"final_accuracy": acc_last}))
+
+
+def test_report_on_synthetic_runs_matches_the_inputs(tmp_path):
+    sweep = {"sweep": [["model.depth", [2, 4]], ["mode", ["fl", "centralized", "independent"]],
+                       ["seed", [0, 1, 2]]],
+             "model": {"name": "plain_cnn", "width": 8, "norm": "group", "kernel_size": 3},
+             "fl": {"num_clients": 4, "local_steps": 0, "local_epochs": 2, "batch_size": 8},
+             "num_rounds": 2, "client_opt": {"learning_rate": 0.1, "momentum": 0.9,
+                                             "weight_decay": 0.0}}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(sweep))
+    fl_last = {2: [0.80, 0.82, 0.84], 4: [0.70, 0.75, 0.65]}
+    for depth in (2, 4):
+        for seed in range(3):
+            base = f"depth-{depth}_seed-{seed}"
+            _fake_run(tmp_path, f"{base}_fl", "fl", depth, seed, 0.5, fl_last[depth][seed],
+                      (0.01 * depth, 0.001))  # fmt: skip
+            _fake_run(tmp_path, f"{base}_cl", "centralized", depth, seed, 0.6, 0.9, None)
+            _fake_run(tmp_path, f"{base}_ind", "independent", depth, seed, 0.6, 0.9,
+                      (0.002 * depth, 0.003))  # fmt: skip
+    path = write_sweep_report(tmp_path)
+    text = path.read_text()
+    row4 = next(line for line in text.splitlines() if line.startswith("| 4 |"))
+    cells = [c.strip() for c in row4.strip("|").split("|")]
+    t975 = 4.302652729911275  # Student t, 2 degrees of freedom, 97.5%
+    mean, half = np.mean(fl_last[4]), t975 * np.std(fl_last[4], ddof=1) / np.sqrt(3)
+    assert cells[4] == f"{mean * 100:.1f} ± {half * 100:.1f}"  # FL acc (last): 70.0 ± 12.4
+    gap_mean, gap_half, _ = mean_ci([0.9 - a for a in fl_last[4]])
+    assert cells[5] == f"{gap_mean * 100:.1f} ± {gap_half * 100:.1f}"
+    assert cells[3] == "90.0 ± 0.0" and cells[2] == "9"  # CL acc, receptive field
+    assert cells[9] == "4.00e-02 ± 0.0e+00"  # FL divergence after round 1: 0.01 x depth
+    assert cells[11] == "8.00e-03 ± 0.0e+00"  # the null reference's
+    assert cells[-1] == "3"
+    assert mean_ci([1.0])[2] == 1 and math.isnan(mean_ci([1.0])[1])
+    for png in ("accuracy.png", "divergence_profile.png", "gap.png", "divergence_over_rounds.png"):
+        assert (tmp_path / png).stat().st_size > 2000, png
+        assert f"]({png})" in text
