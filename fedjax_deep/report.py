@@ -163,6 +163,26 @@ def layer_profile(run: dict, round_index: int = 0, metric: str = "relative"):
     return positions, np.asarray([np.nan if v is None else v for v in values], float)
 
 
+def _finish_field_plot(fig, ax, label, xs, positions, ylabel, path) -> str:
+    """Labels an against-the-swept-field plot (log2 axis for wide numeric ranges), saves it."""
+    import matplotlib.pyplot as plt
+
+    numeric = all(isinstance(x, int | float) for x in xs)
+    ax.set_xlabel(label)
+    if numeric and min(xs) > 0 and max(xs) / min(xs) >= 8:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(x) for x in xs])
+    elif not numeric:
+        ax.set_xticks(positions, [str(x) for x in xs])
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name
+
+
 def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[str]:
     """Writes the sweep's PNG plots; returns their file names."""
     import matplotlib
@@ -198,20 +218,9 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
                 label=f"{name}, {when}",
                 alpha=1.0 if index == -1 else 0.6,
             )
-    ax.set_xlabel(label)
     ax.set_ylim(0, 100)  # t-intervals of 2-3 seeds can reach past the possible range
-    if numeric and min(xs) > 0 and max(xs) / min(xs) >= 8:
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(xs, [str(x) for x in xs])
-    if not numeric:
-        ax.set_xticks(positions, [str(x) for x in xs])
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_dir / "accuracy.png", dpi=120)
-    plt.close(fig)
-    written.append("accuracy.png")
+    written.append(_finish_field_plot(fig, ax, label, xs, positions, "test accuracy (%)",
+                                      out_dir / "accuracy.png"))  # fmt: skip
 
     fig, ax = plt.subplots(figsize=(6, 4))
     cmap = plt.get_cmap("viridis")
@@ -250,19 +259,8 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
             halves = np.nan_to_num(np.array([g[1] for g in gaps[index]]) * 100)
             ax.errorbar(positions, means, yerr=halves, fmt=style, capsize=3, label=when)
         ax.axhline(0, color="gray", lw=0.8)
-        ax.set_xlabel(label)
-        if numeric and min(xs) > 0 and max(xs) / min(xs) >= 8:
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(xs, [str(x) for x in xs])
-        elif not numeric:
-            ax.set_xticks(positions, [str(x) for x in xs])
-        ax.set_ylabel("CL - FL test accuracy (points)")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out_dir / "gap.png", dpi=120)
-        plt.close(fig)
-        written.append("gap.png")
+        written.append(_finish_field_plot(fig, ax, label, xs, positions,
+                                          "CL - FL test accuracy (points)", out_dir / "gap.png"))  # fmt: skip
 
     # Per-layer divergence over rounds (the paper's figure 2a) for the last group's FL run.
     last = list(groups.values())[-1].get("fl", [])
