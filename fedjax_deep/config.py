@@ -82,6 +82,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.fl.chunk_size = 0  # clients per chunk for 'chunked' (0 -> 1) and per device for 'sharded'
     c.fl.bn_stats = "average"  # BatchNorm statistics: 'average' (weighted) or 'local' (FedBN)
     c.fl.nonfinite = "stop"  # a non-finite round: 'stop' the run, or 'skip' such client updates
+    # Seeds of a sweep in one compiled program: 'auto' (GPU/TPU yes, CPU no), 'on' or 'off'
+    c.fl.seed_axis = "auto"
     c.fl.divergence = True
     c.fl.grad_divergence = True
 
@@ -418,6 +420,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "must be >= 0 (0 = only after the last round)",
     )
     positive_int("checkpoint.keep")
+    _require(
+        c.fl.seed_axis in ("auto", "on", "off"),
+        "fl.seed_axis",
+        c.fl.seed_axis,
+        "use auto (on for GPU/TPU), on or off",
+    )
     _require(
         c.fl.nonfinite in ("stop", "skip"),
         "fl.nonfinite",

@@ -97,6 +97,8 @@ def collect(sweep_dir: pathlib.Path) -> tuple[list[str], dict]:
 def sweep_table(fields: list[str], groups: dict) -> str:
     """The markdown table of a sweep (accuracies in percent, gaps in points)."""
     header = [f.rsplit(".", 1)[-1] for f in fields] + [
+        "model",
+        "RF",
         "CL acc (last)",
         "FL acc (last)",
         "gap (last)",
@@ -105,6 +107,7 @@ def sweep_table(fields: list[str], groups: dict) -> str:
         "gap (round 1)",
         "FL divergence (round 1)",
         "FL divergence (last)",
+        "null divergence (round 1)",
         "seeds",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -233,7 +236,7 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
         pos = profiles[0][0]
         mean = np.nanmean(np.stack([p[1] for p in profiles]), axis=0)
         name = ", ".join(f"{f.rsplit('.', 1)[-1]}={k}" for f, k in zip(fields, key, strict=False))
-        ax.plot(pos, mean, "-o", ms=3, color=cmap(i / max(len(groups) - 1, 1)), label=name)
+        ax.plot(pos, mean, "-o", ms=3, color=cmap(i / max(len(groups) - 1, 1)), label=name or "FL")
         plotted = True
     if plotted:
         ax.set_yscale("log")

@@ -14,6 +14,7 @@ first) and then writes the sweep's markdown report and plots (``fedjax_deep.repo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -47,7 +48,9 @@ from fedjax_deep.fl import (
     init_server_state,
     make_client_update,
     make_round,
+    make_seeded_round,
     sample_cohort,
+    stack_seeds,
 )
 from fedjax_deep.fl.execution import (
     Execution,
@@ -142,10 +145,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
     if len(prepared) == 1 and not prepared[0][0]:
         return _run_one(config, workdir, prepared[0][2], progress=progress)
     summaries = {}
-    for i, (name, point, prep) in enumerate(prepared):
+    for i, group in enumerate(_seed_groups(prepared)):
+        names = [name for name, _, _ in group]
         if progress:
-            print(f"[{i + 1}/{len(prepared)}] {name}", file=sys.stderr, flush=True)
-        summaries[name] = _run_one(point, workdir / name, prep, progress=progress)
+            print(f"[{i + 1}] {', '.join(names)}", file=sys.stderr, flush=True)
+        runs = [_build(point, workdir / name, prep) for name, point, prep in group]
+        if _seed_axis_ok(runs):
+            results = _train(runs, progress=progress)
+        else:
+            results = [_train([run], progress=progress)[0] for run in runs]
+        summaries.update(zip(names, results, strict=True))
     from fedjax_deep import report
 
     if _is_writer():
@@ -158,6 +167,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
 # Fields a resumed run may change: they do not change what is computed (or only its float order).
 RESUME_HARMLESS = (
     "num_rounds",
+    "fl.seed_axis",
     "eval.every_rounds",
     "eval.batch_size",
     "checkpoint.every_rounds",
@@ -249,6 +259,15 @@ def _first_nonfinite(params) -> int:
     return jnp.where(jnp.any(flags), jnp.argmax(flags), -1)
 
 
+def _seed_groups(prepared):
+    """Sweep points that differ only in their seed, in sweep order (candidates for a seed axis)."""
+    groups: dict = {}
+    for name, point, prep in prepared:
+        key = json.dumps({**json.loads(point.to_json_best_effort()), "seed": None})
+        groups.setdefault(key, []).append((name, point, prep))
+    return list(groups.values())
+
+
 def _is_writer() -> bool:
     """Every process of a multi-host run computes; only process 0 writes files and progress."""
     return jax.process_index() == 0
@@ -291,7 +310,27 @@ def _choose_execution(
     )
 
 
-def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
+@dataclasses.dataclass
+class _Run:
+    """One experiment, built and ready to train (several may train together on a seed axis)."""
+
+    config: Any
+    workdir: pathlib.Path
+    changes: dict
+    state: Any
+    round_fn: Any
+    round_inputs: Any
+    evaluate_fn: Any
+    eval_batches: Any
+    run_key: Any
+    run_info: dict
+    leaf_names: list
+    start: float
+    mesh: Any
+    on_host: bool
+
+
+def _build(config, workdir: pathlib.Path, prepared) -> _Run:
     changes = check_resume_compatible(config, workdir)
     dataset, partition, fl_partition, batch_size = prepared
     start = time.time()
@@ -372,11 +411,9 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
                 data = shard_clients(pad_clients(data, execution.num_shards), mesh)
         return data, key_ if mesh is None else replicate(key_, mesh)
 
-    compile_start = time.time()
-    round_step = jax.jit(round_fn, donate_argnums=0).lower(state, *round_inputs(0)).compile()
     eval_batches = batch_eval_data(dataset.test_x, dataset.test_y, config.eval.batch_size)
-    if execution.mesh is not None:
-        eval_batches = replicate(eval_batches, execution.mesh)
+    if mesh is not None:
+        eval_batches = replicate(eval_batches, mesh)
     evaluate_one = make_evaluate(model)
     if independent:
         # Each run is evaluated with its own statistics; the row reports their mean and spread.
@@ -394,14 +431,6 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         def evaluate_fn(s, batches):
             return evaluate_one(s.params, s.model_state, batches)
 
-    evaluate = jax.jit(evaluate_fn).lower(state, eval_batches).compile()
-    compile_s = time.time() - compile_start
-
-    writer = _is_writer()
-    progress = progress and writer
-    if writer:
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
     run_info = {
         "dataset": dataset.name,
         "input_shape": list(dataset.input_shape),
@@ -414,7 +443,6 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         "num_params": int(sum(x.size for x in jax.tree.leaves(params))),
         "layers": list(model.layers),
         "receptive_field": model.receptive_field,
-        "compile_seconds": round(compile_s, 3),
         "backend": jax.default_backend(),
         "devices": len(jax.devices()),
         "processes": jax.process_count(),
@@ -423,76 +451,169 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         "cohort_size": cohort_size or len(partition),
         "partition": config.data.partition,
     }
-    if writer:
-        (workdir / "run_info.json").write_text(json.dumps(run_info, indent=2) + "\n")
-        if not centralized:
-            stats = partition_stats(partition, dataset.train_y, dataset.num_classes)
-            (workdir / "partition.json").write_text(json.dumps(stats) + "\n")
-            plot_partition(stats, workdir / "partition.png")
-    if progress:
-        print(f"{workdir.name or workdir}: {why}", file=sys.stderr, flush=True)
-
-    checkpointer = Checkpointer(workdir / "checkpoints", keep=config.checkpoint.keep)
-    start_round = checkpointer.latest_round() or 0
-    if start_round:
-        state = checkpointer.restore(start_round, state, run_key)
-    rows = _truncate_metrics(workdir / "metrics.jsonl", start_round) if writer else []
-    if writer and changes:
-        with open(workdir / "resume_log.jsonl", "a") as f:
-            f.write(json.dumps({"resumed_at_round": start_round, "changes": changes}) + "\n")
-    if progress and start_round:
-        print(f"{workdir.name or workdir}: resuming after round {start_round}", file=sys.stderr)
+    if _is_writer() and not centralized:
+        workdir.mkdir(parents=True, exist_ok=True)
+        stats = partition_stats(partition, dataset.train_y, dataset.num_classes)
+        (workdir / "partition.json").write_text(json.dumps(stats) + "\n")
+        plot_partition(stats, workdir / "partition.png")
     leaf_names = [
         "/".join(str(getattr(k, "key", k)) for k in path)
         for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]
     ]
-    first_nonfinite = jax.jit(_first_nonfinite)
+    return _Run(
+        config, workdir, changes, state, round_fn, round_inputs, evaluate_fn, eval_batches,
+        run_key, run_info, leaf_names, start, mesh, on_host,
+    )  # fmt: skip
+
+
+def _shape_signature(run: _Run):
+    data, key = run.round_inputs(0)
+    return jax.tree.map(
+        lambda x: (x.shape, str(x.dtype)), (run.state, data, key, run.eval_batches)
+    ), jax.tree.structure((run.state, data))
+
+
+def _seed_axis_ok(runs: list[_Run]) -> bool:
+    """Seeds share one compiled program when shapes agree, no mesh or host copies are involved,
+    and the cadences match (``fl.seed_axis``: 'auto' = on GPU/TPU, where a wider program fills the
+    device; on CPU one run after another was faster in scripts/bench_clients.py)."""
+    if len(runs) < 2:
+        return False
+    setting = runs[0].config.fl.seed_axis
+    if setting == "off" or (setting == "auto" and jax.default_backend() == "cpu"):
+        return False
+    if any(r.mesh is not None or r.on_host for r in runs):
+        return False
+    cadence = {
+        (r.config.num_rounds, r.config.eval.every_rounds, r.config.checkpoint.every_rounds)
+        for r in runs
+    }
+    return len(cadence) == 1 and len({str(_shape_signature(r)) for r in runs}) == 1
+
+
+def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
+    return _train([_build(config, workdir, prepared)], progress=progress)[0]
+
+
+def _train(runs: list[_Run], *, progress: bool) -> list[dict]:
+    """Trains ``runs`` (one, or several seeds together on a leading seed axis) with checkpoints,
+    exact resume, the numeric guard and per-run metrics files."""
+    batched = len(runs) > 1
+    stack = stack_seeds if batched else (lambda trees: trees[0])
+    round_fn = make_seeded_round(runs[0].round_fn) if batched else runs[0].round_fn
+    evaluate_fn = jax.vmap(runs[0].evaluate_fn) if batched else runs[0].evaluate_fn
+    first = runs[0]
+    config = first.config
+    writer = _is_writer()
+    progress = progress and writer
+
+    def inputs(r):
+        pairs = [run.round_inputs(r) for run in runs]
+        return stack([p[0] for p in pairs]), stack([p[1] for p in pairs])
+
+    state = stack([run.state for run in runs])
+    eval_batches = stack([run.eval_batches for run in runs])
+    compile_start = time.time()
+    round_step = jax.jit(round_fn, donate_argnums=0).lower(state, *inputs(0)).compile()
+    evaluate = jax.jit(evaluate_fn).lower(state, eval_batches).compile()
+    compile_s = time.time() - compile_start
+
+    checkpointers = [
+        Checkpointer(run.workdir / "checkpoints", keep=run.config.checkpoint.keep) for run in runs
+    ]
+    common = set.intersection(*(set(c.all_rounds()) for c in checkpointers))
+    start_round = max(common, default=0)
+    if start_round:
+        state = stack(
+            [c.restore(start_round, run.state, run.run_key) for c, run in zip(checkpointers, runs,
+                                                                                strict=True)]
+        )  # fmt: skip
+    all_rows = []
+    for run in runs:
+        run.run_info["compile_seconds"] = round(compile_s, 3)
+        run.run_info["seed_axis"] = len(runs) if batched else None
+        if writer:
+            run.workdir.mkdir(parents=True, exist_ok=True)
+            text = run.config.to_json_best_effort(indent=2) + "\n"
+            (run.workdir / "config.json").write_text(text)
+            (run.workdir / "run_info.json").write_text(json.dumps(run.run_info, indent=2) + "\n")
+            if run.changes:
+                with open(run.workdir / "resume_log.jsonl", "a") as f:
+                    record = {"resumed_at_round": start_round, "changes": run.changes}
+                    f.write(json.dumps(record) + "\n")
+        all_rows.append(_truncate_metrics(run.workdir / "metrics.jsonl", start_round) if writer
+                        else [])  # fmt: skip
+    if progress:
+        names = ", ".join(run.workdir.name or str(run.workdir) for run in runs)
+        how = f"{len(runs)} seeds on one seed axis; " if batched else ""
+        print(f"{names}: {how}{first.run_info['execution']}", file=sys.stderr, flush=True)
+        if start_round:
+            print(f"{names}: resuming after round {start_round}", file=sys.stderr)
+
+    first_nonfinite = jax.jit(jax.vmap(_first_nonfinite) if batched else _first_nonfinite)
     every = config.checkpoint.every_rounds
     bar = tqdm(
         range(start_round, config.num_rounds),
         initial=start_round,
         total=config.num_rounds,
-        desc=f"{config.mode} {workdir.name}",
+        desc=f"{config.mode} {first.workdir.name}" + (f" (+{len(runs) - 1} seeds)" * batched),
         disable=not progress,
         unit="round",
         file=sys.stderr,
     )
+    logs = [open(run.workdir / "metrics.jsonl" if writer else os.devnull, "a") for run in runs]
     try:
-        with open(workdir / "metrics.jsonl" if writer else os.devnull, "a") as log:
-            for r in bar:
-                t0 = time.time()
-                state, metrics = round_step(state, *round_inputs(r))
-                bad_leaf = int(fetch(first_nonfinite(state.params)))
-                loss = float(fetch(metrics["train/loss"]))
-                if bad_leaf >= 0 or not math.isfinite(loss):
-                    where = leaf_names[bad_leaf] if bad_leaf >= 0 else "the training loss"
+        for r in bar:
+            t0 = time.time()
+            state, metrics = round_step(state, *inputs(r))
+            bad = np.atleast_1d(fetch(first_nonfinite(state.params)))
+            losses = np.atleast_1d(fetch(metrics["train/loss"]))
+            for i, run in enumerate(runs):
+                if bad[i] >= 0 or not math.isfinite(losses[i]):
+                    where = run.leaf_names[bad[i]] if bad[i] >= 0 else "the training loss"
+                    last = checkpointers[i].latest_round()
                     raise NumericError(
-                        f"round {r + 1}: non-finite values in {where} (train/loss {loss}); the "
-                        f"last good checkpoint (round {checkpointer.latest_round()}) is intact. "
+                        f"round {r + 1}: non-finite values in {where} (train/loss {losses[i]}) "
+                        f"of {run.workdir}; the last good checkpoint (round {last}) is intact. "
                         "Lower the learning rate, or set fl.nonfinite=skip to drop such client "
                         "updates"
                     )
-                if (r + 1) % config.eval.every_rounds == 0 or r + 1 == config.num_rounds:
-                    metrics.update(evaluate(state, eval_batches))
-                metrics = fetch(metrics)
-                row = {"round": r + 1, **{k: _jsonable(v) for k, v in sorted(metrics.items())}}
-                row["time/round_seconds"] = round(time.time() - t0, 4)
+            if (r + 1) % config.eval.every_rounds == 0 or r + 1 == config.num_rounds:
+                metrics.update(evaluate(state, eval_batches))
+            metrics = fetch(metrics)
+            seconds = round(time.time() - t0, 4)
+            for i, (log, rows) in enumerate(zip(logs, all_rows, strict=True)):
+                values = {k: (v[i] if batched else v) for k, v in metrics.items()}
+                row = {"round": r + 1, **{k: _jsonable(v) for k, v in sorted(values.items())}}
+                row["time/round_seconds"] = seconds
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 os.fsync(log.fileno())
                 rows.append(row)
-                if (every and (r + 1) % every == 0) or r + 1 == config.num_rounds:
-                    checkpointer.save(r + 1, state, run_key)
-                postfix = {"loss": f"{loss:.3f}"}
-                if row.get("eval/accuracy") is not None:
-                    postfix["acc"] = f"{row['eval/accuracy']:.3f}"
-                bar.set_postfix(postfix)
+            if (every and (r + 1) % every == 0) or r + 1 == config.num_rounds:
+                for i, (run, ckpt) in enumerate(zip(runs, checkpointers, strict=True)):
+                    one = jax.tree.map(lambda x, i=i: x[i], state) if batched else state
+                    ckpt.save(r + 1, one, run.run_key)
+            postfix = {"loss": f"{float(np.mean(losses)):.3f}"}
+            if all_rows[0][-1].get("eval/accuracy") is not None:
+                postfix["acc"] = f"{all_rows[0][-1]['eval/accuracy']:.3f}"
+            bar.set_postfix(postfix)
     finally:
         bar.close()
-        checkpointer.close()
+        for log in logs:
+            log.close()
+        for ckpt in checkpointers:
+            ckpt.close()
+    return [
+        _summarize(run, rows, start_round, compile_s, writer)
+        for run, rows in zip(runs, all_rows, strict=True)
+    ]
+
+
+def _summarize(run: _Run, rows: list[dict], start_round: int, compile_s: float, writer: bool):
+    config, workdir = run.config, run.workdir
     if not rows:
         raise CheckpointError(f"{workdir}: no metrics rows to summarize")
-
     summary = {
         "mode": config.mode,
         "rounds": config.num_rounds,
@@ -504,7 +625,7 @@ def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
         ),
         "examples_seen": int(sum(row["train/num_examples"] for row in rows)),
         "resumed_at_round": start_round or None,
-        "wall_seconds": round(time.time() - start, 2),
+        "wall_seconds": round(time.time() - run.start, 2),
         "compile_seconds": round(compile_s, 3),
     }
     for key_ in ("divergence/mean/relative", "divergence/mean/update", "divergence/mean/grad"):

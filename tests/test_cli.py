@@ -74,8 +74,12 @@ def test_cli_sweep_writes_report(tmp_path, capsys):
     assert (workdir / "accuracy.png").stat().st_size > 1000
     assert (workdir / "divergence_profile.png").stat().st_size > 1000
     fl = json.loads((workdir / "depth-2_mode-fl" / "summary.json").read_text())
-    row = next(line for line in report.splitlines() if line.startswith("| 2 |"))
-    assert f"{fl['final_accuracy'] * 100:.1f}" in row.split("|")[3]
+    lines = report.splitlines()
+    header = [c.strip() for c in next(x for x in lines if x.startswith("| depth |")).split("|")]
+    row = [c.strip() for c in next(x for x in lines if x.startswith("| 2 |")).split("|")]
+    assert len(row) == len(header)
+    assert row[header.index("FL acc (last)")] == f"{fl['final_accuracy'] * 100:.1f}"
+    assert row[header.index("model")] == "plain_cnn-2"
 
 
 BAD = [

@@ -112,18 +112,50 @@ def test_report_on_synthetic_runs_matches_the_inputs(tmp_path):
                       (0.002 * depth, 0.003))  # fmt: skip
     path = write_sweep_report(tmp_path)
     text = path.read_text()
-    row4 = next(line for line in text.splitlines() if line.startswith("| 4 |"))
-    cells = [c.strip() for c in row4.strip("|").split("|")]
+    lines = text.splitlines()
+    header = [
+        c.strip() for c in next(x for x in lines if x.startswith("| depth |")).strip("|").split("|")
+    ]
+    row4 = [
+        c.strip() for c in next(x for x in lines if x.startswith("| 4 |")).strip("|").split("|")
+    ]
+    assert len(row4) == len(header)
+    cells = dict(zip(header, row4, strict=True))
     t975 = 4.302652729911275  # Student t, 2 degrees of freedom, 97.5%
     mean, half = np.mean(fl_last[4]), t975 * np.std(fl_last[4], ddof=1) / np.sqrt(3)
-    assert cells[4] == f"{mean * 100:.1f} ± {half * 100:.1f}"  # FL acc (last): 70.0 ± 12.4
+    assert cells["FL acc (last)"] == f"{mean * 100:.1f} ± {half * 100:.1f}"  # 70.0 ± 12.4
     gap_mean, gap_half, _ = mean_ci([0.9 - a for a in fl_last[4]])
-    assert cells[5] == f"{gap_mean * 100:.1f} ± {gap_half * 100:.1f}"
-    assert cells[3] == "90.0 ± 0.0" and cells[2] == "9"  # CL acc, receptive field
-    assert cells[9] == "4.00e-02 ± 0.0e+00"  # FL divergence after round 1: 0.01 x depth
-    assert cells[11] == "8.00e-03 ± 0.0e+00"  # the null reference's
-    assert cells[-1] == "3"
+    assert cells["gap (last)"] == f"{gap_mean * 100:.1f} ± {gap_half * 100:.1f}"
+    assert cells["CL acc (last)"] == "90.0 ± 0.0" and cells["RF"] == "9"
+    assert cells["model"] == "plain_cnn-4"
+    assert cells["FL divergence (round 1)"] == "4.00e-02 ± 0.0e+00"  # 0.01 x depth
+    assert cells["null divergence (round 1)"] == "8.00e-03 ± 0.0e+00"  # 0.002 x depth
+    assert cells["seeds"] == "3"
     assert mean_ci([1.0])[2] == 1 and math.isnan(mean_ci([1.0])[1])
     for png in ("accuracy.png", "divergence_profile.png", "gap.png", "divergence_over_rounds.png"):
         assert (tmp_path / png).stat().st_size > 2000, png
         assert f"]({png})" in text
+
+
+def test_cli_seed_axis_matches_one_seed_after_another(tmp_path):
+    from fedjax_deep import cli
+
+    tiny = str(pathlib.Path(__file__).parents[1] / "configs" / "digits_tiny.py")
+    rows = {}
+    for axis in ("on", "off"):
+        workdir = tmp_path / axis
+        code = cli.main(["train", "--config", tiny, "--workdir", str(workdir), "--no-progress",
+                         "--config.sweep=(('seed', (0, 1)),)", f"--config.fl.seed_axis={axis}"])  # fmt: skip
+        assert code == 0
+        info = json.loads((workdir / "seed-1" / "run_info.json").read_text())
+        assert info["seed_axis"] == (2 if axis == "on" else None)
+        rows[axis] = [
+            [json.loads(x) for x in (workdir / f"seed-{s}" / "metrics.jsonl").read_text().split("\n") if x]
+            for s in (0, 1)
+        ]  # fmt: skip
+    for seed in (0, 1):
+        for a, b in zip(rows["on"][seed], rows["off"][seed], strict=True):
+            for k, v in a.items():
+                if k.startswith("time/") or v is None:
+                    continue
+                assert v == pytest.approx(b[k], rel=1e-4, abs=1e-5), (seed, k)
