@@ -116,3 +116,30 @@ def test_missing_config_file_and_bad_arguments(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--config" in err
+
+
+def test_one_compile_of_the_round_per_run(tmp_path):
+    """Rounds reuse one compiled program: a warm 3-round run compiles only its round and its eval."""
+    import collections
+
+    import jax
+
+    compiled = collections.Counter()
+    listening = [False]
+
+    def listener(name, _secs, fun_name="", **_):
+        if listening[0] and name == "/jax/core/compile/backend_compile_duration":
+            compiled[fun_name] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        base = ["train", "--config", TINY, "--no-progress", "--config.fl.num_clients=3"]
+        # Warms every cached helper (data placement, metrics) at round 1 only.
+        assert cli.main([*base, "--workdir", str(tmp_path / "warm"), "--config.num_rounds=1"]) == 0
+        listening[0] = True
+        assert cli.main([*base, "--workdir", str(tmp_path / "run"), "--config.num_rounds=3"]) == 0
+    finally:
+        listening[0] = False
+        jax.monitoring.unregister_event_duration_listener(listener)
+    # A new run builds a new round (new closures), compiled once; nothing recompiles per round.
+    assert dict(compiled) == {"jit(round_fn)": 1, "jit(evaluate_fn)": 1}
