@@ -118,7 +118,7 @@ def sweep_table(fields: list[str], groups: dict) -> str:
         any_run = (fl or cl or null)[0]
         model_cfg = any_run["config"]["model"]
         rf = any_run["run_info"].get("receptive_field")
-        cells += [f"{model_cfg['name']}-{model_cfg['depth']}", "-" if rf is None else str(rf)]
+        cells += [_model_label(model_cfg), "-" if rf is None else str(rf)]
         acc = {}
         for name, runs in (("cl", cl), ("fl", fl)):
             acc[name, -1] = [_accuracy_at(r["rows"], -1) for r in runs]
@@ -143,6 +143,16 @@ def sweep_table(fields: list[str], groups: dict) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _model_label(model_cfg: dict) -> str:
+    """'plain_cnn-8 w16' (plain nets: depth and width), 'resnet-18 x2' (zoo: width multiplier)."""
+    label = f"{model_cfg['name']}-{model_cfg['depth']}"
+    if model_cfg["name"].startswith("plain"):
+        widths = model_cfg.get("widths") or ()
+        return f"{label} w{'/'.join(map(str, widths)) if widths else model_cfg.get('width')}"
+    mult = model_cfg.get("width_mult", 1.0)
+    return label if mult == 1.0 else f"{label} x{mult:g}"
 
 
 def _paired(cl_runs, fl_runs, index):

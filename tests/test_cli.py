@@ -79,7 +79,7 @@ def test_cli_sweep_writes_report(tmp_path, capsys):
     row = [c.strip() for c in next(x for x in lines if x.startswith("| 2 |")).split("|")]
     assert len(row) == len(header)
     assert row[header.index("FL acc (last)")] == f"{fl['final_accuracy'] * 100:.1f}"
-    assert row[header.index("model")] == "plain_cnn-2"
+    assert row[header.index("model")] == "plain_cnn-2 w8"
 
 
 BAD = [

@@ -127,7 +127,7 @@ def test_report_on_synthetic_runs_matches_the_inputs(tmp_path):
     gap_mean, gap_half, _ = mean_ci([0.9 - a for a in fl_last[4]])
     assert cells["gap (last)"] == f"{gap_mean * 100:.1f} ± {gap_half * 100:.1f}"
     assert cells["CL acc (last)"] == "90.0 ± 0.0" and cells["RF"] == "9"
-    assert cells["model"] == "plain_cnn-4"
+    assert cells["model"] == "plain_cnn-4 w8"
     assert cells["FL divergence (round 1)"] == "4.00e-02 ± 0.0e+00"  # 0.01 x depth
     assert cells["null divergence (round 1)"] == "8.00e-03 ± 0.0e+00"  # 0.002 x depth
     assert cells["seeds"] == "3"
