@@ -149,11 +149,15 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
         names = [name for name, _, _ in group]
         if progress:
             print(f"[{i + 1}] {', '.join(names)}", file=sys.stderr, flush=True)
-        runs = [_build(point, workdir / name, prep) for name, point, prep in group]
-        if _seed_axis_ok(runs):
-            results = _train(runs, progress=progress)
-        else:
-            results = [_train([run], progress=progress)[0] for run in runs]
+        if _seed_axis_wanted([point for _, point, _ in group]):
+            runs = [_build(point, workdir / name, prep) for name, point, prep in group]
+            if _seed_axis_ok(runs):
+                results = _train(runs, progress=progress)
+            else:
+                results = [_train([run], progress=progress)[0] for run in runs]
+        else:  # build each run only when its turn comes (its data, its wall clock)
+            results = [_run_one(point, workdir / name, prep, progress=progress)
+                       for name, point, prep in group]  # fmt: skip
         summaries.update(zip(names, results, strict=True))
     from fedjax_deep import report
 
@@ -473,14 +477,19 @@ def _shape_signature(run: _Run):
     ), jax.tree.structure((run.state, data))
 
 
+def _seed_axis_wanted(configs) -> bool:
+    """Whether a seed group should try one compiled program (``fl.seed_axis`` and the backend)."""
+    if len(configs) < 2:
+        return False
+    setting = configs[0].fl.seed_axis
+    return setting == "on" or (setting == "auto" and jax.default_backend() != "cpu")
+
+
 def _seed_axis_ok(runs: list[_Run]) -> bool:
     """Seeds share one compiled program when shapes agree, no mesh or host copies are involved,
     and the cadences match (``fl.seed_axis``: 'auto' = on GPU/TPU, where a wider program fills the
     device; on CPU one run after another was faster in scripts/bench_clients.py)."""
-    if len(runs) < 2:
-        return False
-    setting = runs[0].config.fl.seed_axis
-    if setting == "off" or (setting == "auto" and jax.default_backend() == "cpu"):
+    if not _seed_axis_wanted([r.config for r in runs]):
         return False
     if any(r.mesh is not None or r.on_host for r in runs):
         return False
