@@ -44,10 +44,16 @@ def _final_state(workdir):
 
 
 def _start(workdir, *extra):
+    # Restarts share JAX's persistent compilation cache (as a user's restarts would): each restart
+    # then loads the compiled round instead of compiling it again.
+    cache = pathlib.Path(workdir).parent / "jax_cache"
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "fedjax_deep.cli", "train", "--config", CONFIG,
          "--workdir", str(workdir), "--no-progress", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
 
 
