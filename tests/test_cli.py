@@ -143,3 +143,16 @@ def test_one_compile_of_the_round_per_run(tmp_path):
         jax.monitoring.unregister_event_duration_listener(listener)
     # A new run builds a new round (new closures), compiled once; nothing recompiles per round.
     assert dict(compiled) == {"jit(round_fn)": 1, "jit(evaluate_fn)": 1}
+
+
+@pytest.mark.parametrize("mode", ["fl", "centralized"])
+def test_plain_sgd_without_optimizer_state_runs(tmp_path, mode):
+    """Momentum 0 leaves the client optimizer state empty (E5's one-step configs); CL keeps it."""
+    workdir = tmp_path / mode
+    code = cli.main(["train", "--config", TINY, "--workdir", str(workdir), "--no-progress",
+                     "--config.num_rounds=2", f"--config.mode={mode}",
+                     "--config.client_opt.momentum=0.0", "--config.client_opt.weight_decay=0.0"])  # fmt: skip
+    assert code == 0
+    rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [1, 2]
+    assert all(0.0 <= r["test/accuracy"] <= 1.0 for r in rows if "test/accuracy" in r)

@@ -341,12 +341,12 @@ def make_round(
             client_data = jax.tree.map(lambda a: a[ids], client_data)
         # Per-client state is held for the whole population; the round sees its cohort's rows.
         ids = client_data.client_ids
-        population = {
-            name: value
-            for name in ("client_opt_state", "client_model_state", "client_params")
-            if (value := getattr(server_state, name)) is not None
-            and jax.tree.leaves(value)[0].shape[0] != client_data.num_clients
-        }
+        population = {}
+        for name in ("client_opt_state", "client_model_state", "client_params"):
+            value = getattr(server_state, name)
+            leaves = jax.tree.leaves(value)  # None or an empty state (plain SGD): nothing kept
+            if leaves and leaves[0].shape[0] != client_data.num_clients:
+                population[name] = value
         if population:
             server_state = server_state.replace(
                 **{n: jax.tree.map(lambda a: a[ids], v) for n, v in population.items()}
