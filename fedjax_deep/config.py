@@ -103,7 +103,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.checkpoint.keep = 3
 
     c.eval = ml_collections.ConfigDict()
-    c.eval.every_rounds = 1
+    c.eval.every_rounds = 1  # also after round 1 and after the last round
     c.eval.batch_size = 512
 
     c.sweep = ()  # ((dotted field, (values...)), ...): cartesian product of sub-runs

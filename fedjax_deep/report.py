@@ -73,8 +73,12 @@ def _get(config: dict, field: str):
 
 
 def _accuracy_at(rows: list[dict], index: int):
+    """Test accuracy after the last round (``index=-1``) or after round 1 (``index=0``; None when
+    round 1 was not evaluated)."""
     with_eval = [r for r in rows if r.get("eval/accuracy") is not None]
-    return with_eval[index]["eval/accuracy"] if with_eval else None
+    if not with_eval or (index == 0 and with_eval[0]["round"] != 1):
+        return None
+    return with_eval[index]["eval/accuracy"]
 
 
 def collect(sweep_dir: pathlib.Path) -> tuple[list[str], dict]:

@@ -587,7 +587,7 @@ def _train(runs: list[_Run], *, progress: bool) -> list[dict]:
                         "Lower the learning rate, or set fl.nonfinite=skip to drop such client "
                         "updates"
                     )
-            if (r + 1) % config.eval.every_rounds == 0 or r + 1 == config.num_rounds:
+            if r == 0 or (r + 1) % config.eval.every_rounds == 0 or r + 1 == config.num_rounds:
                 metrics.update(evaluate(state, eval_batches))
             metrics = fetch(metrics)
             seconds = round(time.time() - t0, 4)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fedjax_deep import cli
@@ -33,7 +34,9 @@ def test_cli_runs_two_rounds_end_to_end(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["round"] for r in rows] == [1, 2]
+    assert [r["round"] for r in rows] == [1, 2, 3, 4]
+    # Evaluated after round 1, every 3 rounds, and after the last.
+    assert [r["round"] for r in rows if "eval/accuracy" in r] == [1, 3, 4]
     for row in rows:
         assert 0.0 <= row["eval/accuracy"] <= 1.0 and row["train/loss"] > 0
         assert "divergence/conv_0/kernel/relative" in row
@@ -150,9 +153,11 @@ def test_plain_sgd_without_optimizer_state_runs(tmp_path, mode):
     """Momentum 0 leaves the client optimizer state empty (E5's one-step configs); CL keeps it."""
     workdir = tmp_path / mode
     code = cli.main(["train", "--config", TINY, "--workdir", str(workdir), "--no-progress",
-                     "--config.num_rounds=2", f"--config.mode={mode}",
+                     "--config.num_rounds=4", "--config.eval.every_rounds=3", f"--config.mode={mode}",
                      "--config.client_opt.momentum=0.0", "--config.client_opt.weight_decay=0.0"])  # fmt: skip
     assert code == 0
     rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["round"] for r in rows] == [1, 2]
-    assert all(0.0 <= r["test/accuracy"] <= 1.0 for r in rows if "test/accuracy" in r)
+    assert [r["round"] for r in rows] == [1, 2, 3, 4]
+    # Evaluated after round 1, every 3 rounds, and after the last.
+    assert [r["round"] for r in rows if "eval/accuracy" in r] == [1, 3, 4]
+    assert 0.0 <= rows[-1]["eval/accuracy"] <= 1.0 and np.isfinite(rows[-1]["train/loss"])
