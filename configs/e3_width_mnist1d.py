@@ -3,7 +3,8 @@
     fedjax-deep train --config configs/e3_width_mnist1d.py --workdir runs/e3_width_mnist1d
 
 Plain 1-D CNN of depth 8 at widths 4, 8, 16, 32; FL (10 IID clients, 8 local epochs x 5 rounds)
-against CL; 3 seeds. About 6 minutes on two CPU cores.
+against CL; 3 seeds. 25 minutes on two CPU cores
+with the test suite running beside it (2026-11-25).
 """
 
 from fedjax_deep.presets import FL_VS_CL, SEEDS, cpu_mnist1d

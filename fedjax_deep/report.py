@@ -263,6 +263,33 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
         written.append("divergence_profile.png")
     plt.close(fig)
 
+    # E7: FL's per-layer divergence against the null reference's (K independent SGD runs).
+    if any(m.get("independent") and m.get("fl") for m in groups.values()):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for i, (key, by_mode) in enumerate(groups.items()):
+            color = cmap(i / max(len(groups) - 1, 1))
+            name = ", ".join(
+                f"{f.rsplit('.', 1)[-1]}={k}" for f, k in zip(fields, key, strict=False)
+            )
+            for mode, style, what in (("fl", "-o", "FL"), ("independent", "--x", "null")):
+                profiles = [layer_profile(r) for r in by_mode.get(mode, [])]
+                if profiles:
+                    mean = np.nanmean(np.stack([p[1] for p in profiles]), axis=0)
+                    ax.plot(profiles[0][0], mean, style, ms=3, color=color,
+                            label=f"{what} {name}".strip())  # fmt: skip
+        ax.set_yscale("log")
+        ax.set_xlabel("relative layer depth l / L (input side left)")
+        ax.set_ylabel("relative dispersion D_l after round 1")
+        ax.set_title(
+            "FL clients (solid) vs independent SGD runs from one init (dashed)", fontsize=9
+        )
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        fig.savefig(out_dir / "null_profile.png", dpi=120)
+        plt.close(fig)
+        written.append("null_profile.png")
+
     # The FL-CL gap against the first swept field (depth, width, kernel, local steps, ...).
     gaps = {
         index: [mean_ci([c - f for c, f in _paired(m.get("centralized", []), m.get("fl", []),
@@ -273,6 +300,8 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
         fig, ax = plt.subplots(figsize=(6, 4))
         for index, style, when in ((-1, "-o", "last round"), (0, "--s", "round 1")):
             means = np.array([g[0] for g in gaps[index]]) * 100
+            if np.all(np.isnan(means)):  # round 1 not evaluated
+                continue
             halves = np.nan_to_num(np.array([g[1] for g in gaps[index]]) * 100)
             ax.errorbar(positions, means, yerr=halves, fmt=style, capsize=3, label=when)
         ax.axhline(0, color="gray", lw=0.8)

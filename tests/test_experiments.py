@@ -132,7 +132,9 @@ def test_report_on_synthetic_runs_matches_the_inputs(tmp_path):
     assert cells["null divergence (round 1)"] == "8.00e-03 ± 0.0e+00"  # 0.002 x depth
     assert cells["seeds"] == "3"
     assert mean_ci([1.0])[2] == 1 and math.isnan(mean_ci([1.0])[1])
-    for png in ("accuracy.png", "divergence_profile.png", "gap.png", "divergence_over_rounds.png"):
+    pngs = ("accuracy.png", "divergence_profile.png", "gap.png", "divergence_over_rounds.png",
+            "null_profile.png")  # fmt: skip
+    for png in pngs:
         assert (tmp_path / png).stat().st_size > 2000, png
         assert f"]({png})" in text
 
