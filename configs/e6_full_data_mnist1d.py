@@ -3,7 +3,7 @@
     fedjax-deep train --config configs/e6_full_data_mnist1d.py --workdir runs/e6_full_mnist1d
 
 Depth 2 and 8, width 8; 10 clients each with all 4,000 signals, 1 local epoch per round, 5 rounds;
-CL sees the same examples per round (10 epochs). About 5 minutes.
+CL sees the same examples per round (10 epochs). 3 minutes on two CPU cores.
 """
 
 from fedjax_deep.presets import FL_VS_CL, SEEDS, cpu_mnist1d

@@ -200,6 +200,19 @@ def _finish_field_plot(fig, ax, label, xs, positions, ylabel, path) -> str:
     return path.name
 
 
+def _save_log_plot(fig, ax, path: pathlib.Path, legend_size: int = 7) -> str:
+    """Log-scaled y, grid, legend; saves the figure and closes it; returns the file name."""
+    import matplotlib.pyplot as plt
+
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=legend_size, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name
+
+
 def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[str]:
     """Writes the sweep's PNG plots; returns their file names."""
     import matplotlib
@@ -253,15 +266,11 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
         ax.plot(pos, mean, "-o", ms=3, color=cmap(i / max(len(groups) - 1, 1)), label=name or "FL")
         plotted = True
     if plotted:
-        ax.set_yscale("log")
         ax.set_xlabel("relative layer depth l / L (input side left)")
         ax.set_ylabel("relative dispersion D_l after round 1")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out_dir / "divergence_profile.png", dpi=120)
-        written.append("divergence_profile.png")
-    plt.close(fig)
+        written.append(_save_log_plot(fig, ax, out_dir / "divergence_profile.png", legend_size=8))
+    else:
+        plt.close(fig)
 
     # E7: FL's per-layer divergence against the null reference's (K independent SGD runs).
     if any(m.get("independent") and m.get("fl") for m in groups.values()):
@@ -277,18 +286,12 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
                     mean = np.nanmean(np.stack([p[1] for p in profiles]), axis=0)
                     ax.plot(profiles[0][0], mean, style, ms=3, color=color,
                             label=f"{what} {name}".strip())  # fmt: skip
-        ax.set_yscale("log")
         ax.set_xlabel("relative layer depth l / L (input side left)")
         ax.set_ylabel("relative dispersion D_l after round 1")
         ax.set_title(
             "FL clients (solid) vs independent SGD runs from one init (dashed)", fontsize=9
         )
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        fig.savefig(out_dir / "null_profile.png", dpi=120)
-        plt.close(fig)
-        written.append("null_profile.png")
+        written.append(_save_log_plot(fig, ax, out_dir / "null_profile.png"))
 
     # The FL-CL gap against the first swept field (depth, width, kernel, local steps, ...).
     gaps = {
@@ -320,18 +323,12 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
             values = [np.nan if v is None else v for v in values]
             ax.plot(rounds, values, color=cmap(i / max(len(layers) - 1, 1)), lw=1.2,
                     label=name if len(layers) <= 12 or i in (0, len(layers) - 1) else None)  # fmt: skip
-        ax.set_yscale("log")
         ax.set_xlabel("round")
         ax.set_ylabel("relative dispersion D_l")
         key = list(groups)[-1]
         ax.set_title(", ".join(f"{f.rsplit('.', 1)[-1]}={k}" for f, k in zip(fields, key, strict=True)) +
                      f", seed {run['config']['seed']} (dark: input side)", fontsize=9)  # fmt: skip
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        fig.savefig(out_dir / "divergence_over_rounds.png", dpi=120)
-        plt.close(fig)
-        written.append("divergence_over_rounds.png")
+        written.append(_save_log_plot(fig, ax, out_dir / "divergence_over_rounds.png"))
     return written
 
 
