@@ -5,7 +5,7 @@
 E1's CL sees FL's examples in 10x as many sequential steps (1,000 steps of 32 per round against each
 client's 104). This baseline takes 100 steps of 320 (= 10 clients x 32) per round: large-batch SGD
 with FL's step count, the algorithm FedAvg becomes with one local step. Same models, optimizer,
-rounds and seeds as configs/e1_depth_mnist1d.py (compare with its FL rows). 4 minutes on two CPU
+rounds and seeds as configs/e1_depth_mnist1d.py (compare with its FL rows). 3 minutes on two CPU
 cores.
 """
 
