@@ -3,8 +3,9 @@
     fedjax-deep train --config configs/e1_depth_mnist1d.py --workdir runs/e1_depth_mnist1d
 
 Plain 1-D CNNs (kernel 5, width 8, GroupNorm, no skips) of depth 2, 4, 8, 16; FL with 10 IID
-clients and 8 local epochs x 5 rounds; CL matched in examples; 3 seeds. The README's main job: 5 min 52 s
-on two CPU cores (2026-11-25; results in docs/results/e1_depth_mnist1d). The report's divergence_over_rounds.png is E2 (the paper's figure 2a).
+clients and 8 local epochs x 5 rounds; CL matched in examples; 3 seeds. The README's main job:
+5 min 52 s on two CPU cores (2026-11-25; results in docs/results/e1_depth_mnist1d). The report's
+divergence_over_rounds.png is E2 (the paper's figure 2a).
 """
 
 from fedjax_deep.presets import FL_VS_CL, SEEDS, cpu_mnist1d
