@@ -34,9 +34,7 @@ def test_cli_runs_two_rounds_end_to_end(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["round"] for r in rows] == [1, 2, 3, 4]
-    # Evaluated after round 1, every 3 rounds, and after the last.
-    assert [r["round"] for r in rows if "eval/accuracy" in r] == [1, 3, 4]
+    assert [r["round"] for r in rows] == [1, 2]
     for row in rows:
         assert 0.0 <= row["eval/accuracy"] <= 1.0 and row["train/loss"] > 0
         assert "divergence/conv_0/kernel/relative" in row
