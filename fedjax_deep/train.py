@@ -329,7 +329,7 @@ class _Run:
     run_key: Any
     run_info: dict
     leaf_names: list
-    start: float
+    build_seconds: float  # data placement, model init, round construction
     mesh: Any
     on_host: bool
 
@@ -466,7 +466,7 @@ def _build(config, workdir: pathlib.Path, prepared) -> _Run:
     ]
     return _Run(
         config, workdir, changes, state, round_fn, round_inputs, evaluate_fn, eval_batches,
-        run_key, run_info, leaf_names, start, mesh, on_host,
+        run_key, run_info, leaf_names, time.time() - start, mesh, on_host,
     )  # fmt: skip
 
 
@@ -488,7 +488,8 @@ def _seed_axis_wanted(configs) -> bool:
 def _seed_axis_ok(runs: list[_Run]) -> bool:
     """Seeds share one compiled program when shapes agree, no mesh or host copies are involved,
     and the cadences match (``fl.seed_axis``: 'auto' = on GPU/TPU, where a wider program fills the
-    device; on CPU one run after another was faster in scripts/bench_clients.py)."""
+    device; off on CPU, where vmap over clients was slower than one client at a time in
+    scripts/bench_clients.py; seeds themselves were not benchmarked)."""
     if not _seed_axis_wanted([r.config for r in runs]):
         return False
     if any(r.mesh is not None or r.on_host for r in runs):
@@ -522,7 +523,7 @@ def _train(runs: list[_Run], *, progress: bool) -> list[dict]:
 
     state = stack([run.state for run in runs])
     eval_batches = stack([run.eval_batches for run in runs])
-    compile_start = time.time()
+    compile_start = train_start = time.time()
     round_step = jax.jit(round_fn, donate_argnums=0).lower(state, *inputs(0)).compile()
     evaluate = jax.jit(evaluate_fn).lower(state, eval_batches).compile()
     compile_s = time.time() - compile_start
@@ -614,12 +615,14 @@ def _train(runs: list[_Run], *, progress: bool) -> list[dict]:
         for ckpt in checkpointers:
             ckpt.close()
     return [
-        _summarize(run, rows, start_round, compile_s, writer)
+        _summarize(run, rows, start_round, compile_s, writer, train_start)
         for run, rows in zip(runs, all_rows, strict=True)
     ]
 
 
-def _summarize(run: _Run, rows: list[dict], start_round: int, compile_s: float, writer: bool):
+def _summarize(
+    run: _Run, rows: list[dict], start_round: int, compile_s: float, writer: bool, train_start
+):
     config, workdir = run.config, run.workdir
     if not rows:
         raise CheckpointError(f"{workdir}: no metrics rows to summarize")
@@ -634,7 +637,8 @@ def _summarize(run: _Run, rows: list[dict], start_round: int, compile_s: float, 
         ),
         "examples_seen": int(sum(row["train/num_examples"] for row in rows)),
         "resumed_at_round": start_round or None,
-        "wall_seconds": round(time.time() - run.start, 2),
+        # Its own build plus the (possibly shared) training: never the runs trained before it.
+        "wall_seconds": round(run.build_seconds + time.time() - train_start, 2),
         "compile_seconds": round(compile_s, 3),
     }
     for key_ in ("divergence/mean/relative", "divergence/mean/update", "divergence/mean/grad"):
