@@ -4,12 +4,16 @@
     fedjax-deep report runs/depth
     fedjax-deep prepare cifar10 --data-dir ~/tensorflow_datasets   (needs network + TensorFlow)
 
-Bad input (a config field, a value, a file) prints one line, ``error: ...``, and exits with code 2.
+Bad input (a config field, a value, a file, a workdir that cannot host the run) prints one line,
+``error: ...``, and exits with code 2; a fault mid-run (disk, non-finite values) exits with 1; Ctrl-C
+or SIGTERM ends the run after its current round and checkpoint, says how to resume, and exits with
+130 or 143 (see ``fedjax_deep.errors``). A sweep's report is written after its runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 USAGE_FIX = "see fedjax-deep --help"
@@ -68,15 +72,17 @@ def _prepare(args) -> int:
     return 0
 
 
+def _resume_command(argv: list[str]) -> str:
+    return shlex.join(["fedjax-deep", *argv])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     overrides = [a for a in argv if a.startswith("--config.")]
     args = _parser().parse_args([a for a in argv if not a.startswith("--config.")])
 
-    from fedjax_deep.checkpoint import CheckpointError
-    from fedjax_deep.config import ConfigError, apply_overrides, load_config
     from fedjax_deep.data import DataError, PartitionError
-    from fedjax_deep.train import NumericError
+    from fedjax_deep.errors import FieldError, Interrupted, RunFault, WorkdirError
 
     try:
         if args.command == "prepare":
@@ -87,21 +93,35 @@ def main(argv: list[str] | None = None) -> int:
             for workdir in args.workdirs:
                 print(report.write_sweep_report(workdir))
             return 0
+        from fedjax_deep.config import apply_overrides, load_config
+
         config = apply_overrides(load_config(args.config), overrides)
         if args.distributed:
             import jax
 
             jax.distributed.initialize()
-        from fedjax_deep import train
+        from fedjax_deep import report, train
 
         train.run(config, args.workdir, progress=not args.no_progress)
-    except (ConfigError, DataError, PartitionError) as e:
+        if config.sweep and train.is_writer():
+            print(report.write_sweep_report(args.workdir))
+    except (FieldError, DataError, PartitionError, WorkdirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (NumericError, CheckpointError, OSError) as e:
+    except Interrupted as e:
+        print(f"stopped: {e}; resume with: {_resume_command(argv)}", file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:
+        print(
+            "stopped: interrupted; finished rounds are checkpointed as configured; resume with: "
+            + _resume_command(argv),
+            file=sys.stderr,
+        )
+        return 130
+    except (RunFault, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -1,112 +1,200 @@
-"""Experiment configs: the defaults, loading ``get_config()`` files, dotted overrides, validation.
+"""Experiment configs: the table of fields, loading ``get_config()`` files, overrides, validation.
 
-Config files in ``configs/`` define ``get_config()`` and start from :func:`default_config`. Every field
-a config may hold exists in :func:`default_config`; a field that does not, a value of the wrong type or
-out of range is a :class:`ConfigError`, raised before any data is loaded or any file is written. The
-command line turns it into one line on stderr and exit code 2.
+Every field a config may hold is a row of :data:`FIELDS`: its default, its type and its allowed
+choices or range, and what it means. :func:`default_config` is built from that table and
+:func:`validate` checks a config against it (plus a few rules that tie fields together), so a
+field, its default and its check live in one place. A field that does not exist, a value of the
+wrong type or out of range is a :class:`ConfigError`, raised before any data is loaded or any file
+is written; the command line turns it into one line on stderr and exit code 2.
 
-Sweeps: ``config.sweep`` is a tuple of ``(dotted field, values)`` pairs; a run expands their
-cartesian product into one sub-run per point (see ``fedjax_deep.train.run``).
+Library code (models, data) raises :class:`~fedjax_deep.errors.FieldError` or another
+``ValueError`` and never imports this module; :func:`config_errors` turns the former into
+``ConfigError`` where the runner calls the libraries. Sweeps (``config.sweep``) are expanded by
+:mod:`fedjax_deep.sweep`.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import dataclasses
 import importlib.util
-import itertools
+import math
 import pathlib
 from typing import Any
 
 import ml_collections
 
+from fedjax_deep.data import AUGMENTATIONS, DATASETS, INPUT_SHAPES, PARTITIONS
+from fedjax_deep.errors import FieldError
+from fedjax_deep.fl.execution import STRATEGIES
+from fedjax_deep.models import CONV_IMPLS, HEADS, MODELS, NORMS
+
 MODES = ("fl", "centralized", "independent")
+# Sizes beyond these are typos or would exhaust any machine before the memory estimate could help.
+MAX_WIDTH = 65536
+MAX_STEPS = 10**6
 
 
-class ConfigError(ValueError):
+class ConfigError(FieldError):
     """A bad config field: names the field, the value and the fix, in one line."""
 
-    def __init__(self, field: str, value: Any, fix: str):
-        self.field, self.value, self.fix = field, value, fix
-        super().__init__(f"config.{field}={value!r}: {fix}")
+    prefix = "config."
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One config field: its default and what values it accepts.
+
+    ``low``/``high`` bound numbers (inclusive; ``open_low`` excludes ``low``); ``choices`` lists the
+    allowed strings; ``items`` bounds the integers of a tuple field; ``doc`` says what it means.
+    """
+
+    default: Any
+    doc: str = ""
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    items: tuple[int, int] | None = None
+
+    def check(self, name: str, value: Any) -> None:
+        """Raises :class:`ConfigError` unless ``value`` has the default's type and fits."""
+        default = self.default
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(name, value, "expected true or false")
+        elif isinstance(default, int):
+            if not _is_int(value):
+                raise ConfigError(name, value, "expected an integer")
+        elif isinstance(default, float):
+            if not _is_num(value) or not math.isfinite(value):
+                raise ConfigError(name, value, "expected a finite number")
+        elif isinstance(default, str):
+            if not isinstance(value, str):
+                raise ConfigError(name, value, "expected a string")
+        elif isinstance(default, tuple) and self.items is not None:
+            lo, hi = self.items
+            if not isinstance(value, tuple | list) or not all(
+                _is_int(x) and lo <= x <= hi for x in value
+            ):
+                raise ConfigError(name, value, f"expected a tuple of integers in [{lo}, {hi}]")
+        if self.choices and value not in self.choices:
+            raise ConfigError(name, value, f"use one of {', '.join(map(str, self.choices))}")
+        if self.low is not None or self.high is not None:
+            lo = -math.inf if self.low is None else self.low
+            hi = math.inf if self.high is None else self.high
+            too_low = value <= lo if self.open_low else value < lo
+            if too_low or value > hi:
+                left = "(" if self.open_low else "["
+                raise ConfigError(name, value, f"must be in {left}{_num(lo)}, {_num(hi)}]")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if math.isfinite(x) and x == int(x) else f"{x:g}"
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+F = Field
+FIELDS: dict[str, Field] = {
+    "seed": F(0, "seeds the data split, partition, model init and every round's draws",
+              low=0, high=2**32 - 1),
+    "mode": F("fl", "'fl' (federated), 'centralized' (one learner on the union of the client "
+              "data, the same examples per round) or 'independent' (fl.num_clients SGD runs from "
+              "one init, never averaged: E7's null reference)", choices=MODES),
+    "num_rounds": F(5, low=1, high=MAX_STEPS),
+    "data.name": F("digits", choices=tuple(sorted(DATASETS))),
+    "data.test_fraction": F(0.2, "digits: share of examples held out for testing",
+                            low=0.0, high=0.99, open_low=True),
+    "data.partition": F("iid", "fedjax_deep.data.partition", choices=PARTITIONS),
+    "data.dirichlet_alpha": F(0.5, "small: few classes per client; large: close to IID",
+                              low=0.0, high=1e6, open_low=True),
+    "data.classes_per_client": F(2, "for partition 'shards'", low=1, high=100_000),
+    "data.data_dir": F("", "prepared tensorflow-datasets folders ('' = $TFDS_DATA_DIR or ~/...)"),
+    "data.manual_dir": F("", "Tiny-ImageNet: the folder holding tiny-imagenet-200 ('' = data_dir)"),
+    "data.augment": F("none", "image datasets only", choices=AUGMENTATIONS),
+    "data.placement": F("auto", "client data on the 'device' once, or on the 'host' (cohort "
+                        "copied per round); auto: host when it takes over half the free memory",
+                        choices=("auto", "device", "host")),
+    "model.name": F("plain_cnn", choices=tuple(sorted(MODELS))),
+    "model.depth": F(4, "layers of plain nets; vgg 11/13/16/19; resnet 18/34/50/101/152",
+                     low=1, high=1024),
+    "model.width": F(32, "channels of plain nets", low=1, high=MAX_WIDTH),
+    "model.kernel_size": F(3, "odd", low=1, high=63),
+    "model.norm": F("group", choices=NORMS),
+    "model.norm_groups": F(8, low=1, high=MAX_WIDTH),
+    "model.skip": F(False, "residual connections in the plain CNN"),
+    "model.head": F("flatten", choices=HEADS),
+    "model.widths": F((), "per-layer channels (overrides width), e.g. (16, 32, 64, 64)",
+                      items=(1, MAX_WIDTH)),
+    "model.strides": F((), "per-layer strides, default 1", items=(1, 64)),
+    "model.conv_impl": F("im2col", "'native' is lax.conv_general_dilated", choices=CONV_IMPLS),
+    "model.width_mult": F(1.0, "vgg/resnet: scales every stage's channels",
+                          low=0.0, high=64.0, open_low=True),
+    "model.stem_kernel": F(0, "first conv's kernel (0: kernel_size); resnet ImageNet stem: 7",
+                           low=0, high=63),
+    "model.stem_stride": F(1, "resnet ImageNet stem: 2", low=1, high=64),
+    "model.stem_pool": F(False, "3x3 stride-2 max pool after the stem; resnet ImageNet stem: true"),
+    "model.head_pool": F(1, "vgg: adaptive average pool size before the classifier (ImageNet: 7)",
+                         low=1, high=64),
+    "model.classifier": F((), "vgg: hidden classifier widths (ImageNet: (4096, 4096))",
+                          items=(1, MAX_WIDTH)),
+    "fl.num_clients": F(10, low=1, high=1_000_000),
+    "fl.cohort_size": F(0, "> 0: clients sampled per round (uniform, without replacement)",
+                        low=0, high=1_000_000),
+    "fl.local_epochs": F(8, low=0, high=10_000),
+    "fl.local_steps": F(0, "> 0 replaces local_epochs by a fixed number of local steps",
+                        low=0, high=MAX_STEPS),
+    "fl.batch_size": F(32, low=1, high=2**20),
+    "fl.execution": F("auto", "fedjax_deep.fl.execution", choices=STRATEGIES),
+    "fl.chunk_size": F(0, "clients per chunk for 'chunked' (0 -> 1) and per device for 'sharded'",
+                       low=0, high=1_000_000),
+    "fl.bn_stats": F("average", "BatchNorm statistics: 'average' (weighted) or 'local' (FedBN)",
+                     choices=("average", "local")),
+    "fl.nonfinite": F("stop", "a non-finite round: 'stop' the run, or 'skip' such client updates",
+                      choices=("stop", "skip")),
+    "fl.seed_axis": F("auto", "seeds of a sweep in one compiled program: 'auto' (GPU/TPU yes, "
+                      "CPU no), 'on' or 'off'", choices=("auto", "on", "off")),
+    "fl.divergence": F(True),
+    "fl.grad_divergence": F(True),
+    "client_opt.name": F("sgd", choices=("sgd",)),
+    "client_opt.learning_rate": F(0.02, low=0.0, high=1e6, open_low=True),
+    "client_opt.momentum": F(0.9, low=0.0, high=0.999999),
+    "client_opt.weight_decay": F(5e-4, "coupled, PyTorch-style", low=0.0, high=1e6),
+    "server_opt.name": F("sgd", "sgd with learning_rate 1 and momentum 0 is FedAvg",
+                         choices=("sgd",)),
+    "server_opt.learning_rate": F(1.0, low=0.0, high=1e6, open_low=True),
+    "server_opt.momentum": F(0.0, low=0.0, high=0.999999),
+    "checkpoint.every_rounds": F(1, "0: only at the end", low=0, high=MAX_STEPS),
+    "checkpoint.keep": F(3, low=1, high=10_000),
+    "eval.every_rounds": F(1, "also after round 1 and after the last round", low=1, high=MAX_STEPS),
+    "eval.batch_size": F(512, low=1, high=2**20),
+    "log.tensorboard": F("auto", "TensorBoard event files beside metrics.jsonl: 'auto' (when "
+                         "tensorboardX is installed), 'on' or 'off'", choices=("auto", "on", "off")),
+    "sweep": F((), "((dotted field, (values...)), ...): cartesian product of sub-runs "
+               "(fedjax_deep.sweep)"),
+}  # fmt: skip
+del F
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """Every field a config may set, with its default."""
+    """Every field a config may set, with its default (the rows of :data:`FIELDS`)."""
     c = ml_collections.ConfigDict()
-    c.seed = 0
-    # 'fl' (federated), 'centralized' (one learner on the union of the client data, the same
-    # examples per round) or 'independent' (fl.num_clients SGD runs from one init, never averaged:
-    # the null reference of E7; divergence is measured between the runs)
-    c.mode = "fl"
-    c.num_rounds = 5
-
-    c.data = ml_collections.ConfigDict()
-    c.data.name = "digits"
-    c.data.test_fraction = 0.2
-    c.data.partition = "iid"  # 'iid', 'dirichlet', 'shards' or 'full' (fedjax_deep.data.partition)
-    c.data.dirichlet_alpha = 0.5
-    c.data.classes_per_client = 2  # for 'shards'
-    c.data.data_dir = ""  # prepared tensorflow-datasets folders ('' = $TFDS_DATA_DIR or ~/...)
-    c.data.manual_dir = ""  # Tiny-ImageNet: the folder holding tiny-imagenet-200 ('' = data_dir)
-    c.data.augment = "none"  # 'none' or 'crop_flip' (image datasets)
-    c.data.placement = (
-        "auto"  # client data on the 'device' once, or on the 'host' (cohort per round)
-    )
-
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "plain_cnn"
-    c.model.depth = 4
-    c.model.width = 32
-    c.model.kernel_size = 3
-    c.model.norm = "group"
-    c.model.norm_groups = 8
-    c.model.skip = False
-    c.model.head = "flatten"  # 'flatten' or 'avgpool'
-    c.model.widths = ()  # per-layer channels (overrides width), e.g. (16, 32, 64, 64)
-    c.model.strides = ()  # per-layer strides, default 1
-    c.model.conv_impl = "im2col"  # 'im2col' or 'native' (lax.conv_general_dilated)
-    c.model.width_mult = 1.0  # vgg/resnet: scales every stage's channels
-    c.model.stem_kernel = 0  # first conv's kernel (0: kernel_size); resnet ImageNet stem: 7
-    c.model.stem_stride = 1  # resnet ImageNet stem: 2
-    c.model.stem_pool = False  # 3x3 stride-2 max pool after the stem; resnet ImageNet stem: true
-    c.model.head_pool = 1  # vgg: adaptive average pool size before the classifier (ImageNet: 7)
-    c.model.classifier = ()  # vgg: hidden classifier widths (ImageNet: (4096, 4096))
-
-    c.fl = ml_collections.ConfigDict()
-    c.fl.num_clients = 10
-    c.fl.cohort_size = 0  # > 0: clients sampled per round (uniform, without replacement)
-    c.fl.local_epochs = 8
-    c.fl.local_steps = 0  # > 0 replaces local_epochs by a fixed number of local steps
-    c.fl.batch_size = 32
-    c.fl.execution = "auto"  # 'auto', 'vmap', 'chunked' or 'sharded' (fedjax_deep.fl.execution)
-    c.fl.chunk_size = 0  # clients per chunk for 'chunked' (0 -> 1) and per device for 'sharded'
-    c.fl.bn_stats = "average"  # BatchNorm statistics: 'average' (weighted) or 'local' (FedBN)
-    c.fl.nonfinite = "stop"  # a non-finite round: 'stop' the run, or 'skip' such client updates
-    # Seeds of a sweep in one compiled program: 'auto' (GPU/TPU yes, CPU no), 'on' or 'off'
-    c.fl.seed_axis = "auto"
-    c.fl.divergence = True
-    c.fl.grad_divergence = True
-
-    c.client_opt = ml_collections.ConfigDict()
-    c.client_opt.name = "sgd"
-    c.client_opt.learning_rate = 0.02
-    c.client_opt.momentum = 0.9
-    c.client_opt.weight_decay = 5e-4
-
-    c.server_opt = ml_collections.ConfigDict()
-    c.server_opt.name = "sgd"  # sgd with learning_rate 1 and momentum 0 is FedAvg
-    c.server_opt.learning_rate = 1.0
-    c.server_opt.momentum = 0.0
-
-    c.checkpoint = ml_collections.ConfigDict()
-    c.checkpoint.every_rounds = 1  # 0: only at the end
-    c.checkpoint.keep = 3
-
-    c.eval = ml_collections.ConfigDict()
-    c.eval.every_rounds = 1  # also after round 1 and after the last round
-    c.eval.batch_size = 512
-
-    c.sweep = ()  # ((dotted field, (values...)), ...): cartesian product of sub-runs
+    for name, spec in FIELDS.items():
+        node = c
+        *groups, leaf = name.split(".")
+        for group in groups:
+            if group not in node:
+                node[group] = ml_collections.ConfigDict()
+            node = node[group]
+        node[leaf] = spec.default
     return c
 
 
@@ -121,7 +209,7 @@ def load_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
         spec.loader.exec_module(module)
     except Exception as e:
         raise ConfigError(
-            "file", str(path), f"cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0]})"
+            "file", str(path), f"cannot be loaded ({type(e).__name__}: {_first_line(e)})"
         ) from None
     if not hasattr(module, "get_config"):
         raise ConfigError("file", str(path), "the file defines no get_config()")
@@ -129,7 +217,7 @@ def load_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
         config = module.get_config()
     except Exception as e:
         raise ConfigError(
-            "file", str(path), f"get_config() failed ({type(e).__name__}: {e})"
+            "file", str(path), f"get_config() failed ({type(e).__name__}: {_first_line(e)})"
         ) from None
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(
@@ -138,7 +226,17 @@ def load_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
     return config
 
 
+def _first_line(e: BaseException) -> str:
+    lines = str(e).splitlines()
+    return lines[0][:200] if lines else ""
+
+
 def _parse_value(field: str, text: str, current: Any) -> Any:
+    """An override's text as a value of ``current``'s type (Python literals for tuples)."""
+    if len(text) > 100_000:
+        raise ConfigError(
+            field, text, "the value is over 100,000 characters; write it in a config file"
+        )
     if isinstance(current, bool):
         low = text.lower()
         if low in ("true", "1", "yes"):
@@ -160,8 +258,10 @@ def _parse_value(field: str, text: str, current: Any) -> Any:
         return text
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        raise ConfigError(field, text, f"expected a Python literal like {current!r}") from None
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise ConfigError(
+            field, text, f"expected a Python literal like {current!r} (at most a few levels deep)"
+        ) from None
 
 
 def get_field(config: ml_collections.ConfigDict, field: str) -> Any:
@@ -173,8 +273,24 @@ def get_field(config: ml_collections.ConfigDict, field: str) -> Any:
     return node
 
 
+def _coerce(field: str, value: Any, current: Any) -> Any:
+    """``value`` in ``current``'s type, or a :class:`ConfigError` (never ml_collections' TypeError)."""
+    if isinstance(current, float) and _is_int(value):
+        return float(value)
+    if isinstance(current, tuple) and isinstance(value, list):
+        return tuple(value)
+    same = isinstance(value, bool) == isinstance(current, bool) and (
+        isinstance(value, type(current)) or (_is_int(current) and _is_int(value))
+    )
+    if not same:
+        kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+                tuple: f"a tuple like {current!r}"}.get(type(current), type(current).__name__)  # fmt: skip
+        raise ConfigError(field, value, f"expected {kind}")
+    return value
+
+
 def set_field(config: ml_collections.ConfigDict, field: str, value: Any) -> None:
-    """Sets an existing dotted field; unknown fields are a :class:`ConfigError`."""
+    """Sets an existing dotted field; unknown fields and wrong types are a :class:`ConfigError`."""
     parts = field.split(".")
     node = config
     for i, part in enumerate(parts):
@@ -194,8 +310,7 @@ def set_field(config: ml_collections.ConfigDict, field: str, value: Any) -> None
         raise ConfigError(field, value, "is a group; set one of its fields")
     if isinstance(value, str) and not isinstance(current, str):
         value = _parse_value(field, value, current)
-    elif isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+    value = _coerce(field, value, current)
     with node.unlocked():
         node[parts[-1]] = value
 
@@ -211,15 +326,34 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]):
     return config
 
 
-def _flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
+def flatten(config: ml_collections.ConfigDict | dict, prefix: str = "") -> dict[str, Any]:
+    """``{'fl.num_clients': 10, ...}``: a config (or its JSON dict) as dotted fields."""
     out = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
-        if isinstance(value, ml_collections.ConfigDict):
-            out.update(_flatten(value, name + "."))
+        if isinstance(value, ml_collections.ConfigDict | dict):
+            out.update(flatten(value, name + "."))
         else:
             out[name] = value
     return out
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks every field against :data:`FIELDS` and the rules between fields (no I/O).
+
+    The sweep's entries are checked by :func:`fedjax_deep.sweep.expand`. Raises
+    :class:`ConfigError`.
+    """
+    flat = flatten(config)
+    for field, value in flat.items():
+        if field not in FIELDS:
+            raise ConfigError(field, value, "no such field; see fedjax_deep.config.FIELDS")
+        FIELDS[field].check(field, value)
+    for field in FIELDS:
+        if field not in flat:
+            raise ConfigError(field, None, "missing; start the config from default_config()")
+    for rule in RULES:
+        rule(config)
 
 
 def _require(cond: bool, field: str, value: Any, fix: str) -> None:
@@ -227,287 +361,50 @@ def _require(cond: bool, field: str, value: Any, fix: str) -> None:
         raise ConfigError(field, value, fix)
 
 
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
+def _odd_kernels(c) -> None:
+    k = c.model.kernel_size
+    _require(k % 2 == 1, "model.kernel_size", k, "must be odd")
+    s = c.model.stem_kernel
+    _require(s == 0 or s % 2 == 1, "model.stem_kernel", s, "must be 0 (= kernel_size) or odd")
 
 
-def _is_num(v):
-    return isinstance(v, int | float) and not isinstance(v, bool)
+def _per_layer_tuples(c) -> None:
+    for field in ("widths", "strides"):
+        v = c.model[field]
+        _require(len(v) in (0, c.model.depth), f"model.{field}", v,
+                 f"give () or {c.model.depth} values (one per layer of model.depth)")  # fmt: skip
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-    """Checks every field's presence, type and range (no I/O). Raises :class:`ConfigError`."""
-    from fedjax_deep.data import AUGMENTATIONS, DATASETS, INPUT_SHAPES, PARTITIONS
-    from fedjax_deep.fl.execution import STRATEGIES
-    from fedjax_deep.models import CONV_IMPLS, HEADS, MODELS, NORMS
+def _clients(c) -> None:
+    _require(c.fl.cohort_size <= c.fl.num_clients, "fl.cohort_size", c.fl.cohort_size,
+             f"must be <= fl.num_clients={c.fl.num_clients} (0 = every client every round)")  # fmt: skip
+    _require(c.fl.local_epochs >= 1 or c.fl.local_steps >= 1, "fl.local_epochs",
+             c.fl.local_epochs, "must be >= 1 (or set fl.local_steps >= 1)")  # fmt: skip
 
-    defaults = _flatten(default_config())
-    flat = _flatten(config)
-    for field, value in flat.items():
-        if field not in defaults:
-            raise ConfigError(field, value, "no such field; see fedjax_deep.config.default_config")
-        default = defaults[field]
-        if isinstance(default, bool):
-            _require(isinstance(value, bool), field, value, "expected true or false")
-        elif _is_int(default):
-            _require(_is_int(value), field, value, "expected an integer")
-        elif isinstance(default, float):
-            _require(_is_num(value), field, value, "expected a number")
-        elif isinstance(default, str):
-            _require(isinstance(value, str), field, value, "expected a string")
-    for field in defaults:
-        _require(field in flat, field, None, "missing; start the config from default_config()")
 
-    c = config
-
-    def positive_int(field):
-        v = get_field(c, field)
-        _require(v >= 1, field, v, "must be an integer >= 1")
-
-    _require(c.mode in MODES, "mode", c.mode, f"use one of {', '.join(MODES)}")
-    _require(c.seed >= 0, "seed", c.seed, "must be an integer >= 0")
-    positive_int("num_rounds")
-    _require(
-        c.data.name in DATASETS,
-        "data.name",
-        c.data.name,
-        f"unknown dataset; use one of {', '.join(sorted(DATASETS))}",
-    )
-    _require(
-        0.0 < c.data.test_fraction < 1.0,
-        "data.test_fraction",
-        c.data.test_fraction,
-        "must be in (0, 1)",
-    )
-    _require(
-        c.data.partition in PARTITIONS,
-        "data.partition",
-        c.data.partition,
-        f"use one of {', '.join(PARTITIONS)}",
-    )
-    _require(
-        c.data.dirichlet_alpha > 0,
-        "data.dirichlet_alpha",
-        c.data.dirichlet_alpha,
-        "must be > 0 (small: few classes per client; large: close to IID)",
-    )
-    positive_int("data.classes_per_client")
-    _require(
-        c.data.augment in AUGMENTATIONS,
-        "data.augment",
-        c.data.augment,
-        f"use one of {', '.join(AUGMENTATIONS)}",
-    )
+def _augment_needs_images(c) -> None:
     _require(
         c.data.augment == "none" or len(INPUT_SHAPES.get(c.data.name, ())) == 3,
         "data.augment",
         c.data.augment,
         f"crops and flips need images; {c.data.name} is not an image dataset (use none)",
     )
-    _require(
-        c.data.placement in ("auto", "device", "host"),
-        "data.placement",
-        c.data.placement,
-        "use auto, device or host",
-    )
-    _require(
-        c.model.name in MODELS,
-        "model.name",
-        c.model.name,
-        f"unknown model; use one of {', '.join(sorted(MODELS))}",
-    )
-    positive_int("model.depth")
-    positive_int("model.width")
-    _require(
-        c.model.kernel_size >= 1 and c.model.kernel_size % 2 == 1,
-        "model.kernel_size",
-        c.model.kernel_size,
-        "must be an odd integer >= 1",
-    )
-    _require(
-        c.model.stem_kernel == 0 or (c.model.stem_kernel >= 1 and c.model.stem_kernel % 2 == 1),
-        "model.stem_kernel",
-        c.model.stem_kernel,
-        "must be 0 (= kernel_size) or an odd integer >= 1",
-    )
-    positive_int("model.stem_stride")
-    positive_int("model.head_pool")
-    _require(
-        0 < c.model.width_mult <= 64, "model.width_mult", c.model.width_mult, "must be in (0, 64]"
-    )
-    _require(
-        isinstance(c.model.classifier, tuple | list)
-        and all(_is_int(x) and x >= 1 for x in c.model.classifier),
-        "model.classifier",
-        c.model.classifier,
-        "give () or positive hidden widths, e.g. (4096, 4096)",
-    )
-    _require(c.model.norm in NORMS, "model.norm", c.model.norm, f"use one of {', '.join(NORMS)}")
-    positive_int("model.norm_groups")
-    _require(c.model.head in HEADS, "model.head", c.model.head, f"use one of {', '.join(HEADS)}")
-    _require(
-        c.model.conv_impl in CONV_IMPLS,
-        "model.conv_impl",
-        c.model.conv_impl,
-        f"use one of {', '.join(CONV_IMPLS)}",
-    )
-    for field in ("widths", "strides"):
-        v = c.model[field]
-        _require(
-            isinstance(v, tuple | list)
-            and (len(v) == 0 or len(v) == c.model.depth)
-            and all(_is_int(x) and x >= 1 for x in v),
-            f"model.{field}",
-            v,
-            f"give () or {c.model.depth} positive integers (one per layer)",
-        )
-    positive_int("fl.num_clients")
-    _require(
-        0 <= c.fl.cohort_size <= c.fl.num_clients,
-        "fl.cohort_size",
-        c.fl.cohort_size,
-        f"must be in [0, fl.num_clients={c.fl.num_clients}] (0 = every client every round)",
-    )
-    _require(
-        c.fl.local_epochs >= 1 or c.fl.local_steps >= 1,
-        "fl.local_epochs",
-        c.fl.local_epochs,
-        "must be >= 1 (or set fl.local_steps >= 1)",
-    )
-    _require(
-        c.fl.local_steps >= 0,
-        "fl.local_steps",
-        c.fl.local_steps,
-        "must be >= 0 (0 = use fl.local_epochs)",
-    )
-    positive_int("fl.batch_size")
-    _require(
-        c.fl.bn_stats in ("average", "local"),
-        "fl.bn_stats",
-        c.fl.bn_stats,
-        "use average (the server averages clients' statistics) or local (FedBN)",
-    )
-    _require(
-        c.fl.execution in STRATEGIES,
-        "fl.execution",
-        c.fl.execution,
-        f"use one of {', '.join(STRATEGIES)}",
-    )
-    _require(
-        c.fl.chunk_size >= 0,
-        "fl.chunk_size",
-        c.fl.chunk_size,
-        "must be >= 0 (0 = all clients at once, or 1 for 'chunked')",
-    )
-    _require(c.client_opt.name == "sgd", "client_opt.name", c.client_opt.name, "use sgd")
-    _require(c.server_opt.name == "sgd", "server_opt.name", c.server_opt.name, "use sgd")
-    for group in ("client_opt", "server_opt"):
-        lr = c[group].learning_rate
-        _require(lr > 0, f"{group}.learning_rate", lr, "must be > 0")
-        mom = c[group].momentum
-        _require(0 <= mom < 1, f"{group}.momentum", mom, "must be in [0, 1)")
-    _require(
-        c.client_opt.weight_decay >= 0,
-        "client_opt.weight_decay",
-        c.client_opt.weight_decay,
-        "must be >= 0",
-    )
-    positive_int("eval.every_rounds")
-    _require(
-        c.checkpoint.every_rounds >= 0,
-        "checkpoint.every_rounds",
-        c.checkpoint.every_rounds,
-        "must be >= 0 (0 = only after the last round)",
-    )
-    positive_int("checkpoint.keep")
-    _require(
-        c.fl.seed_axis in ("auto", "on", "off"),
-        "fl.seed_axis",
-        c.fl.seed_axis,
-        "use auto (on for GPU/TPU), on or off",
-    )
-    _require(
-        c.fl.nonfinite in ("stop", "skip"),
-        "fl.nonfinite",
-        c.fl.nonfinite,
-        "use stop (end the run) or skip (drop non-finite client updates and count them)",
-    )
-    positive_int("eval.batch_size")
-    _validate_sweep(c)
 
 
-def _sweep_fields(entry) -> tuple[str, ...]:
-    return (entry[0],) if isinstance(entry[0], str) else tuple(entry[0])
+def _sweep_is_a_tuple(c) -> None:
+    _require(isinstance(c.sweep, tuple | list), "sweep", c.sweep,
+             "must be a tuple of (field, values) pairs, e.g. (('model.depth', (2, 4)),)")  # fmt: skip
 
 
-def _validate_sweep(c: ml_collections.ConfigDict) -> None:
-    sweep = c.sweep
-    _require(
-        isinstance(sweep, tuple | list), "sweep", sweep, "must be a tuple of (field, values) pairs"
-    )
-    for entry in sweep:
-        ok = (
-            isinstance(entry, tuple | list)
-            and len(entry) == 2
-            and (
-                isinstance(entry[0], str)
-                or (
-                    isinstance(entry[0], tuple | list)
-                    and entry[0]
-                    and all(isinstance(f, str) for f in entry[0])
-                )
-            )
-            and isinstance(entry[1], tuple | list)
-            and len(entry[1]) >= 1
-        )
-        _require(
-            ok,
-            "sweep",
-            entry,
-            "each entry must be ('dotted.field', (value, ...)) or "
-            "(('field.a', 'field.b'), ((a1, b1), (a2, b2), ...)) for fields that move together",
-        )
-        fields = _sweep_fields(entry)
-        if len(fields) > 1 or not isinstance(entry[0], str):
-            for value in entry[1]:
-                _require(
-                    isinstance(value, tuple | list) and len(value) == len(fields),
-                    "sweep",
-                    value,
-                    f"give one value per field of {fields}",
-                )
-        for field in fields:
-            try:
-                get_field(c, field)
-            except KeyError:
-                raise ConfigError("sweep", field, "names no config field") from None
-            _require(field != "sweep", "sweep", field, "a sweep cannot sweep itself")
+RULES = (_odd_kernels, _per_layer_tuples, _clients, _augment_needs_images, _sweep_is_a_tuple)
 
 
-def expand_sweep(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
-    """The sweep's points as ``(name, config)``; a config without a sweep is one unnamed point.
-
-    Entries combine as a cartesian product; an entry whose first element is a tuple of fields moves
-    those fields together (``(('fl.local_epochs', 'num_rounds'), ((1, 40), (8, 5)))``). Each point
-    is validated. Names read ``depth-4_mode-fl``: the last component of each field.
-    """
-    validate(config)
-    if not config.sweep:
-        return [("", config)]
-    entries = []
-    for entry in config.sweep:
-        fields = _sweep_fields(entry)
-        values = entry[1] if not isinstance(entry[0], str) else [(v,) for v in entry[1]]
-        entries.append([tuple(zip(fields, v, strict=True)) for v in values])
-    points = []
-    for combo in itertools.product(*entries):
-        assignments = [pair for group in combo for pair in group]
-        point = ml_collections.ConfigDict(config.to_dict())
-        for field, value in assignments:
-            set_field(point, field, value)
-        with point.unlocked():
-            point.sweep = ()
-        validate(point)
-        name = "_".join(f"{f.rsplit('.', 1)[-1]}-{v}" for f, v in assignments)
-        points.append((name, point))
-    return points
+@contextlib.contextmanager
+def config_errors():
+    """Turns a library's :class:`~fedjax_deep.errors.FieldError` into a :class:`ConfigError`."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except FieldError as e:
+        raise ConfigError(e.field, e.value, e.fix) from None

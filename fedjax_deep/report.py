@@ -16,25 +16,15 @@ null-divergence column.
 
 from __future__ import annotations
 
-import json
 import math
 import pathlib
 from collections import defaultdict
 
 import numpy as np
 
+from fedjax_deep.runlog import read_config, read_run
+
 IGNORED = ("mode", "seed")
-
-
-def read_run(run_dir: pathlib.Path) -> dict:
-    """A run's files: ``config``, ``run_info``, ``summary`` and ``rows`` (metrics.jsonl)."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {
-        "config": json.loads((run_dir / "config.json").read_text()),
-        "run_info": json.loads((run_dir / "run_info.json").read_text()),
-        "summary": json.loads((run_dir / "summary.json").read_text()),
-        "rows": rows,
-    }
 
 
 def mean_ci(values) -> tuple[float, float, int]:
@@ -83,7 +73,7 @@ def _accuracy_at(rows: list[dict], index: int):
 
 def collect(sweep_dir: pathlib.Path) -> tuple[list[str], dict]:
     """Group the sweep's runs: ``(group fields, {group values: {mode: [run, ...]}})``."""
-    config = json.loads((sweep_dir / "config.json").read_text())
+    config = read_config(sweep_dir)
     fields = []
     for entry_fields, _ in config["sweep"]:
         entry_fields = [entry_fields] if isinstance(entry_fields, str) else list(entry_fields)
@@ -338,7 +328,7 @@ def write_sweep_report(sweep_dir: str | pathlib.Path) -> pathlib.Path:
     fields, groups = collect(sweep_dir)
     if not groups:
         raise FileNotFoundError(f"{sweep_dir}: no finished runs (*/summary.json) to report")
-    config = json.loads((sweep_dir / "config.json").read_text())
+    config = read_config(sweep_dir)
     table = sweep_table(fields, groups)
     plots = plot_sweep(fields, groups, sweep_dir)
     first = next(iter(groups.values()))

@@ -1,480 +1,216 @@
-"""``run(config, workdir)``: builds the parts of an experiment, loops over rounds, logs.
+"""``run(config, workdir)``: the loop, read top to bottom.
 
-One experiment (one point of a sweep) writes into its workdir:
-
-- ``config.json``: the resolved config;
-- ``run_info.json``: model size, layer order (for divergence profiles), ``S`` and ``B``, compile time;
-- ``metrics.jsonl``: one JSON object per round, appended and flushed as the round finishes, so a
-  crash never loses finished rounds; non-finite values are written as ``null``;
-- ``summary.json``: final accuracy and loss, first-round figures, wall time.
-
-A config with a ``sweep`` runs each point into ``workdir/<point name>/`` (all points are validated
-first) and then writes the sweep's markdown report and plots (``fedjax_deep.report``).
+config -> sweep points -> run directories (lock, resume checks) -> data (``experiment.prepare``,
+nothing written until every point passed) -> model, stacked state and round
+(``experiment.build``) -> compile once -> restore -> loop: round, guard, eval, log, checkpoint ->
+summary. The run directory's files and rules belong to :mod:`fedjax_deep.runlog`; sweeps to
+:mod:`fedjax_deep.sweep`. The sweep's report is written by the caller (``fedjax-deep train`` does).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import contextlib
 import math
 import os
-import pathlib
+import signal
 import sys
+import threading
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from tqdm.auto import tqdm
 
-from fedjax_deep import config as config_lib
-from fedjax_deep.aggregation import fedavg
-from fedjax_deep.checkpoint import Checkpointer, CheckpointError
-from fedjax_deep.config import ConfigError
-from fedjax_deep.data import (
-    make_augment,
-    make_partition,
-    num_local_steps,
-    partition_stats,
-    plot_partition,
-    stack_clients,
-)
-from fedjax_deep.data import sources as data_sources
-from fedjax_deep.fl import (
-    ClientState,
-    init_server_state,
-    make_client_update,
-    make_round,
-    make_seeded_round,
-    sample_cohort,
-    stack_seeds,
-)
-from fedjax_deep.fl.execution import (
-    Execution,
-    available_memory_bytes,
-    choose_execution,
-    estimate_bytes_per_client,
-    fetch,
-    pad_clients,
-    place_round_inputs,
-    replicate,
-    shard_clients,
-)
-from fedjax_deep.metrics import batch_eval_data, make_evaluate
-from fedjax_deep.models import build_model, check_model_config
+from fedjax_deep import experiment as experiment_lib
+from fedjax_deep import sweep as sweep_lib
+from fedjax_deep.checkpoint import Checkpointer
+from fedjax_deep.errors import Interrupted, RunFault
+from fedjax_deep.experiment import Experiment
+from fedjax_deep.fl import make_seeded_round, stack_seeds
+from fedjax_deep.fl.execution import fetch
+from fedjax_deep.runlog import RunDir, check_workdir_path, config_json, jsonable
 
 
-def make_client_optimizer(opt_config) -> optax.GradientTransformation:
-    """SGD with momentum and (coupled, PyTorch-style) weight decay."""
-    return optax.chain(
-        optax.add_decayed_weights(opt_config.weight_decay),
-        optax.sgd(opt_config.learning_rate, momentum=opt_config.momentum or None),
-    )
+class NumericError(RunFault):
+    """A round produced non-finite parameters or loss (one line, names round and layer)."""
 
 
-def make_server_optimizer(opt_config) -> optax.GradientTransformation:
-    """SGD on the FedAvg pseudo-gradient: learning rate 1 and no momentum is plain FedAvg."""
-    return optax.sgd(opt_config.learning_rate, momentum=opt_config.momentum or None)
-
-
-def _jsonable(value: Any) -> Any:
-    value = np.asarray(value)
-    if value.ndim == 0:
-        v = value.item()
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        return v
-    return [_jsonable(v) for v in value]
-
-
-def _prepare(config: ml_collections.ConfigDict, cache: dict | None = None):
-    """Everything that can fail on bad input, done before the workdir is touched."""
-    rng = np.random.default_rng(config.seed)
-    data_key = (config.data.to_json(), config.seed)
-    if cache is not None and data_key in cache:
-        # The points of a sweep share a loaded dataset; the generator resumes where loading left it.
-        dataset, state_after_load = cache[data_key]
-        rng.bit_generator.state = state_after_load
-    else:
-        dataset = data_sources.load(config.data.name, config.data, rng)
-        if cache is not None:
-            cache[data_key] = (dataset, rng.bit_generator.state)
-    check_model_config(config.model, dataset.input_shape)
-    # The federated partition is drawn in both modes: centralized training sees the same examples
-    # per round as the federated run it is compared with.
-    fl_partition = make_partition(config.data, dataset.train_y, config.fl.num_clients, rng)
-    if config.mode == "centralized":
-        partition = [np.arange(len(dataset.train_y))]
-    else:
-        partition = fl_partition
-    max_examples = max(len(p) for p in partition)
-    batch_size = min(config.fl.batch_size, max_examples)
-    return dataset, partition, fl_partition, batch_size
-
-
-def _centralized_steps(config, fl_partition, batch_size: int) -> int:
-    """Local steps per round that give one learner the examples a federated round sees."""
-    cohort = config.fl.cohort_size or config.fl.num_clients
-    if config.fl.local_steps > 0:
-        fl_batch = min(config.fl.batch_size, max(len(p) for p in fl_partition))
-        examples = config.fl.local_steps * fl_batch * cohort
-    else:
-        sizes = [len(p) for p in fl_partition]
-        examples = config.fl.local_epochs * sum(sizes) * cohort / len(sizes)
-    return max(1, round(examples / batch_size))
+def is_writer() -> bool:
+    """Every process of a multi-host run computes; only process 0 writes files and progress."""
+    return jax.process_index() == 0
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progress: bool = True):
     """Runs an experiment (or every point of its sweep) into ``workdir``.
 
-    Raises :class:`ConfigError` before anything is written if the config or the workdir is bad.
+    Raises ``ConfigError``, ``DataError`` or ``WorkdirError`` before anything is written if the
+    config, the data or the workdir is bad; ``RunFault`` or ``Interrupted`` mid-run.
 
     Returns:
       the summary dict (for a sweep: ``{point name: summary}``).
     """
-    workdir = pathlib.Path(workdir)
-    points = config_lib.expand_sweep(config)
-    _check_workdir(workdir)
-    for name, point in points:
-        check_resume_compatible(point, workdir / name if name else workdir)
-    cache: dict = {}
-    prepared = [(name, point, _prepare(point, cache)) for name, point in points]
-    if len(prepared) == 1 and not prepared[0][0]:
-        return _run_one(config, workdir, prepared[0][2], progress=progress)
-    summaries = {}
-    for i, group in enumerate(_seed_groups(prepared)):
-        names = [name for name, _, _ in group]
+    workdir = check_workdir_path(workdir)
+    points = sweep_lib.expand(config)
+    writer = is_writer()
+    with contextlib.ExitStack() as stack:
+        # -- run directories: locks and resume checks (nothing is written yet) -------------------
+        root = stack.enter_context(RunDir(workdir, writer=writer))
+        root.check_kind(config_json(config))
+        dirs, changes = [], []
+        for point in points:
+            d = root
+            if point.name:
+                d = stack.enter_context(RunDir(sweep_lib.point_dir(workdir, point.name),
+                                               writer=writer))  # fmt: skip
+                d.check_kind(config_json(point.config))
+            dirs.append(d)
+            changes.append(d.check_compatible(config_json(point.config)))
+        # -- data: every point loads and checks its data and memory before any file is written --
+        cache: dict = {}
+        prepared = [experiment_lib.prepare(point.config, cache) for point in points]
+        root.create()
+        if config.sweep:
+            root.write_json("config.json", config_json(config))
+        todo = {p.name: (p, d, c, prep) for p, d, c, prep in zip(points, dirs, changes, prepared,
+                                                                   strict=True)}  # fmt: skip
+        summaries = {}
+        for i, group in enumerate(sweep_lib.seed_groups(points)):
+            if progress and config.sweep and writer:
+                names = ", ".join(p.name for p in group)
+                print(f"[{i + 1}] {names}", file=sys.stderr, flush=True)
+            for batch in _batches([todo[p.name] for p in group]):
+                results = train([member for _, member in batch], progress=progress)
+                summaries.update(zip([name for name, _ in batch], results, strict=True))
+        if not config.sweep:
+            return next(iter(summaries.values()))
+        return summaries
+
+
+def train(members: list[tuple[Experiment, RunDir, dict]], *, progress: bool) -> list[dict]:
+    """Trains one experiment, or several seeds together on a leading seed axis, into their run
+    directories: compile once, restore, then round, guard, eval, log, checkpoint."""
+    runs = [m[0] for m in members]
+    dirs = [m[1] for m in members]
+    batched = len(runs) > 1
+    stack = stack_seeds if batched else (lambda trees: trees[0])
+    first, config = runs[0], runs[0].config
+    writer = dirs[0].writer
+    progress = progress and writer
+
+    # -- the round and the evaluation, compiled once ---------------------------------------------
+    def inputs(r):
+        pairs = [run.round_inputs(r) for run in runs]
+        return stack([p[0] for p in pairs]), stack([p[1] for p in pairs])
+
+    round_fn = make_seeded_round(first.round_fn) if batched else first.round_fn
+    evaluate_fn = jax.vmap(first.evaluate_fn) if batched else first.evaluate_fn
+    state = stack([run.state for run in runs])
+    eval_batches = stack([run.eval_batches for run in runs])
+    train_start = time.time()
+    round_step = jax.jit(round_fn, donate_argnums=0).lower(state, *inputs(0)).compile()
+    evaluate = jax.jit(evaluate_fn).lower(state, eval_batches).compile()
+    compile_s = time.time() - train_start
+    first_nonfinite = jax.jit(jax.vmap(_first_nonfinite) if batched else _first_nonfinite)
+
+    # -- restore: the newest checkpoint every member holds intact, and its rows ------------------
+    for d in dirs:
+        d.create()
+    ckpts = [Checkpointer(d.path / "checkpoints", keep=run.config.checkpoint.keep)
+             for d, run in zip(dirs, runs, strict=True)]  # fmt: skip
+    try:
+        start_round, states, skipped = _restore(ckpts, runs)
+        if start_round:
+            state = stack(states)
+        all_rows = [d.rows_for_resume(start_round) if writer else [] for d in dirs]
+        for d, run, ckpt, skip, (_, _, changes) in zip(dirs, runs, ckpts, skipped, members,
+                                                       strict=True):  # fmt: skip
+            ckpt.discard_after(start_round)
+            run.run_info.update(compile_seconds=round(compile_s, 3),
+                                seed_axis=len(runs) if batched else None)  # fmt: skip
+            d.write_json("config.json", config_json(run.config))
+            d.write_json("run_info.json", run.run_info)
+            if run.partition_stats is not None:
+                d.write_json("partition.json", run.partition_stats)
+                _plot_partition(run, d)
+            if changes or skip:
+                d.append_jsonl("resume_log.jsonl", {"resumed_at_round": start_round,
+                                                    "changes": changes, "skipped": skip})  # fmt: skip
+            d.open_metrics(start_round, config.log.tensorboard)
+        names = ", ".join(d.path.name or str(d.path) for d in dirs)
         if progress:
-            print(f"[{i + 1}] {', '.join(names)}", file=sys.stderr, flush=True)
-        if _seed_axis_wanted([point for _, point, _ in group]):
-            runs = [_build(point, workdir / name, prep) for name, point, prep in group]
-            if _seed_axis_ok(runs):
-                results = _train(runs, progress=progress)
-            else:
-                results = [_train([run], progress=progress)[0] for run in runs]
-        else:  # build each run only when its turn comes (its data, its wall clock)
-            results = [_run_one(point, workdir / name, prep, progress=progress)
-                       for name, point, prep in group]  # fmt: skip
-        summaries.update(zip(names, results, strict=True))
-    from fedjax_deep import report
+            how = f"{len(runs)} seeds on one seed axis; " if batched else ""
+            print(f"{names}: {how}{first.run_info['execution']}", file=sys.stderr, flush=True)
+        if writer:
+            for line in sorted({s for skip in skipped for s in skip}):
+                print(f"warning: {line}; skipped it", file=sys.stderr, flush=True)
+        if progress and start_round:
+            print(f"{names}: resuming after round {start_round}", file=sys.stderr, flush=True)
 
-    if _is_writer():
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
-        report.write_sweep_report(workdir)
-    return summaries
+        # -- the loop ----------------------------------------------------------------------------
+        every = config.checkpoint.every_rounds
+        bar = tqdm(range(start_round, config.num_rounds), initial=start_round,
+                   total=config.num_rounds, unit="round", file=sys.stderr, disable=not progress,
+                   desc=f"{config.mode} {dirs[0].path.name}" + f" (+{len(runs) - 1} seeds)" * batched)  # fmt: skip
+        with _graceful_signals() as stop:
+            for r in bar:
+                t0 = time.time()
+                try:
+                    state, metrics = round_step(state, *inputs(r))
+                    _guard(r, state, metrics, first_nonfinite, runs, dirs, ckpts, batched)
+                    if (
+                        r == 0
+                        or (r + 1) % config.eval.every_rounds == 0
+                        or r + 1 == config.num_rounds
+                    ):
+                        metrics.update(evaluate(state, eval_batches))
+                    metrics = fetch(metrics)
+                except KeyboardInterrupt:
+                    raise _interrupted(stop.signum or signal.SIGINT, r, ckpts[0]) from None
+                seconds = round(time.time() - t0, 4)
+                for i, (d, rows) in enumerate(zip(dirs, all_rows, strict=True)):
+                    values = {k: (v[i] if batched else v) for k, v in metrics.items()}
+                    row = {"round": r + 1, **{k: jsonable(v) for k, v in sorted(values.items())}}
+                    row["time/round_seconds"] = seconds
+                    try:
+                        d.write_row(row)
+                    except RunFault as e:
+                        raise RunFault(
+                            f"round {r + 1}: {e} ({ckpts[i].describe_latest()})"
+                        ) from None
+                    rows.append(row)
+                if (every and (r + 1) % every == 0) or r + 1 == config.num_rounds or stop.signum:
+                    for i, (run, ckpt) in enumerate(zip(runs, ckpts, strict=True)):
+                        one = jax.tree.map(lambda x, i=i: x[i], state) if batched else state
+                        ckpt.save(r + 1, one, run.run_key)
+                if stop.signum:
+                    raise _interrupted(stop.signum, r + 1, ckpts[0])
+                if all_rows[0]:
+                    bar.set_postfix(_postfix(all_rows[0][-1]))
+        bar.close()
+    finally:
+        for ckpt in ckpts:
+            ckpt.close()
+        for d in dirs:
+            d.close_metrics()
+    return [_summarize(run, d, rows, start_round, compile_s, train_start)
+            for run, d, rows in zip(runs, dirs, all_rows, strict=True)]  # fmt: skip
 
 
-# Fields a resumed run may change: they do not change what is computed (or only its float order).
-RESUME_HARMLESS = (
-    "num_rounds",
-    "fl.seed_axis",
-    "eval.every_rounds",
-    "eval.batch_size",
-    "checkpoint.every_rounds",
-    "checkpoint.keep",
-    "fl.execution",
-    "fl.chunk_size",
-    "data.placement",
-    "data.data_dir",
-    "data.manual_dir",
-    "sweep",
-)
-
-
-def _flat_json(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat_json(value, f"{prefix}{key}."))
+def _batches(items):
+    """A group's members in the batches that train together: all of them on one seed axis when
+    it is wanted and their shapes agree, else one at a time, each built only when its turn comes
+    (its memory, its wall clock)."""
+    if _seed_axis_wanted([p.config for p, *_ in items]):
+        built = [(p.name, (experiment_lib.build(p.config, prep), d, c)) for p, d, c, prep in items]
+        if _seed_axis_ok([member[0] for _, member in built]):
+            yield built
         else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def config_changes(old: dict, new: ml_collections.ConfigDict) -> dict[str, tuple]:
-    """Fields whose values differ between a run's saved config and ``new``: ``{field: (old, new)}``."""
-    new_flat = _flat_json(json.loads(new.to_json_best_effort()))
-    old_flat = _flat_json(old)
-    return {
-        f: (old_flat.get(f), new_flat.get(f))
-        for f in sorted(set(old_flat) | set(new_flat))
-        if old_flat.get(f) != new_flat.get(f)
-    }
-
-
-def check_resume_compatible(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
-    """Raises :class:`ConfigError` if ``workdir`` holds a run whose meaning ``config`` would change
-    (model, data, clients, optimizers, seed, ...); returns the harmless changes (may be empty)."""
-    saved = workdir / "config.json"
-    if not saved.exists() or not (workdir / "run_info.json").exists():
-        return {}
-    changes = config_changes(json.loads(saved.read_text()), config)
-    for field, (old, new) in changes.items():
-        if field not in RESUME_HARMLESS:
-            raise ConfigError(
-                field,
-                new,
-                f"differs from the run being resumed in {workdir} ({old!r}); that would change "
-                "the experiment: pass a new --workdir",
-            )
-    return changes
-
-
-def _check_workdir(workdir: pathlib.Path) -> None:
-    """Fails early (nothing written) if ``workdir`` cannot be created or written."""
-    existing = workdir
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError("workdir", str(workdir), f"{existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError("workdir", str(workdir), f"{existing} is not writable")
-
-
-def _truncate_metrics(path: pathlib.Path, last_round: int) -> list[dict]:
-    """Keeps the rows of rounds <= ``last_round`` (the checkpoint's), atomically; returns them."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a line cut by a crash
-            continue
-        if row.get("round", 0) <= last_round:
-            rows.append(row)
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
-    return rows
-
-
-class NumericError(RuntimeError):
-    """A round produced non-finite parameters or loss (one line, names round and layer)."""
-
-
-def _first_nonfinite(params) -> int:
-    """Index of the first parameter leaf with a non-finite value, -1 if none (jit-friendly)."""
-    flags = jnp.stack([~jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)])
-    return jnp.where(jnp.any(flags), jnp.argmax(flags), -1)
-
-
-def _seed_groups(prepared):
-    """Sweep points that differ only in their seed, in sweep order (candidates for a seed axis)."""
-    groups: dict = {}
-    for name, point, prep in prepared:
-        key = json.dumps({**json.loads(point.to_json_best_effort()), "seed": None})
-        groups.setdefault(key, []).append((name, point, prep))
-    return list(groups.values())
-
-
-def _is_writer() -> bool:
-    """Every process of a multi-host run computes; only process 0 writes files and progress."""
-    return jax.process_index() == 0
-
-
-def _data_on_host(config, dataset, partition) -> bool:
-    """``data.placement``: ``auto`` keeps client data on the device when it takes less than half
-    of the device's free memory."""
-    if config.data.placement != "auto":
-        return config.data.placement == "host"
-    bytes_needed = sum(len(p) for p in partition) * dataset.train_x[0].nbytes
-    free = available_memory_bytes()
-    return free is not None and bytes_needed > 0.5 * free
-
-
-def _choose_execution(
-    config, model, client_opt, client_data, params, model_state, batch_size, num_steps
-):
-    """The run's client-axis strategy (``config.fl.execution``) and why it was chosen."""
-    if config.mode == "centralized":
-        return Execution(), "centralized: one learner, no client axis to split"
-    bytes_per_client = None
-    if config.fl.execution == "auto" and jax.default_backend() != "cpu":
-        # Measure one client's local training (arguments + temporaries) with XLA's analysis.
-        client_update = make_client_update(model, client_opt)
-        one = ClientState(params, model_state, client_opt.init(params))
-        steps = {
-            "idx": jnp.zeros((num_steps, batch_size), jnp.int32),
-            "mask": jnp.ones((num_steps, batch_size), bool),
-        }
-        data = {"x": client_data.x[0], "y": client_data.y[0]}
-        bytes_per_client = estimate_bytes_per_client(
-            client_update, one, steps, jax.random.key(0), data
-        )
-    return choose_execution(
-        config.fl.execution,
-        config.fl.cohort_size or client_data.num_clients,
-        chunk_size=config.fl.chunk_size,
-        bytes_per_client=bytes_per_client,
-    )
-
-
-@dataclasses.dataclass
-class _Run:
-    """One experiment, built and ready to train (several may train together on a seed axis)."""
-
-    config: Any
-    workdir: pathlib.Path
-    changes: dict
-    state: Any
-    round_fn: Any
-    round_inputs: Any
-    evaluate_fn: Any
-    eval_batches: Any
-    run_key: Any
-    run_info: dict
-    leaf_names: list
-    build_seconds: float  # data placement, model init, round construction
-    mesh: Any
-    on_host: bool
-
-
-def _build(config, workdir: pathlib.Path, prepared) -> _Run:
-    changes = check_resume_compatible(config, workdir)
-    dataset, partition, fl_partition, batch_size = prepared
-    start = time.time()
-    key = jax.random.key(config.seed)
-    model_key, run_key = jax.random.split(key)
-    model, params, model_state = build_model(
-        config.model, dataset.input_shape, dataset.num_classes, model_key
-    )
-    centralized = config.mode == "centralized"
-    on_host = _data_on_host(config, dataset, partition)
-    client_data = stack_clients(dataset.train_x, dataset.train_y, partition, on_device=not on_host)
-    if centralized:
-        num_steps = _centralized_steps(config, fl_partition, batch_size)
-    else:
-        num_steps = num_local_steps(
-            client_data.max_examples, batch_size, config.fl.local_epochs, config.fl.local_steps
-        )
-    cohort_size = 0 if centralized else config.fl.cohort_size
-    if cohort_size == client_data.num_clients:
-        cohort_size = 0
-    client_opt = make_client_optimizer(config.client_opt)
-    server_rule = fedavg(make_server_optimizer(config.server_opt))
-    # Independent runs (E7's null reference) are never averaged: each keeps its model, optimizer
-    # state and BatchNorm statistics; there is no shared point for a gradient divergence.
-    independent = config.mode == "independent"
-    divergence = config.fl.divergence and not centralized
-    execution, why = _choose_execution(
-        config, model, client_opt, client_data, params, model_state, batch_size, num_steps
-    )
-    mesh = execution.mesh
-    if mesh is not None and cohort_size % execution.num_shards:
-        raise ConfigError(
-            "fl.cohort_size",
-            cohort_size,
-            f"must be a multiple of the {execution.num_shards} devices the clients are sharded over",
-        )
-    population = client_data
-    if mesh is not None:
-        population = pad_clients(population, execution.num_shards, on_device=not on_host)
-    round_fn = make_round(
-        model,
-        client_opt,
-        server_rule,
-        batch_size=batch_size,
-        num_local_steps=num_steps,
-        divergence=divergence,
-        grad_divergence=config.fl.grad_divergence and not independent,
-        execution=execution,
-        augment=make_augment(config.data.augment),
-        # On the host the cohort is drawn (with the same key) and copied over before the round.
-        cohort_size=0 if on_host else cohort_size,
-        skip_nonfinite=config.fl.nonfinite == "skip",
-    )
-    state = init_server_state(
-        params,
-        model_state,
-        server_rule,
-        client_optimizer=client_opt if (centralized or independent) else None,
-        num_clients=population.num_clients,
-        local_model_state=(config.fl.bn_stats == "local" or independent) and bool(model_state),
-        independent=independent,
-    )
-    state, device_data = place_round_inputs(execution, state, None if on_host else population)
-
-    def round_inputs(r):
-        """This round's client data and key (a host-side cohort is drawn and copied here)."""
-        key_ = jax.random.fold_in(run_key, r)
-        data = device_data
-        if on_host:
-            ids = np.arange(population.num_clients)
-            if cohort_size:
-                key_, cohort_key = jax.random.split(key_)
-                ids = np.asarray(
-                    sample_cohort(cohort_key, jnp.asarray(population.num_examples), cohort_size)
-                )
-            data = jax.tree.map(lambda a: jnp.asarray(a[ids]), population)
-            if mesh is not None:
-                data = shard_clients(pad_clients(data, execution.num_shards), mesh)
-        return data, key_ if mesh is None else replicate(key_, mesh)
-
-    eval_batches = batch_eval_data(dataset.test_x, dataset.test_y, config.eval.batch_size)
-    if mesh is not None:
-        eval_batches = replicate(eval_batches, mesh)
-    evaluate_one = make_evaluate(model)
-    if independent:
-        # Each run is evaluated with its own statistics; the row reports their mean and spread.
-        def evaluate_fn(s, batches):
-            stats = s.client_model_state if s.client_model_state is not None else s.model_state
-            axes = 0 if s.client_model_state is not None else None
-            per_run = jax.vmap(evaluate_one, in_axes=(0, axes, None))(
-                s.client_params, stats, batches
-            )
-            out = {k: jnp.mean(v) for k, v in per_run.items()}
-            out["eval/accuracy_std_over_runs"] = jnp.std(per_run["eval/accuracy"])
-            return out
-    else:
-
-        def evaluate_fn(s, batches):
-            return evaluate_one(s.params, s.model_state, batches)
-
-    run_info = {
-        "dataset": dataset.name,
-        "input_shape": list(dataset.input_shape),
-        "num_train": int(len(dataset.train_y)),
-        "num_test": int(len(dataset.test_y)),
-        "num_clients": len(partition),
-        "client_sizes": [int(len(p)) for p in partition],
-        "batch_size": int(batch_size),
-        "num_local_steps": int(num_steps),
-        "num_params": int(sum(x.size for x in jax.tree.leaves(params))),
-        "layers": list(model.layers),
-        "receptive_field": model.receptive_field,
-        "backend": jax.default_backend(),
-        "devices": len(jax.devices()),
-        "processes": jax.process_count(),
-        "execution": why,
-        "data_placement": "host (cohort copied per round)" if on_host else "device",
-        "cohort_size": cohort_size or len(partition),
-        "partition": config.data.partition,
-    }
-    if _is_writer() and not centralized:
-        workdir.mkdir(parents=True, exist_ok=True)
-        stats = partition_stats(partition, dataset.train_y, dataset.num_classes)
-        (workdir / "partition.json").write_text(json.dumps(stats) + "\n")
-        plot_partition(stats, workdir / "partition.png")
-    leaf_names = [
-        "/".join(str(getattr(k, "key", k)) for k in path)
-        for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]
-    ]
-    return _Run(
-        config, workdir, changes, state, round_fn, round_inputs, evaluate_fn, eval_batches,
-        run_key, run_info, leaf_names, time.time() - start, mesh, on_host,
-    )  # fmt: skip
-
-
-def _shape_signature(run: _Run):
-    data, key = run.round_inputs(0)
-    return jax.tree.map(
-        lambda x: (x.shape, str(x.dtype)), (run.state, data, key, run.eval_batches)
-    ), jax.tree.structure((run.state, data))
+            yield from ([b] for b in built)
+        return
+    for p, d, c, prep in items:
+        yield [(p.name, (experiment_lib.build(p.config, prep), d, c))]
 
 
 def _seed_axis_wanted(configs) -> bool:
@@ -485,153 +221,134 @@ def _seed_axis_wanted(configs) -> bool:
     return setting == "on" or (setting == "auto" and jax.default_backend() != "cpu")
 
 
-def _seed_axis_ok(runs: list[_Run]) -> bool:
+def _seed_axis_ok(runs: list[Experiment]) -> bool:
     """Seeds share one compiled program when shapes agree, no mesh or host copies are involved,
     and the cadences match (``fl.seed_axis``: 'auto' = on GPU/TPU, where a wider program fills the
     device; off on CPU, where vmap over clients was slower than one client at a time in
     scripts/bench_clients.py; seeds themselves were not benchmarked)."""
-    if not _seed_axis_wanted([r.config for r in runs]):
-        return False
     if any(r.mesh is not None or r.on_host for r in runs):
         return False
     cadence = {
         (r.config.num_rounds, r.config.eval.every_rounds, r.config.checkpoint.every_rounds)
         for r in runs
     }
-    return len(cadence) == 1 and len({str(_shape_signature(r)) for r in runs}) == 1
+
+    def signature(run):
+        data, key = run.round_inputs(0)
+        tree = (run.state, data, key, run.eval_batches)
+        return str(jax.tree.map(lambda x: (x.shape, str(x.dtype)), tree)), jax.tree.structure(tree)
+
+    return len(cadence) == 1 and len({str(signature(r)) for r in runs}) == 1
 
 
-def _run_one(config, workdir: pathlib.Path, prepared, *, progress: bool):
-    return _train([_build(config, workdir, prepared)], progress=progress)[0]
+def _restore(ckpts: list[Checkpointer], runs: list[Experiment]):
+    """The newest round at which every member holds an intact checkpoint, their states, and per
+    member the lines of the newer checkpoints skipped (unreadable, or failing their digest)."""
+    target = min((c.latest_round() or 0) for c in ckpts)
+    skipped = [[] for _ in ckpts]
+    while True:
+        found = []
+        for i, (ckpt, run) in enumerate(zip(ckpts, runs, strict=True)):
+            round_, state, skip = ckpt.restore_latest(run.state, run.run_key, at_most=target)
+            skipped[i] += [s for s in skip if s not in skipped[i]]
+            found.append((round_, state))
+        rounds = {r for r, _ in found}
+        if len(rounds) == 1:
+            round_ = rounds.pop()
+            return round_, [s for _, s in found], skipped
+        target = min(rounds)
 
 
-def _train(runs: list[_Run], *, progress: bool) -> list[dict]:
-    """Trains ``runs`` (one, or several seeds together on a leading seed axis) with checkpoints,
-    exact resume, the numeric guard and per-run metrics files."""
-    batched = len(runs) > 1
-    stack = stack_seeds if batched else (lambda trees: trees[0])
-    round_fn = make_seeded_round(runs[0].round_fn) if batched else runs[0].round_fn
-    evaluate_fn = jax.vmap(runs[0].evaluate_fn) if batched else runs[0].evaluate_fn
-    first = runs[0]
-    config = first.config
-    writer = _is_writer()
-    progress = progress and writer
+def _first_nonfinite(params) -> int:
+    """Index of the first parameter leaf with a non-finite value, -1 if none (jit-friendly)."""
+    flags = jnp.stack([~jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)])
+    return jnp.where(jnp.any(flags), jnp.argmax(flags), -1)
 
-    def inputs(r):
-        pairs = [run.round_inputs(r) for run in runs]
-        return stack([p[0] for p in pairs]), stack([p[1] for p in pairs])
 
-    state = stack([run.state for run in runs])
-    eval_batches = stack([run.eval_batches for run in runs])
-    compile_start = train_start = time.time()
-    round_step = jax.jit(round_fn, donate_argnums=0).lower(state, *inputs(0)).compile()
-    evaluate = jax.jit(evaluate_fn).lower(state, eval_batches).compile()
-    compile_s = time.time() - compile_start
+def _guard(r, state, metrics, first_nonfinite, runs, dirs, ckpts, batched) -> None:
+    """Stops the run (keeping the last good checkpoint) on non-finite parameters or loss, or when
+    ``fl.nonfinite=skip`` had to skip every client of the round."""
+    bad = np.atleast_1d(fetch(first_nonfinite(state.params)))
+    losses = np.atleast_1d(fetch(metrics["train/loss"]))
+    skipped = metrics.get("train/skipped_clients")
+    skipped = np.atleast_1d(fetch(skipped)) if skipped is not None else np.zeros(len(runs))
+    fix = ("lower client_opt.learning_rate in a new --workdir, or resume this one with "
+           "--config.fl.nonfinite=skip to drop such client updates")  # fmt: skip
+    for i, (run, d) in enumerate(zip(runs, dirs, strict=True)):
+        if skipped[i] and skipped[i] >= run.run_info["cohort_size"]:
+            raise NumericError(
+                f"round {r + 1}: every client's update of {d.path} was non-finite and skipped, so "
+                f"the model cannot move; {ckpts[i].describe_latest()}; lower "
+                "client_opt.learning_rate in a new --workdir"
+            )
+        if bad[i] >= 0 or not math.isfinite(losses[i]):
+            where = run.leaf_names[bad[i]] if bad[i] >= 0 else "the training loss"
+            raise NumericError(
+                f"round {r + 1}: non-finite values in {where} (train/loss {losses[i]}) of "
+                f"{d.path}; {ckpts[i].describe_latest()}; {fix}"
+            )
 
-    checkpointers = [
-        Checkpointer(run.workdir / "checkpoints", keep=run.config.checkpoint.keep) for run in runs
-    ]
-    common = set.intersection(*(set(c.all_rounds()) for c in checkpointers))
-    start_round = max(common, default=0)
-    if start_round:
-        state = stack(
-            [c.restore(start_round, run.state, run.run_key) for c, run in zip(checkpointers, runs,
-                                                                                strict=True)]
-        )  # fmt: skip
-    all_rows = []
-    for run in runs:
-        run.run_info["compile_seconds"] = round(compile_s, 3)
-        run.run_info["seed_axis"] = len(runs) if batched else None
-        if writer:
-            run.workdir.mkdir(parents=True, exist_ok=True)
-            text = run.config.to_json_best_effort(indent=2) + "\n"
-            (run.workdir / "config.json").write_text(text)
-            (run.workdir / "run_info.json").write_text(json.dumps(run.run_info, indent=2) + "\n")
-            if run.changes:
-                with open(run.workdir / "resume_log.jsonl", "a") as f:
-                    record = {"resumed_at_round": start_round, "changes": run.changes}
-                    f.write(json.dumps(record) + "\n")
-        all_rows.append(_truncate_metrics(run.workdir / "metrics.jsonl", start_round) if writer
-                        else [])  # fmt: skip
-    if progress:
-        names = ", ".join(run.workdir.name or str(run.workdir) for run in runs)
-        how = f"{len(runs)} seeds on one seed axis; " if batched else ""
-        print(f"{names}: {how}{first.run_info['execution']}", file=sys.stderr, flush=True)
-        if start_round:
-            print(f"{names}: resuming after round {start_round}", file=sys.stderr)
 
-    first_nonfinite = jax.jit(jax.vmap(_first_nonfinite) if batched else _first_nonfinite)
-    every = config.checkpoint.every_rounds
-    bar = tqdm(
-        range(start_round, config.num_rounds),
-        initial=start_round,
-        total=config.num_rounds,
-        desc=f"{config.mode} {first.workdir.name}" + (f" (+{len(runs) - 1} seeds)" * batched),
-        disable=not progress,
-        unit="round",
-        file=sys.stderr,
-    )
-    logs = [open(run.workdir / "metrics.jsonl" if writer else os.devnull, "a") for run in runs]
+class _Stop:
+    signum: int | None = None
+
+
+@contextlib.contextmanager
+def _graceful_signals():
+    """The first Ctrl-C or SIGTERM ends the run after the current round and its checkpoint; a
+    second one interrupts the round at once."""
+    stop = _Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, _frame):
+        if stop.signum is not None:
+            raise KeyboardInterrupt
+        stop.signum = signum
+        print(f"\n{signal.Signals(signum).name}: finishing this round and its checkpoint "
+              "(again to stop at once)", file=sys.stderr, flush=True)  # fmt: skip
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for r in bar:
-            t0 = time.time()
-            state, metrics = round_step(state, *inputs(r))
-            bad = np.atleast_1d(fetch(first_nonfinite(state.params)))
-            losses = np.atleast_1d(fetch(metrics["train/loss"]))
-            for i, run in enumerate(runs):
-                if bad[i] >= 0 or not math.isfinite(losses[i]):
-                    where = run.leaf_names[bad[i]] if bad[i] >= 0 else "the training loss"
-                    last = checkpointers[i].latest_round()
-                    raise NumericError(
-                        f"round {r + 1}: non-finite values in {where} (train/loss {losses[i]}) "
-                        f"of {run.workdir}; the last good checkpoint (round {last}) is intact. "
-                        "Lower the learning rate, or set fl.nonfinite=skip to drop such client "
-                        "updates"
-                    )
-            if r == 0 or (r + 1) % config.eval.every_rounds == 0 or r + 1 == config.num_rounds:
-                metrics.update(evaluate(state, eval_batches))
-            metrics = fetch(metrics)
-            seconds = round(time.time() - t0, 4)
-            for i, (log, rows) in enumerate(zip(logs, all_rows, strict=True)):
-                values = {k: (v[i] if batched else v) for k, v in metrics.items()}
-                row = {"round": r + 1, **{k: _jsonable(v) for k, v in sorted(values.items())}}
-                row["time/round_seconds"] = seconds
-                log.write(json.dumps(row) + "\n")
-                log.flush()
-                os.fsync(log.fileno())
-                rows.append(row)
-            if (every and (r + 1) % every == 0) or r + 1 == config.num_rounds:
-                for i, (run, ckpt) in enumerate(zip(runs, checkpointers, strict=True)):
-                    one = jax.tree.map(lambda x, i=i: x[i], state) if batched else state
-                    ckpt.save(r + 1, one, run.run_key)
-            postfix = {"loss": f"{float(np.mean(losses)):.3f}"}
-            if all_rows[0][-1].get("eval/accuracy") is not None:
-                postfix["acc"] = f"{all_rows[0][-1]['eval/accuracy']:.3f}"
-            bar.set_postfix(postfix)
+        yield stop
     finally:
-        bar.close()
-        for log in logs:
-            log.close()
-        for ckpt in checkpointers:
-            ckpt.close()
-    return [
-        _summarize(run, rows, start_round, compile_s, writer, train_start)
-        for run, rows in zip(runs, all_rows, strict=True)
-    ]
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
-def _summarize(
-    run: _Run, rows: list[dict], start_round: int, compile_s: float, writer: bool, train_start
-):
-    config, workdir = run.config, run.workdir
-    if not rows:
-        raise CheckpointError(f"{workdir}: no metrics rows to summarize")
+def _interrupted(signum: int, rounds_done: int, ckpt: Checkpointer) -> Interrupted:
+    latest = ckpt.latest_round()
+    saved = f"checkpointed through round {latest}" if latest else "no round was checkpointed"
+    return Interrupted(
+        f"{signal.Signals(signum).name}: stopped after round {rounds_done}, {saved}", signum
+    )
+
+
+def _postfix(row: dict) -> dict:
+    out = {"loss": f"{row['train/loss']:.3f}" if row.get("train/loss") is not None else "nan"}
+    if row.get("eval/accuracy") is not None:
+        out["acc"] = f"{row['eval/accuracy']:.3f}"
+    return out
+
+
+def _plot_partition(run: Experiment, d: RunDir) -> None:
+    from fedjax_deep.data import plot_partition
+
+    try:
+        plot_partition(run.partition_stats, d.path / "partition.png")
+    except OSError as e:
+        raise RunFault(f"{d.path / 'partition.png'} cannot be written ({e.strerror})") from None
+
+
+def _summarize(run: Experiment, d: RunDir, rows, start_round, compile_s, train_start) -> dict:
+    config = run.config
     summary = {
         "mode": config.mode,
         "rounds": config.num_rounds,
-        "final_accuracy": rows[-1].get("eval/accuracy"),
-        "final_loss": rows[-1].get("eval/loss"),
-        "final_train_loss": rows[-1].get("train/loss"),
+        "final_accuracy": rows[-1].get("eval/accuracy") if rows else None,
+        "final_loss": rows[-1].get("eval/loss") if rows else None,
+        "final_train_loss": rows[-1].get("train/loss") if rows else None,
         "first_round_accuracy": next(
             (row["eval/accuracy"] for row in rows if "eval/accuracy" in row), None
         ),
@@ -641,16 +358,16 @@ def _summarize(
         "wall_seconds": round(run.build_seconds + time.time() - train_start, 2),
         "compile_seconds": round(compile_s, 3),
     }
-    for key_ in ("divergence/mean/relative", "divergence/mean/update", "divergence/mean/grad"):
-        if key_ in rows[0]:
-            summary[f"first_round_{key_}"] = rows[0][key_]
-            summary[f"final_{key_}"] = rows[-1][key_]
-    if not writer:
+    for key in ("divergence/mean/relative", "divergence/mean/update", "divergence/mean/grad"):
+        if rows and key in rows[0]:
+            summary[f"first_round_{key}"] = rows[0][key]
+            summary[f"final_{key}"] = rows[-1][key]
+    if not d.writer:
         return summary
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    d.write_json("summary.json", summary)
     acc = summary["final_accuracy"]
     print(
-        f"{workdir}: {config.mode} test accuracy "
+        f"{d.path}: {config.mode} test accuracy "
         + (f"{acc:.4f}" if acc is not None else "nan")
         + f" after {config.num_rounds} rounds ({summary['examples_seen']} examples, "
         f"{summary['wall_seconds']:.1f}s, compile {compile_s:.1f}s)",

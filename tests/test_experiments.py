@@ -11,11 +11,12 @@ import pytest
 from conftest import model_config
 
 from fedjax_deep.aggregation import fedavg
-from fedjax_deep.config import expand_sweep, load_config
+from fedjax_deep.config import load_config
 from fedjax_deep.data import INPUT_SHAPES, iid, load_digits, stack_clients
 from fedjax_deep.fl import init_server_state, make_round, make_seeded_round, stack_seeds
 from fedjax_deep.models import build_model, check_model_config
 from fedjax_deep.report import mean_ci, write_sweep_report
+from fedjax_deep.sweep import expand
 
 CONFIGS = sorted((pathlib.Path(__file__).parents[1] / "configs").glob("*.py"))
 
@@ -23,10 +24,10 @@ CONFIGS = sorted((pathlib.Path(__file__).parents[1] / "configs").glob("*.py"))
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_every_config_loads_and_expands(path):
     config = load_config(path)
-    points = expand_sweep(config)
-    assert points and len({name for name, _ in points}) == len(points)
-    for _, point in points:
-        check_model_config(point.model, INPUT_SHAPES[point.data.name])
+    points = expand(config)
+    assert points and len({p.name for p in points}) == len(points)
+    for point in points:
+        check_model_config(point.config.model, INPUT_SHAPES[point.config.data.name])
     doc = path.read_text().split('"""')[1]
     assert "fedjax-deep train --config configs/" in doc  # the docstring gives the command
 
@@ -35,7 +36,7 @@ def test_zipped_sweep_entries_move_together():
     config = load_config(
         pathlib.Path(__file__).parents[1] / "configs" / "e5_local_steps_mnist1d.py"
     )
-    pairs = {(p.fl.local_epochs, p.num_rounds) for _, p in expand_sweep(config)}
+    pairs = {(p.fl.local_epochs, p.num_rounds) for p in (q.config for q in expand(config))}
     assert pairs == {(1, 40), (2, 20), (4, 10), (8, 5)}
 
 

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from fedjax_deep import cli, train
+from fedjax_deep import cli, experiment
 from fedjax_deep.checkpoint import Checkpointer, CheckpointError
 from fedjax_deep.config import apply_overrides, load_config
 
@@ -33,7 +33,7 @@ def _final_state(workdir):
     config = load_config(CONFIG)
     ckpt = Checkpointer(workdir / "checkpoints")
     latest = ckpt.latest_round()
-    path = workdir / "checkpoints" / str(latest) / "default"
+    path = workdir / "checkpoints" / str(latest) / "state"
     ckpt.close()
     import orbax.checkpoint as ocp
 
@@ -57,12 +57,18 @@ def _start(workdir, *extra):
     )  # fmt: skip
 
 
-def test_sigkill_at_random_rounds_then_resume_is_bit_identical(tmp_path):
+@pytest.mark.parametrize(
+    "kill_seed",
+    [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)],
+)
+def test_sigkill_at_random_rounds_then_resume_is_bit_identical(tmp_path, kill_seed):
+    """Kill points are drawn from a fixed seed, so a failure replays (run the slow seeds with
+    -m slow); the timing of a kill within a round still varies with the machine."""
     reference = tmp_path / "reference"
     proc = _start(reference, "--config.num_rounds=12")
     assert proc.wait(timeout=600) == 0, proc.stderr.read()
 
-    rng = np.random.default_rng(int(time.time()))  # random kill points, printed on failure
+    rng = np.random.default_rng(kill_seed)
     crashed = tmp_path / "crashed"
     kills, done = [], 0
     while len(kills) < 6:
@@ -128,7 +134,7 @@ def test_nonfinite_round_stops_with_round_and_layer_and_keeps_checkpoint(tmp_pat
                                                                          capsys):  # fmt: skip
     workdir = tmp_path / "run"
     assert _run_in_process(workdir, "--config.num_rounds=2") == 0
-    real_make_round = train.make_round
+    real_make_round = experiment.make_round
 
     def poisoned(*args, **kwargs):
         round_fn = real_make_round(*args, **kwargs)
@@ -142,7 +148,7 @@ def test_nonfinite_round_stops_with_round_and_layer_and_keeps_checkpoint(tmp_pat
 
         return wrapped
 
-    monkeypatch.setattr(train, "make_round", poisoned)
+    monkeypatch.setattr(experiment, "make_round", poisoned)
     assert _run_in_process(workdir, "--config.num_rounds=6") == 1
     err = capsys.readouterr().err.strip()
     assert "round 4" in err and "conv_1/kernel" in err and "round 3) is intact" in err, err
@@ -154,47 +160,44 @@ def test_nonfinite_round_stops_with_round_and_layer_and_keeps_checkpoint(tmp_pat
 def test_absurd_learning_rate_stops_the_run(tmp_path, capsys):
     workdir = tmp_path / "run"
     code = cli.main(["train", "--config", TINY, "--workdir", str(workdir), "--no-progress",
-                     "--config.client_opt.learning_rate=1e30"])  # fmt: skip
+                     "--config.client_opt.learning_rate=1e5"])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert code == 1 and "round 1: non-finite" in err and len(err.splitlines()) == 1
+    assert "no checkpoint was written yet" in err and "new --workdir" in err
     assert Checkpointer(workdir / "checkpoints").latest_round() is None
     assert not (workdir / "metrics.jsonl").read_text()
 
 
-def test_skip_mode_drops_nonfinite_clients_and_counts_them(tmp_path, capsys):
+def test_skip_mode_with_every_client_skipped_stops_instead_of_reporting_a_loss(tmp_path, capsys):
     workdir = tmp_path / "run"
     code = cli.main(["train", "--config", TINY, "--workdir", str(workdir), "--no-progress",
-                     "--config.client_opt.learning_rate=1e30", "--config.fl.nonfinite=skip"])  # fmt: skip
-    assert code == 0
-    rows = _rows(workdir)
-    assert rows[0]["train/skipped_clients"] == 4  # every client blew up: the model is kept
-    assert all(np.isfinite(r["eval/accuracy"]) for r in rows)
-
-
-def test_full_disk_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    workdir = tmp_path / "run"
-    real_save = Checkpointer.save
-    calls = {"n": 0}
-
-    def failing_save(self, round_, state, run_key):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise CheckpointError(
-                f"checkpoint of round {round_} could not be written under {self.directory} "
-                f"(OSError: [Errno 28] No space left on device); the last good checkpoint "
-                f"(round {self.latest_round()}) is intact"
-            )
-        return real_save(self, round_, state, run_key)
-
-    monkeypatch.setattr(Checkpointer, "save", failing_save)
-    assert _run_in_process(workdir, "--config.num_rounds=5") == 1
+                     "--config.client_opt.learning_rate=1e5", "--config.fl.nonfinite=skip"])  # fmt: skip
     err = capsys.readouterr().err.strip()
-    assert "No space left" in err and "round 2) is intact" in err
-    ckpt = Checkpointer(workdir / "checkpoints")
-    assert ckpt.latest_round() == 2
-    monkeypatch.setattr(Checkpointer, "save", real_save)
-    assert _run_in_process(workdir, "--config.num_rounds=5") == 0  # resumes from round 2
-    assert [r["round"] for r in _rows(workdir)] == [1, 2, 3, 4, 5]
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "round 1: every client's update" in err and "skipped" in err
+    assert not (workdir / "metrics.jsonl").read_text()
+
+
+def test_skip_mode_drops_only_the_nonfinite_clients(tmp_path, monkeypatch):
+    """One poisoned client of four is skipped each round; the run goes on with the other three."""
+    real_make_round = experiment.make_round
+
+    def poisoned(*args, **kwargs):
+        round_fn = real_make_round(*args, **kwargs)
+
+        def wrapped(state, data, key):
+            x = data.x.at[0].multiply(jax.numpy.nan)  # client 0's data is NaN
+            return round_fn(state, data.replace(x=x), key)
+
+        return wrapped
+
+    monkeypatch.setattr(experiment, "make_round", poisoned)
+    code = cli.main(["train", "--config", TINY, "--workdir", str(tmp_path / "run"),
+                     "--no-progress", "--config.fl.nonfinite=skip"])  # fmt: skip
+    assert code == 0
+    rows = _rows(tmp_path / "run")
+    assert [r["train/skipped_clients"] for r in rows] == [1, 1]
+    assert all(np.isfinite(r["train/loss"]) and r["eval/accuracy"] > 0.5 for r in rows)
 
 
 def test_real_write_failure_is_caught_by_the_checkpointer(tmp_path):
@@ -213,78 +216,6 @@ def test_real_write_failure_is_caught_by_the_checkpointer(tmp_path):
     ckpt._manager = Broken()
     with pytest.raises(CheckpointError, match=r"round 8 .*No space left.*round 7\) is intact"):
         ckpt.save(8, {"a": np.zeros(2)}, jax.random.key(0))
-
-
-BAD_INPUTS = [
-    # (extra argv, text expected in the one-line error)
-    (["--config.fl.num_clients=0"], "config.fl.num_clients=0"),
-    (["--config.fl.num_clients=-3"], "config.fl.num_clients=-3"),
-    (["--config.fl.batch_size=0"], "config.fl.batch_size=0"),
-    (["--config.fl.local_epochs=0"], "config.fl.local_epochs=0"),
-    (["--config.fl.local_steps=-1"], "config.fl.local_steps=-1"),
-    (["--config.num_rounds=0"], "config.num_rounds=0"),
-    (["--config.seed=-1"], "config.seed=-1"),
-    (["--config.mode=cl"], "config.mode='cl'"),
-    (["--config.client_opt.momentum=1.5"], "config.client_opt.momentum=1.5"),
-    (["--config.client_opt.weight_decay=-1"], "config.client_opt.weight_decay=-1.0"),
-    (["--config.server_opt.learning_rate=0"], "config.server_opt.learning_rate=0.0"),
-    (["--config.server_opt.name=adam"], "config.server_opt.name='adam'"),
-    (["--config.model.kernel_size=4"], "config.model.kernel_size=4"),
-    (["--config.model.depth=0"], "config.model.depth=0"),
-    (["--config.model.widths=(8, 8, 8)"], "config.model.widths=(8, 8, 8)"),
-    (["--config.model.head=gap"], "config.model.head='gap'"),
-    (["--config.fl.execution=pmap"], "config.fl.execution='pmap'"),
-    (["--config.fl.chunk_size=-2"], "config.fl.chunk_size=-2"),
-    (["--config.fl.bn_stats=sync"], "config.fl.bn_stats='sync'"),
-    (["--config.fl.nonfinite=ignore"], "config.fl.nonfinite='ignore'"),
-    (["--config.checkpoint.keep=0"], "config.checkpoint.keep=0"),
-    (["--config.checkpoint.every_rounds=-1"], "config.checkpoint.every_rounds=-1"),
-    (["--config.eval.batch_size=0"], "config.eval.batch_size=0"),
-    (["--config.data.test_fraction=1.5"], "config.data.test_fraction=1.5"),
-    (["--config.data.placement=gpu"], "config.data.placement='gpu'"),
-    (["--config.fl.divergence=maybe"], "config.fl.divergence='maybe'"),
-    (["--config.model"], "config.model=None"),
-    (["--config.sweep=((1, 2),)"], "config.sweep=(1, 2)"),
-    (["--config.sweep=(('model.nope', (1,)),)"], "config.sweep='model.nope'"),
-]
-
-
-@pytest.mark.parametrize("extra,expected", BAD_INPUTS, ids=[e[0][0] for e in BAD_INPUTS])
-def test_bad_input_leaves_the_workdir_as_it_was(tmp_path, capsys, extra, expected):
-    workdir = tmp_path / "run"
-    workdir.mkdir()
-    (workdir / "notes.txt").write_text("mine")
-    code = cli.main(["train", "--config", TINY, "--workdir", str(workdir), *extra])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and expected in err, err
-    assert sorted(os.listdir(workdir)) == ["notes.txt"]
-
-
-@pytest.mark.parametrize(
-    "content,expected",
-    [
-        ("def get_config(:\n", "SyntaxError"),
-        ("x = 1\n", "defines no get_config"),
-        ("def get_config():\n    return 3\n", "must return an ml_collections.ConfigDict"),
-        ("def get_config():\n    raise KeyError('boom')\n", "get_config() failed"),
-    ],
-)
-def test_bad_config_files(tmp_path, capsys, content, expected):
-    path = tmp_path / "cfg.py"
-    path.write_text(content)
-    code = cli.main(["train", "--config", str(path), "--workdir", str(tmp_path / "run")])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and expected in err and len(err.splitlines()) == 1, err
-    assert not (tmp_path / "run").exists()
-
-
-def test_unwritable_workdir(tmp_path, capsys):
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    code = cli.main(["train", "--config", TINY, "--workdir", str(blocker / "run")])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and "is a file, not a directory" in err
-    assert blocker.read_text() == "x"
 
 
 def test_apply_overrides_roundtrip():

@@ -11,6 +11,8 @@ import dataclasses
 
 import numpy as np
 
+from fedjax_deep.errors import FieldError
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
@@ -55,6 +57,14 @@ def load_digits(rng: np.random.Generator, test_fraction: float = 0.2) -> Dataset
         test_idx.append(idx[: int(round(len(idx) * test_fraction))])
     test_mask = np.zeros(len(labels), bool)
     test_mask[np.concatenate(test_idx)] = True
+    if not test_mask.any() or test_mask.all():
+        n = len(labels)
+        raise FieldError(
+            "data.test_fraction",
+            test_fraction,
+            f"leaves {int(test_mask.sum())} of {n} digits for testing; use a value in "
+            f"[{1.5 / (n / 10):.3g}, 0.9]",
+        )
     train_idx = rng.permutation(np.flatnonzero(~test_mask))
     test_idx = np.flatnonzero(test_mask)
     train_x, test_x = images[train_idx], images[test_idx]

@@ -86,14 +86,24 @@ def _normalize(images_uint8: np.ndarray, name: str) -> np.ndarray:
     return (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
 
 
-def _read_split(source, name: str) -> tuple[np.ndarray, np.ndarray]:
-    n = len(source)
-    try:  # the batched accessor is much faster on real array_record files
-        records = source.__getitems__(range(n))
-    except Exception:  # tfds.testing.mock_data only serves one index at a time
-        records = [source[i] for i in range(n)]
-    images = np.stack([np.asarray(r["image"]) for r in records])
-    labels = np.asarray([int(r["label"]) for r in records], np.int32)
+def _read_split(source, name: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+    fix = f"prepare it again (fedjax-deep prepare {name} --data-dir DIR)"
+    try:
+        n = len(source)
+        if n == 0:
+            raise ValueError("the split holds no examples")
+        try:  # the batched accessor is much faster on real array_record files
+            records = source.__getitems__(range(n))
+        except Exception:  # tfds.testing.mock_data only serves one index at a time
+            records = [source[i] for i in range(n)]
+        images = np.stack([np.asarray(r["image"]) for r in records])
+        labels = np.asarray([int(r["label"]) for r in records], np.int32)
+    except Exception as e:  # array_record, protobuf and decoders raise many types
+        first = (str(e).splitlines() or [""])[0][:120]
+        raise DataError(
+            f"{name}: the prepared files under {where} cannot be read ({type(e).__name__}: "
+            f"{first}); {fix}"
+        ) from None
     if images.shape[1:] != INPUT_SHAPES[name]:
         raise DataError(
             f"{name}: images of shape {images.shape[1:]} where {INPUT_SHAPES[name]} was expected"
@@ -117,8 +127,8 @@ def load_tfds(name: str, data_config) -> Dataset:
             f"network access run: fedjax-deep prepare {name} --data-dir {data_dir} (needs "
             "pip install 'fedjax_deep[prepare]'), then copy the folder here or set data.data_dir"
         ) from None
-    train_x, train_y = _read_split(splits["train"], name)
-    test_x, test_y = _read_split(splits["test"], name)
+    train_x, train_y = _read_split(splits["train"], name, data_dir)
+    test_x, test_y = _read_split(splits["test"], name, data_dir)
     return Dataset(
         name=name,
         train_x=_normalize(train_x, name),
@@ -162,6 +172,8 @@ def load_tiny_imagenet(data_config) -> Dataset:
     if not wnids_file.exists():
         raise DataError(f"tiny_imagenet: no {wnids_file}; {fix}")
     wnids = wnids_file.read_text().split()
+    if not wnids:
+        raise DataError(f"tiny_imagenet: {wnids_file} lists no classes (incomplete folder); {fix}")
     label_of = {w: i for i, w in enumerate(wnids)}
     train_images, train_labels = [], []
     for wnid in wnids:
@@ -184,6 +196,8 @@ def load_tiny_imagenet(data_config) -> Dataset:
             raise DataError(f"tiny_imagenet: {path} is listed but missing (incomplete folder)")
         val_images.append(_read_image(path))
         val_labels.append(label_of[parts[1]])
+    if not val_images:
+        raise DataError(f"tiny_imagenet: {annotations} lists no images (incomplete folder); {fix}")
     return Dataset(
         name="tiny_imagenet",
         train_x=_normalize(np.stack(train_images), "tiny_imagenet"),

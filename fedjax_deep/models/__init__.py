@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from fedjax_deep.config import ConfigError
+from fedjax_deep.errors import FieldError
 from fedjax_deep.models.layers import (
     CONV_IMPLS,
     NORMS,
@@ -195,29 +195,29 @@ def receptive_field(path) -> int:
 
 
 def check_model_config(cfg, input_shape) -> None:
-    """Knob checks that need the input shape; raises :class:`ConfigError` naming the field."""
+    """Knob checks that need the input shape; raises :class:`~fedjax_deep.errors.FieldError` naming the field."""
     name = cfg.name
     if name in DEPTHS and cfg.depth not in DEPTHS[name]:
-        raise ConfigError(
+        raise FieldError(
             "model.depth", cfg.depth, f"{name} depths are {', '.join(map(str, DEPTHS[name]))}"
         )
     if name in ("vgg", "resnet"):
         base = min(c for c in (VGG_TABLE[cfg.depth] if name == "vgg" else STAGE_CHANNELS)
                    if c != "M")  # fmt: skip
         if round(base * cfg.width_mult) < 1:
-            raise ConfigError(
+            raise FieldError(
                 "model.width_mult", cfg.width_mult,
                 f"rounds {name}'s {base}-channel stage to 0 channels; use >= {0.5 / base:.3g}",
             )  # fmt: skip
     spatial = min(input_shape[:-1])
     if name == "vgg" and spatial < vgg_min_input(cfg.depth):
-        raise ConfigError(
+        raise FieldError(
             "model.depth", cfg.depth,
             f"VGG-{cfg.depth}'s pools shrink a {spatial}-pixel input below 1x1; "
             f"it needs >= {vgg_min_input(cfg.depth)} pixels",
         )  # fmt: skip
     if name == "vgg" and (spatial // vgg_min_input(cfg.depth)) % cfg.head_pool:
-        raise ConfigError(
+        raise FieldError(
             "model.head_pool", cfg.head_pool,
             f"VGG-{cfg.depth}'s final {spatial // vgg_min_input(cfg.depth)}-pixel map is not a "
             "multiple of it; use 1",
@@ -229,7 +229,7 @@ def check_model_config(cfg, input_shape) -> None:
         if name == "resnet":
             n = (n - 1) // 8 + 1  # three stride-2 stages
         if n < 1 or cfg.stem_stride > spatial:
-            raise ConfigError(
+            raise FieldError(
                 "model.stem_stride", cfg.stem_stride,
                 f"the stem shrinks the {spatial}-pixel input below 1x1; use a smaller stride "
                 "or stem_pool=false",
@@ -243,7 +243,7 @@ def build_model(model_config, input_shape, num_classes: int, key: jax.Array):
       ``(model: FunctionalModel, params, model_state)``.
     """
     if model_config.name not in MODELS:
-        raise ConfigError(
+        raise FieldError(
             "model.name", model_config.name, f"unknown model; use one of {', '.join(MODELS)}"
         )
     check_model_config(model_config, input_shape)

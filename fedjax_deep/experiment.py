@@ -1,0 +1,411 @@
+"""``prepare(config)`` then ``build(config, prepared)``: an experiment, typed and ready to train.
+
+:func:`prepare` does everything that can fail on bad input and writes nothing: it loads the data,
+draws the partition, checks the model against the input shape, and estimates the memory one client
+needs against the memory available (:func:`estimate_memory`). :func:`build` then makes the model,
+the stacked state, the jitted-to-be round and the evaluation, and returns an :class:`Experiment`.
+Neither touches the run directory (:mod:`fedjax_deep.runlog` does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.extend import core as jax_core
+
+from fedjax_deep.aggregation import fedavg
+from fedjax_deep.config import ConfigError, config_errors
+from fedjax_deep.data import (
+    Dataset,
+    make_augment,
+    make_partition,
+    num_local_steps,
+    partition_stats,
+    stack_clients,
+)
+from fedjax_deep.data import sources as data_sources
+from fedjax_deep.fl import (
+    ClientState,
+    ServerState,
+    init_server_state,
+    make_client_update,
+    make_round,
+    sample_cohort,
+)
+from fedjax_deep.fl.execution import (
+    Execution,
+    available_memory_bytes,
+    choose_execution,
+    estimate_bytes_per_client,
+    pad_clients,
+    place_round_inputs,
+    replicate,
+    shard_clients,
+)
+from fedjax_deep.metrics import batch_eval_data, make_evaluate
+from fedjax_deep.models import build_model, check_model_config
+
+
+def make_client_optimizer(opt_config) -> optax.GradientTransformation:
+    """SGD with momentum and (coupled, PyTorch-style) weight decay."""
+    return optax.chain(
+        optax.add_decayed_weights(opt_config.weight_decay),
+        optax.sgd(opt_config.learning_rate, momentum=opt_config.momentum or None),
+    )
+
+
+def make_server_optimizer(opt_config) -> optax.GradientTransformation:
+    """SGD on the FedAvg pseudo-gradient: learning rate 1 and no momentum is plain FedAvg."""
+    return optax.sgd(opt_config.learning_rate, momentum=opt_config.momentum or None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """What :func:`prepare` found: the data and its split, and the per-round shapes.
+
+    Attributes:
+      partition: one index array per learner (one for centralized training).
+      fl_partition: the federated partition (drawn in every mode: CL sees the same examples per
+        round as the FL run it is compared with).
+      batch_size, num_steps: ``B`` and ``S`` of every learner's local training in a round.
+      memory: :func:`estimate_memory`'s figures in bytes.
+    """
+
+    dataset: Dataset
+    partition: list[np.ndarray]
+    fl_partition: list[np.ndarray]
+    batch_size: int
+    num_steps: int
+    memory: dict[str, int]
+
+
+@dataclasses.dataclass
+class Experiment:
+    """One experiment, built and ready to train (several may train together on a seed axis).
+
+    Attributes:
+      state: the round's state before round 1 (placed for ``execution``).
+      round_fn: ``(state, client_data, key) -> (state, metrics)``, pure, to jit once.
+      round_inputs: ``r -> (client_data, key)`` for round ``r`` (0-based).
+      evaluate_fn: ``(state, eval_batches) -> metrics``, pure.
+      run_key: the key every round's key is folded from.
+      run_info: what ``run_info.json`` records.
+      leaf_names: parameter paths in leaf order (names the layer the numeric guard caught).
+      partition_stats: client sizes and class histograms (None for centralized runs).
+    """
+
+    config: ml_collections.ConfigDict
+    state: ServerState
+    round_fn: Callable
+    round_inputs: Callable[[int], tuple[Any, jax.Array]]
+    evaluate_fn: Callable
+    eval_batches: Any
+    run_key: jax.Array
+    run_info: dict
+    leaf_names: list[str]
+    partition_stats: dict | None
+    build_seconds: float
+    mesh: Any
+    on_host: bool
+
+
+def prepare(config: ml_collections.ConfigDict, cache: dict | None = None) -> Prepared:
+    """Everything that can fail on bad input, done before the run directory is touched.
+
+    ``cache`` lets the points of a sweep share a loaded dataset. Raises ``ConfigError`` or
+    ``DataError``.
+    """
+    rng = np.random.default_rng(config.seed)
+    data_key = (config.data.to_json(), config.seed)
+    with config_errors():
+        if cache is not None and data_key in cache:
+            # The generator resumes where loading left it, as if the data had been loaded anew.
+            dataset, state_after_load = cache[data_key]
+            rng.bit_generator.state = state_after_load
+        else:
+            dataset = data_sources.load(config.data.name, config.data, rng)
+            if cache is not None:
+                cache[data_key] = (dataset, rng.bit_generator.state)
+        check_model_config(config.model, dataset.input_shape)
+        fl_partition = make_partition(config.data, dataset.train_y, config.fl.num_clients, rng)
+    if config.mode == "centralized":
+        partition = [np.arange(len(dataset.train_y))]
+    else:
+        partition = fl_partition
+    max_examples = max(len(p) for p in partition)
+    batch_size = min(config.fl.batch_size, max_examples)
+    if config.mode == "centralized":
+        num_steps = _centralized_steps(config, fl_partition, batch_size)
+    else:
+        num_steps = num_local_steps(
+            max_examples, batch_size, config.fl.local_epochs, config.fl.local_steps
+        )
+    memory = estimate_memory(config, dataset, len(partition), batch_size, num_steps)
+    return Prepared(dataset, partition, fl_partition, batch_size, num_steps, memory)
+
+
+def _centralized_steps(config, fl_partition, batch_size: int) -> int:
+    """Local steps per round that give one learner the examples a federated round sees."""
+    cohort = config.fl.cohort_size or config.fl.num_clients
+    if config.fl.local_steps > 0:
+        fl_batch = min(config.fl.batch_size, max(len(p) for p in fl_partition))
+        examples = config.fl.local_steps * fl_batch * cohort
+    else:
+        sizes = [len(p) for p in fl_partition]
+        examples = config.fl.local_epochs * sum(sizes) * cohort / len(sizes)
+    return max(1, round(examples / batch_size))
+
+
+def _traced_bytes(jaxpr) -> int:
+    """Bytes of every value a jaxpr (and its sub-jaxprs) computes: an upper bound of what a
+    backward pass keeps."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        for var in eqn.outvars:
+            aval = getattr(var, "aval", None)
+            if hasattr(aval, "shape") and hasattr(aval, "dtype"):
+                total += int(np.prod(aval.shape, dtype=np.int64)) * aval.dtype.itemsize
+        for sub in jax_core.jaxprs_in_params(eqn.params):
+            total += _traced_bytes(sub)
+    return total
+
+
+def estimate_memory(config, dataset: Dataset, num_learners: int, batch_size: int, num_steps: int):
+    """Bytes one client's local training needs (params, gradients, optimizer and update buffers,
+    activations of one batch, the round's batch indices), plus the run's fixed costs (server state,
+    per-client state that persists, data on the device), from shapes alone (``jax.eval_shape`` and a
+    traced forward pass: nothing is allocated).
+
+    Raises ``ConfigError`` naming the largest term's field when the total exceeds the memory
+    available (host RAM on CPU, free device memory on an accelerator).
+    """
+    holder = {}
+
+    def init(key):
+        model, params, model_state = build_model(
+            config.model, dataset.input_shape, dataset.num_classes, key
+        )
+        holder["model"] = model  # the static graph definition; no arrays leave the trace
+        return params, model_state
+
+    with config_errors():
+        params, model_state = jax.eval_shape(init, jax.random.key(0))
+    model = holder["model"]
+    x = jax.ShapeDtypeStruct((1, *dataset.input_shape), jnp.float32)
+    forward = jax.make_jaxpr(lambda p, s, x: model.apply(p, s, x, train=True)[0])
+    activations = _traced_bytes(forward(params, model_state, x).jaxpr) * 2  # forward + backward
+    param_bytes = sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in jax.tree.leaves(params))
+    persistent = 0
+    if config.mode == "independent":
+        persistent = num_learners * param_bytes * 2  # each run's model and momentum
+    elif config.mode == "centralized":
+        persistent = param_bytes
+    terms = {
+        "model": param_bytes * 5,  # params, gradients, momentum, update, the round's start point
+        "activations": batch_size * activations,
+        "steps": num_learners * num_steps * batch_size * 5,  # int32 indices + bool masks
+        "population": persistent,
+        "data": dataset.train_x.nbytes + dataset.test_x.nbytes,
+    }
+    need = sum(terms.values()) + param_bytes * 3  # the server's params, update and optimizer
+    free = available_memory_bytes()
+    if free is not None and need > free:
+        largest = max(terms, key=terms.get)
+        field, value = {
+            "model": ("model.width_mult", config.model.width_mult)
+            if config.model.name in ("vgg", "resnet")
+            else ("model.width", config.model.width),
+            "activations": ("fl.batch_size", config.fl.batch_size),
+            "steps": ("fl.local_steps" if config.fl.local_steps else "fl.local_epochs",
+                      config.fl.local_steps or config.fl.local_epochs),
+            "population": ("fl.num_clients", config.fl.num_clients),
+            "data": ("data.placement", config.data.placement),
+        }[largest]  # fmt: skip
+        raise ConfigError(
+            field,
+            value,
+            f"the run needs about {need / 2**30:.1f} GiB ({largest}: "
+            f"{terms[largest] / 2**30:.1f} GiB), more than the {free / 2**30:.1f} GiB available; "
+            "make it smaller (the model's size fields, fl.batch_size, local steps or clients)",
+        )
+    return {**terms, "total": need, "available": free or 0}
+
+
+def _data_on_host(config, dataset, partition) -> bool:
+    """``data.placement``: ``auto`` keeps client data on the device when it takes less than half
+    of the device's free memory."""
+    if config.data.placement != "auto":
+        return config.data.placement == "host"
+    bytes_needed = sum(len(p) for p in partition) * dataset.train_x[0].nbytes
+    free = available_memory_bytes()
+    return free is not None and bytes_needed > 0.5 * free
+
+
+def _choose_execution(
+    config, model, client_opt, client_data, params, model_state, batch_size, num_steps
+):
+    """The run's client-axis strategy (``config.fl.execution``) and why it was chosen."""
+    if config.mode == "centralized":
+        return Execution(), "centralized: one learner, no client axis to split"
+    bytes_per_client = None
+    if config.fl.execution == "auto" and jax.default_backend() != "cpu":
+        # Measure one client's local training (arguments + temporaries) with XLA's analysis.
+        client_update = make_client_update(model, client_opt)
+        one = ClientState(params, model_state, client_opt.init(params))
+        steps = {
+            "idx": jnp.zeros((num_steps, batch_size), jnp.int32),
+            "mask": jnp.ones((num_steps, batch_size), bool),
+        }
+        data = {"x": client_data.x[0], "y": client_data.y[0]}
+        bytes_per_client = estimate_bytes_per_client(
+            client_update, one, steps, jax.random.key(0), data
+        )
+    return choose_execution(
+        config.fl.execution,
+        config.fl.cohort_size or client_data.num_clients,
+        chunk_size=config.fl.chunk_size,
+        bytes_per_client=bytes_per_client,
+    )
+
+
+def build(config: ml_collections.ConfigDict, prepared: Prepared) -> Experiment:
+    """The model, the stacked state, the round and the evaluation of one experiment."""
+    dataset, partition = prepared.dataset, prepared.partition
+    batch_size, num_steps = prepared.batch_size, prepared.num_steps
+    start = time.time()
+    model_key, run_key = jax.random.split(jax.random.key(config.seed))
+    with config_errors():
+        model, params, model_state = build_model(
+            config.model, dataset.input_shape, dataset.num_classes, model_key
+        )
+    centralized = config.mode == "centralized"
+    independent = config.mode == "independent"
+    on_host = _data_on_host(config, dataset, partition)
+    client_data = stack_clients(dataset.train_x, dataset.train_y, partition, on_device=not on_host)
+    cohort_size = 0 if centralized else config.fl.cohort_size
+    if cohort_size == client_data.num_clients:
+        cohort_size = 0
+    client_opt = make_client_optimizer(config.client_opt)
+    server_rule = fedavg(make_server_optimizer(config.server_opt))
+    execution, why = _choose_execution(
+        config, model, client_opt, client_data, params, model_state, batch_size, num_steps
+    )
+    mesh = execution.mesh
+    if mesh is not None and cohort_size % execution.num_shards:
+        raise ConfigError(
+            "fl.cohort_size",
+            cohort_size,
+            f"must be a multiple of the {execution.num_shards} devices the clients are sharded over",
+        )
+    population = client_data
+    if mesh is not None:
+        population = pad_clients(population, execution.num_shards, on_device=not on_host)
+    # Independent runs (E7's null reference) are never averaged: each keeps its model, optimizer
+    # state and BatchNorm statistics; there is no shared point for a gradient divergence.
+    round_fn = make_round(
+        model,
+        client_opt,
+        server_rule,
+        batch_size=batch_size,
+        num_local_steps=num_steps,
+        divergence=config.fl.divergence and not centralized,
+        grad_divergence=config.fl.grad_divergence and not independent,
+        execution=execution,
+        augment=make_augment(config.data.augment),
+        # On the host the cohort is drawn (with the same key) and copied over before the round.
+        cohort_size=0 if on_host else cohort_size,
+        skip_nonfinite=config.fl.nonfinite == "skip",
+    )
+    state = init_server_state(
+        params,
+        model_state,
+        server_rule,
+        client_optimizer=client_opt if (centralized or independent) else None,
+        num_clients=population.num_clients,
+        local_model_state=(config.fl.bn_stats == "local" or independent) and bool(model_state),
+        independent=independent,
+    )
+    state, device_data = place_round_inputs(execution, state, None if on_host else population)
+
+    def round_inputs(r):
+        """This round's client data and key (a host-side cohort is drawn and copied here)."""
+        key = jax.random.fold_in(run_key, r)
+        data = device_data
+        if on_host:
+            ids = np.arange(population.num_clients)
+            if cohort_size:
+                key, cohort_key = jax.random.split(key)
+                ids = np.asarray(
+                    sample_cohort(cohort_key, jnp.asarray(population.num_examples), cohort_size)
+                )
+            data = jax.tree.map(lambda a: jnp.asarray(a[ids]), population)
+            if mesh is not None:
+                data = shard_clients(pad_clients(data, execution.num_shards), mesh)
+        return data, key if mesh is None else replicate(key, mesh)
+
+    eval_batches = batch_eval_data(dataset.test_x, dataset.test_y, config.eval.batch_size)
+    if mesh is not None:
+        eval_batches = replicate(eval_batches, mesh)
+    evaluate_fn = _make_evaluate_fn(model, independent)
+    run_info = {
+        "dataset": dataset.name,
+        "input_shape": list(dataset.input_shape),
+        "num_train": int(len(dataset.train_y)),
+        "num_test": int(len(dataset.test_y)),
+        "num_clients": len(partition),
+        "client_sizes": [int(len(p)) for p in partition],
+        "batch_size": int(batch_size),
+        "num_local_steps": int(num_steps),
+        "num_params": int(sum(x.size for x in jax.tree.leaves(params))),
+        "layers": list(model.layers),
+        "receptive_field": model.receptive_field,
+        "backend": jax.default_backend(),
+        "devices": len(jax.devices()),
+        "processes": jax.process_count(),
+        "execution": why,
+        "data_placement": "host (cohort copied per round)" if on_host else "device",
+        "cohort_size": cohort_size or len(partition),
+        "partition": config.data.partition,
+        "memory_estimate_bytes": prepared.memory,
+    }
+    leaf_names = [
+        "/".join(str(getattr(k, "key", k)) for k in path)
+        for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]
+    ]
+    stats = None
+    if not centralized:
+        stats = partition_stats(partition, dataset.train_y, dataset.num_classes)
+    return Experiment(
+        config, state, round_fn, round_inputs, evaluate_fn, eval_batches, run_key, run_info,
+        leaf_names, stats, time.time() - start, mesh, on_host,
+    )  # fmt: skip
+
+
+def _make_evaluate_fn(model, independent: bool):
+    """The global model's test metrics; independent runs are each evaluated with their own
+    statistics and the row reports their mean and spread."""
+    evaluate_one = make_evaluate(model)
+    if not independent:
+
+        def evaluate_fn(s, batches):
+            return evaluate_one(s.params, s.model_state, batches)
+
+        return evaluate_fn
+
+    def evaluate_fn(s, batches):
+        stats = s.client_model_state if s.client_model_state is not None else s.model_state
+        axes = 0 if s.client_model_state is not None else None
+        per_run = jax.vmap(evaluate_one, in_axes=(0, axes, None))(s.client_params, stats, batches)
+        out = {k: jnp.mean(v) for k, v in per_run.items()}
+        out["eval/accuracy_std_over_runs"] = jnp.std(per_run["eval/accuracy"])
+        return out
+
+    return evaluate_fn

@@ -1,0 +1,364 @@
+"""Bad input and faults against the command line, as a hostile user would try them.
+
+One table: each case runs ``fedjax-deep`` in-process and asserts its exit code, exactly one line on
+stderr that names what is wrong, and that the workdir (and everything under it) is byte for byte as
+it was. Faults that need real processes (a lock held by another run, signals, a full disk) follow
+the table.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+
+from fedjax_deep import cli
+from fedjax_deep.runlog import RunDir
+
+HERE = pathlib.Path(__file__).parent
+TINY = str(HERE.parent / "configs" / "digits_tiny.py")
+SLOW_CONFIG = str(HERE / "resume_worker_config.py")
+RUN_ARGS = ["--config.fl.num_clients=3"]
+SWEEP_ARGS = ["--config.num_rounds=1", "--config.fl.num_clients=2",
+              "--config.sweep=(('seed', (0, 1)),)"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished single run and a finished sweep, copied into each case that needs one."""
+    base = tmp_path_factory.mktemp("finished")
+    for name, args in (("run", RUN_ARGS), ("sweep", SWEEP_ARGS)):
+        argv = ["train", "--config", TINY, "--workdir", str(base / name), "--no-progress", *args]
+        assert cli.main(argv) == 0
+    return base
+
+
+def _snapshot(path: pathlib.Path) -> dict:
+    if not path.exists():
+        return {}
+    if path.is_file():
+        return {".": hashlib.sha1(path.read_bytes()).hexdigest()}
+    out = {}
+    for p in sorted(path.rglob("*")):
+        rel = str(p.relative_to(path))
+        out[rel] = hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+    return out
+
+
+# -- workdir setups: (tmp_path, finished) -> (workdir, extra argv) ----------------------------
+def fresh(tmp, finished):
+    workdir = tmp / "run"
+    workdir.mkdir()
+    (workdir / "notes.txt").write_text("mine")
+    return workdir, []
+
+
+def absent(tmp, finished):
+    return tmp / "new" / "run", []
+
+
+def copy_of(name, edit: Callable | None = None, args=()):
+    def setup(tmp, finished):
+        workdir = tmp / name
+        shutil.copytree(finished / name, workdir)
+        if edit:
+            edit(workdir)
+        return workdir, list(args) or (RUN_ARGS if name == "run" else SWEEP_ARGS)
+
+    return setup
+
+
+def _write(rel, text):
+    return lambda w: (w / rel).write_text(text)
+
+
+def _unlink(rel):
+    return lambda w: (w / rel).unlink()
+
+
+def _drop_row(w):
+    lines = (w / "metrics.jsonl").read_text().splitlines()
+    (w / "metrics.jsonl").write_text(lines[1] + "\n")
+
+
+def _corrupt_first_row(w):
+    lines = (w / "metrics.jsonl").read_text().splitlines()
+    (w / "metrics.jsonl").write_text("{broken\n" + lines[1] + "\n")
+
+
+@dataclasses.dataclass
+class Case:
+    id: str
+    argv: list
+    expect: str
+    code: int = 2
+    setup: Callable = fresh
+    config_text: str | None = None  # a config file written for the case instead of TINY
+    command: str = "train"
+
+
+NESTED = "(" * 5000 + ")" * 5000
+CASES = [
+    # Config values: type, range, finiteness, choices.
+    Case("num_clients=0", ["--config.fl.num_clients=0"], "config.fl.num_clients=0"),
+    Case("num_clients<0", ["--config.fl.num_clients=-3"], "config.fl.num_clients=-3"),
+    Case("num_clients>examples", ["--config.fl.num_clients=5000"], "config.fl.num_clients=5000"),
+    Case("num_clients=ten", ["--config.fl.num_clients=ten"], "config.fl.num_clients='ten'"),
+    Case("unknown field", ["--config.fl.num_clientz=3"], "config.fl.num_clientz='3'"),
+    Case("group without value", ["--config.model"], "config.model=None"),
+    Case("batch_size=0", ["--config.fl.batch_size=0"], "config.fl.batch_size=0"),
+    Case("local_epochs=0", ["--config.fl.local_epochs=0"], "config.fl.local_epochs=0"),
+    Case("local_steps<0", ["--config.fl.local_steps=-1"], "config.fl.local_steps=-1"),
+    Case("local_steps huge", ["--config.fl.local_steps=10000000"], "config.fl.local_steps="),
+    Case("num_rounds=0", ["--config.num_rounds=0"], "config.num_rounds=0"),
+    Case("seed<0", ["--config.seed=-1"], "config.seed=-1"),
+    Case("seed 2**63", [f"--config.seed={2**63}"], f"config.seed={2**63}"),
+    Case("mode=cl", ["--config.mode=cl"], "config.mode='cl'"),
+    Case("mode=federated", ["--config.mode=federated"], "config.mode='federated'"),
+    Case("momentum=1.5", ["--config.client_opt.momentum=1.5"], "config.client_opt.momentum=1.5"),
+    Case("weight_decay<0", ["--config.client_opt.weight_decay=-1"],
+         "config.client_opt.weight_decay=-1.0"),
+    Case("weight_decay=inf", ["--config.client_opt.weight_decay=inf"],
+         "config.client_opt.weight_decay=inf: expected a finite number"),
+    Case("lr=inf", ["--config.client_opt.learning_rate=inf"],
+         "config.client_opt.learning_rate=inf"),
+    Case("lr=nan", ["--config.client_opt.learning_rate=nan"],
+         "config.client_opt.learning_rate=nan"),
+    Case("lr<0", ["--config.client_opt.learning_rate=-0.1"],
+         "config.client_opt.learning_rate=-0.1"),
+    Case("server lr=0", ["--config.server_opt.learning_rate=0"],
+         "config.server_opt.learning_rate=0.0"),
+    Case("server adam", ["--config.server_opt.name=adam"], "config.server_opt.name='adam'"),
+    Case("kernel even", ["--config.model.kernel_size=4"], "config.model.kernel_size=4"),
+    Case("depth=0", ["--config.model.depth=0"], "config.model.depth=0"),
+    Case("depth huge", ["--config.model.depth=100000"], "config.model.depth=100000"),
+    Case("width needs more memory", ["--config.model.width=60000"], "GiB available"),
+    Case("widths wrong length", ["--config.model.widths=(8, 8, 8)"],
+         "config.model.widths=(8, 8, 8)"),
+    Case("widths a string", ["--config.model.widths=abc"], "config.model.widths='abc'"),
+    Case("widths nested", [f"--config.model.widths={NESTED}"], "expected a Python literal"),
+    Case("widths of floats", ["--config.model.widths=(8.5, 8)"], "expected a tuple of integers"),
+    Case("head=gap", ["--config.model.head=gap"], "config.model.head='gap'"),
+    Case("model name", ["--config.model.name=resnet9000"], "config.model.name='resnet9000'"),
+    Case("norm", ["--config.model.norm=instance"], "config.model.norm='instance'"),
+    Case("stem_stride", ["--config.model.stem_stride=16"], "config.model.stem_stride=16"),
+    Case("width_mult=0", ["--config.model.width_mult=0"], "config.model.width_mult=0.0"),
+    Case("execution", ["--config.fl.execution=pmap"], "config.fl.execution='pmap'"),
+    Case("chunk_size<0", ["--config.fl.chunk_size=-2"], "config.fl.chunk_size=-2"),
+    Case("bn_stats", ["--config.fl.bn_stats=sync"], "config.fl.bn_stats='sync'"),
+    Case("nonfinite", ["--config.fl.nonfinite=ignore"], "config.fl.nonfinite='ignore'"),
+    Case("keep=0", ["--config.checkpoint.keep=0"], "config.checkpoint.keep=0"),
+    Case("ckpt every<0", ["--config.checkpoint.every_rounds=-1"],
+         "config.checkpoint.every_rounds=-1"),
+    Case("eval batch=0", ["--config.eval.batch_size=0"], "config.eval.batch_size=0"),
+    Case("test_fraction=1.5", ["--config.data.test_fraction=1.5"],
+         "config.data.test_fraction=1.5"),
+    Case("empty test split", ["--config.data.test_fraction=0.0001"],
+         "config.data.test_fraction=0.0001: leaves 0"),
+    Case("placement", ["--config.data.placement=gpu"], "config.data.placement='gpu'"),
+    Case("bool", ["--config.fl.divergence=maybe"], "config.fl.divergence='maybe'"),
+    Case("tensorboard", ["--config.log.tensorboard=yes"], "config.log.tensorboard='yes'"),
+    # Sweeps.
+    Case("sweep=5", ["--config.sweep=5"], "config.sweep=5"),
+    Case("sweep a dict", ["--config.sweep={'model.depth': (1, 2)}"], "config.sweep={"),
+    Case("sweep entry", ["--config.sweep=((1, 2),)"], "config.sweep=(1, 2)"),
+    Case("sweep no field", ["--config.sweep=(('model.nope', (1,)),)"], "config.sweep='model.nope'"),
+    Case("sweep float for int", ["--config.sweep=(('model.depth', (2.5,)),)"],
+         "config.sweep=2.5: a value of model.depth: expected an integer"),
+    Case("sweep bad point", ["--config.sweep=(('model.depth', (2, 0)),)"],
+         "config.model.depth=0"),
+    # Config files.
+    Case("syntax error", [], "SyntaxError", config_text="def get_config(:\n"),
+    Case("no get_config", [], "defines no get_config", config_text="x = 1\n"),
+    Case("not a ConfigDict", [], "must return an ml_collections.ConfigDict",
+         config_text="def get_config():\n    return 3\n"),
+    Case("get_config raises", [], "get_config() failed",
+         config_text="def get_config():\n    raise KeyError('boom')\n"),
+    # Workdirs that cannot host the run.
+    Case("empty workdir", [], "--workdir=''", setup=lambda tmp, f: ("", [])),
+    Case("workdir is a file", [], "is a file, not a directory",
+         setup=lambda tmp, f: ((tmp / "file").write_text("x") and tmp / "file" / "run", [])),
+    Case("single run in a sweep", [], "holds a sweep, not a single run",
+         setup=copy_of("sweep", args=RUN_ARGS)),
+    Case("sweep in a single run", [], "holds a single run, not a sweep",
+         setup=copy_of("run", args=SWEEP_ARGS)),
+    Case("another sweep's fields", [], "holds another sweep (over",
+         setup=copy_of("sweep", args=[*SWEEP_ARGS[:2], "--config.sweep=(('model.depth', (1,)),)"])),
+    Case("another sweep's base", [], "holds another sweep (fl.batch_size differs)",
+         setup=copy_of("sweep", args=[*SWEEP_ARGS, "--config.fl.batch_size=8"])),
+    Case("incompatible resume", [], "config.model.depth=4 differs from the run being resumed",
+         setup=copy_of("run", args=[*RUN_ARGS, "--config.model.depth=4"])),
+    Case("missing config.json", [], "config.json is missing",
+         setup=copy_of("run", _unlink("config.json"))),
+    Case("missing run_info.json", [], "run_info.json is missing",
+         setup=copy_of("run", _unlink("run_info.json"))),
+    Case("corrupt config.json", [], "config.json cannot be read",
+         setup=copy_of("run", _write("config.json", "{not json"))),
+    Case("metrics rows missing", [], "does not hold rounds 1..2",
+         setup=copy_of("run", _drop_row)),
+    Case("metrics row corrupt", [], "line 1 is not a metrics row",
+         setup=copy_of("run", _corrupt_first_row)),
+    Case("point rows missing", [], "does not hold rounds 1..1",
+         setup=copy_of("sweep", lambda w: (w / "seed-1" / "metrics.jsonl").write_text(""))),
+    # Reports.
+    Case("report corrupt config", [], "config.json cannot be read", command="report",
+         setup=copy_of("sweep", _write("config.json", "]"))),
+    Case("report of no run", [], "holds no run or sweep", command="report"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_one_line_exit_code_and_nothing_written(tmp_path, capsys, finished, case):
+    workdir, args = case.setup(tmp_path, finished)
+    config = TINY
+    if case.config_text is not None:
+        config = str(tmp_path / "cfg.py")
+        pathlib.Path(config).write_text(case.config_text)
+    watched = workdir if str(workdir) else None  # '' would mean the current directory
+    before = _snapshot(watched) if watched else sorted(os.listdir())
+    if case.command == "report":
+        argv = ["report", str(workdir)]
+    else:
+        argv = ["train", "--config", config, "--workdir", str(workdir), "--no-progress",
+                *args, *case.argv]  # fmt: skip
+    code = cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == case.code, err
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert case.expect in err, err
+    assert (_snapshot(watched) if watched else sorted(os.listdir())) == before
+    assert len(CASES) >= 40
+
+
+def test_sweep_values_never_leave_the_workdir(tmp_path):
+    workdir = tmp_path / "w" / "sweep"
+    code = cli.main(["train", "--config", TINY, "--workdir", str(workdir), "--no-progress",
+                     "--config.num_rounds=1", "--config.fl.num_clients=2",
+                     "--config.sweep=(('data.data_dir', ('../../x', '/etc')),)"])  # fmt: skip
+    assert code == 0
+    assert sorted(os.listdir(tmp_path)) == ["w"] and sorted(os.listdir(tmp_path / "w")) == ["sweep"]
+    points = sorted(p.name for p in workdir.iterdir() if p.is_dir())
+    assert points == ["data_dir-.._.._x", "data_dir-_etc"]
+
+
+# -- faults that need real processes ---------------------------------------------------------
+def _start(workdir, *extra, config=SLOW_CONFIG):
+    return subprocess.Popen(
+        [sys.executable, "-m", "fedjax_deep.cli", "train", "--config", config,
+         "--workdir", str(workdir), "--no-progress", *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_rows(workdir, n, proc, timeout=300):
+    deadline = time.time() + timeout
+    path = workdir / "metrics.jsonl"
+    while time.time() < deadline and proc.poll() is None:
+        if path.exists() and len(path.read_text().splitlines()) >= n:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{n} rows not reached: {proc.poll()} {proc.stderr.read()}")
+
+
+def _rounds(workdir):
+    return [json.loads(x)["round"] for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_second_process_on_a_running_workdir_is_refused_and_the_first_finishes(tmp_path):
+    workdir = tmp_path / "run"
+    rounds = "--config.num_rounds=60"  # long enough to outlive the second process's start
+    first = _start(workdir, rounds)
+    _wait_rows(workdir, 1, first)
+    second = _start(workdir, rounds)
+    err = second.communicate(timeout=300)[1].strip()
+    assert first.poll() is None, "the first run ended before the second was refused"
+    assert second.returncode == 2, err
+    assert len(err.splitlines()) == 1 and f"in use by another run (pid {first.pid} on" in err, err
+    assert first.wait(timeout=600) == 0, first.stderr.read()
+    assert _rounds(workdir) == list(range(1, 61))
+    assert not (workdir / "lock.json").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_ends_after_the_round_with_one_line_and_the_resume_command(tmp_path, signum):
+    workdir = tmp_path / "run"
+    proc = _start(workdir, "--config.num_rounds=8", "--config.checkpoint.every_rounds=4")
+    _wait_rows(workdir, 1, proc)
+    proc.send_signal(signum)
+    err = proc.communicate(timeout=300)[1].strip().splitlines()
+    assert proc.returncode == 128 + signum, err
+    done = len(_rounds(workdir))
+    name = signal.Signals(signum).name
+    assert err[-1].startswith(f"stopped: {name}: stopped after round {done}, checkpointed "
+                              f"through round {done}; resume with: fedjax-deep train"), err  # fmt: skip
+    assert "Traceback" not in "\n".join(err)
+    resume = _start(workdir, "--config.num_rounds=8", "--config.checkpoint.every_rounds=4")
+    assert resume.wait(timeout=600) == 0, resume.stderr.read()
+    assert _rounds(workdir) == list(range(1, 9))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 32 MiB file system (tmpfs; needs root, as CI has): writes fail with ENOSPC."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)],
+                      capture_output=True).returncode:  # fmt: skip
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(mount: pathlib.Path) -> pathlib.Path:
+    filler = mount / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+@pytest.mark.parametrize("where", ["metrics row", "checkpoint"])
+def test_full_disk_one_line_naming_file_round_and_checkpoint_then_resume(
+    small_disk, capfd, monkeypatch, where
+):
+    workdir = small_disk / "run"
+    real_write_row = RunDir.write_row
+    filler = []
+
+    def write_row(self, row):
+        if row["round"] == 2 and not filler:
+            if where == "metrics row":
+                filler.append(_fill(small_disk))
+                return real_write_row(self, row)
+            real_write_row(self, row)
+            filler.append(_fill(small_disk))  # the row fits; the checkpoint after it does not
+            return None
+        return real_write_row(self, row)
+
+    monkeypatch.setattr(RunDir, "write_row", write_row)
+    argv = ["train", "--config", TINY, "--workdir", str(workdir), "--no-progress",
+            "--config.num_rounds=3", *RUN_ARGS]  # fmt: skip
+    assert cli.main(argv) == 1
+    err = capfd.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "No space left on device" in err and "round 2" in err, err
+    assert "(round 1) is intact" in err, err
+    if where == "metrics row":
+        assert "metrics.jsonl cannot be written" in err, err
+    else:
+        assert "checkpoint of round 2 could not be written" in err, err
+    filler[0].unlink()
+    assert cli.main(argv) == 0
+    assert _rounds(workdir) == [1, 2, 3]
