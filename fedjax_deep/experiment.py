@@ -401,9 +401,11 @@ def _make_evaluate_fn(model, independent: bool):
         return evaluate_fn
 
     def evaluate_fn(s, batches):
-        stats = s.client_model_state if s.client_model_state is not None else s.model_state
-        axes = 0 if s.client_model_state is not None else None
-        per_run = jax.vmap(evaluate_one, in_axes=(0, axes, None))(s.client_params, stats, batches)
+        stats = s.clients.get("model_state", s.model_state)
+        axes = 0 if "model_state" in s.clients else None
+        per_run = jax.vmap(evaluate_one, in_axes=(0, axes, None))(
+            s.clients["params"], stats, batches
+        )
         out = {k: jnp.mean(v) for k, v in per_run.items()}
         out["eval/accuracy_std_over_runs"] = jnp.std(per_run["eval/accuracy"])
         return out

@@ -179,21 +179,24 @@ def test_batchnorm_average_is_the_weighted_mean_and_fedbn_keeps_client_stats():
     weights = jnp.array([6 / 16, 10 / 16])
     # Same start, same batches: the clients' statistics agree, so the averaged policy's server
     # statistics are exactly the weighted mean of what FedBN keeps per client.
-    chex.assert_trees_all_close(avg.model_state, weighted_mean(local.client_model_state, weights),
+    chex.assert_trees_all_close(avg.model_state, weighted_mean(local.clients['model_state'], weights),
                                 atol=1e-6)  # fmt: skip
     chex.assert_trees_all_close(local.model_state, avg.model_state, atol=1e-6)
-    per_client = local.client_model_state["norm_0"]["var"]
+    per_client = local.clients["model_state"]["norm_0"]["var"]
     assert not np.allclose(per_client[0], per_client[1])  # the clients' data differ in scale
     # FedBN: round 2 starts every client from its own statistics, not the average.
     local2, _ = round_fn(local, data, jax.random.key(1))
     avg_start = local.replace(
-        client_model_state=jax.tree.map(
-            lambda a: jnp.broadcast_to(a, (2, *a.shape)), local.model_state
-        )
+        clients={
+            "model_state": jax.tree.map(
+                lambda a: jnp.broadcast_to(a, (2, *a.shape)), local.model_state
+            )
+        }
     )
     from_avg, _ = round_fn(avg_start, data, jax.random.key(1))
     assert not np.allclose(
-        local2.client_model_state["norm_0"]["mean"], from_avg.client_model_state["norm_0"]["mean"]
+        local2.clients["model_state"]["norm_0"]["mean"],
+        from_avg.clients["model_state"]["norm_0"]["mean"],
     )
 
 

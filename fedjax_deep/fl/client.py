@@ -72,7 +72,9 @@ def _gather(data: PyTree, step_inputs: Batch) -> Batch:
     }
 
 
-def make_client_update(model, client_optimizer: optax.GradientTransformation, augment=None):
+def make_client_update(
+    model, client_optimizer: optax.GradientTransformation, augment=None, grad_hook=None
+):
     """Builds the pure local-training function of one client.
 
     Args:
@@ -81,9 +83,12 @@ def make_client_update(model, client_optimizer: optax.GradientTransformation, au
         optax.sgd(lr, momentum))``.
       augment: optional ``(key, x [B, ...]) -> x`` applied to every local batch with a key split
         from the client's ``key`` (``fedjax_deep.data.augment``).
+      grad_hook: optional ``(grads, params, ctx) -> grads`` applied to every local step's gradients
+        before the optimizer (an algorithm's proximal term or drift correction); ``ctx`` is the
+        ``ctx`` argument of ``client_update``.
 
     Returns:
-      ``client_update(state, batches, key, data=None) -> (state, metrics)`` where
+      ``client_update(state, batches, key, data=None, ctx=None) -> (state, metrics)`` where
 
       - ``state``: a :class:`ClientState` of one client;
       - ``batches``: ``{'x': [S, B, ...], 'y': [S, B], 'mask': [S, B]}``, one batch per local step;
@@ -97,15 +102,17 @@ def make_client_update(model, client_optimizer: optax.GradientTransformation, au
     loss_fn = make_loss_fn(model)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def local_step(state: ClientState, batch: Batch) -> tuple[ClientState, tuple]:
+    def local_step(state: ClientState, batch: Batch, ctx) -> tuple[ClientState, tuple]:
         (loss, (model_state, num, correct)), grads = grad_fn(state.params, state.model_state, batch)
+        if grad_hook is not None:
+            grads = grad_hook(grads, state.params, ctx)
         updates, opt_state = client_optimizer.update(grads, state.opt_state, state.params)
         new_state = ClientState(optax.apply_updates(state.params, updates), model_state, opt_state)
         has_data = num > 0
         new_state = jax.tree.map(lambda n, o: jnp.where(has_data, n, o), new_state, state)
         return new_state, (loss * num, num, correct)
 
-    def client_update(state: ClientState, batches: Batch, key: jax.Array, data=None):
+    def client_update(state: ClientState, batches: Batch, key: jax.Array, data=None, ctx=None):
         num_steps = jax.tree.leaves(batches)[0].shape[0]
 
         def step(state, inputs):
@@ -113,7 +120,7 @@ def make_client_update(model, client_optimizer: optax.GradientTransformation, au
             batch = step_inputs if data is None else _gather(data, step_inputs)
             if augment is not None:
                 batch = {**batch, "x": augment(step_key, batch["x"])}
-            return local_step(state, batch)
+            return local_step(state, batch, ctx)
 
         step_keys = jax.random.split(key, num_steps)
         state, (loss_sum, num, correct) = jax.lax.scan(step, state, (batches, step_keys))

@@ -170,27 +170,19 @@ def estimate_bytes_per_client(fn, *args) -> int | None:
     )
 
 
-def place_round_inputs(execution: Execution, server_state, client_data: ClientData):
+def place_round_inputs(execution: Execution, sim_state, client_data: ClientData):
     """Puts a round's inputs where ``execution`` wants them: unchanged without a mesh; with one,
-    ``client_data`` padded and sharded over the clients axis, per-client state
-    (``client_opt_state``, ``client_model_state``) sharded, and the rest of the server state
-    replicated. Per-client state must already have the padded client count (build the state
-    after :func:`pad_clients`)."""
+    ``client_data`` padded and sharded over the clients axis, the per-client state
+    (``sim_state.clients``) sharded, and the rest of the state replicated. Per-client state must
+    already have the padded client count (build the state after :func:`pad_clients`)."""
     if execution.mesh is None:
-        return server_state, client_data
+        return sim_state, client_data
     mesh = execution.mesh
     if client_data is not None:
         client_data = shard_clients(pad_clients(client_data, execution.num_shards), mesh)
-    per_client = {
-        name: getattr(server_state, name)
-        for name in ("client_opt_state", "client_model_state", "client_params")
-        if getattr(server_state, name) is not None
-    }
-    server_state = replicate(server_state.replace(**dict.fromkeys(per_client)), mesh)
-    server_state = server_state.replace(
-        **{name: shard_clients(value, mesh) for name, value in per_client.items()}
-    )
-    return server_state, client_data
+    clients = sim_state.clients
+    sim_state = replicate(sim_state.replace(clients={}), mesh)
+    return sim_state.replace(clients=shard_clients(clients, mesh)), client_data
 
 
 def choose_execution(

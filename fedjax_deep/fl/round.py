@@ -25,8 +25,10 @@ import optax
 from flax import struct
 from jax.sharding import PartitionSpec as P
 
-from fedjax_deep.aggregation import ServerRule, fedavg, normalized_weights, weighted_mean
+from fedjax_deep.aggregation import ServerRule, normalized_weights, weighted_mean
 from fedjax_deep.data.batching import ClientData, round_batch_indices
+from fedjax_deep.fl import algorithms
+from fedjax_deep.fl.algorithms import Algorithm
 from fedjax_deep.fl.client import ClientState, make_client_grad, make_client_update
 from fedjax_deep.fl.execution import CLIENT_AXIS, Execution, client_sum, map_clients
 from fedjax_deep.metrics.divergence import divergence_metrics
@@ -34,33 +36,37 @@ from fedjax_deep.types import Metrics, ModelState, Params, PyTree
 
 
 @struct.dataclass
-class ServerState:
-    """Everything the round carries from one round to the next.
+class SimState:
+    """The whole simulation between rounds: the server's side and every client's persistent state.
 
     Attributes:
       params: the global model.
       model_state: the global model's BatchNorm statistics (``{}`` without BatchNorm): the
         example-weighted mean of the clients' statistics after each round. With local statistics
         (FedBN) it is used only to evaluate the global model.
-      rule_state: the server rule's state (the server optimizer's optax state for FedAvg).
+      rule_state: the algorithm's server state (the server optimizer's optax state for FedAvg;
+        SCAFFOLD's control variate; FedDyn's ``h``).
       round: int32 scalar, rounds completed.
-      client_opt_state: ``[C, ...]`` client optimizer states when they persist across rounds
-        (centralized mode, stateful clients), else ``None``: clients start each round afresh.
-      client_model_state: ``[C, ...]`` each client's own BatchNorm statistics when they stay
-        local (FedBN-style: clients start every round from their own statistics), else ``None``:
-        clients start from the server's averaged statistics.
-      client_params: ``[C, ...]`` each client's own model when clients train independently and are
-        never averaged (the centralized null reference, E7: K SGD runs from one initialization);
-        ``params`` is then their weighted mean, used only as the reference point ``g``.
+      clients: per-client state that persists across rounds, for the whole population: a dict of
+        pytrees whose leaves are ``[P, ...]``, gathered for the cohort and scattered back, sharded,
+        padded and checkpointed by one tree-map each. Keys (each present only when used):
+        ``'opt_state'`` (client optimizer states: centralized mode, independent runs),
+        ``'model_state'`` (each client's own BatchNorm statistics: ``fl.bn_stats=local``, FedBN),
+        ``'params'`` (each client's own model: independent runs, E7's null reference, where
+        ``params`` is only their weighted mean, the reference point ``g``), ``'algorithm'`` (the
+        algorithm's per-client state: SCAFFOLD's ``c_i``, FedDyn's ``h_i``, FedBN's BatchNorm
+        parameters).
     """
 
     params: Params
     model_state: ModelState
     rule_state: PyTree
     round: jax.Array
-    client_opt_state: PyTree | None = None
-    client_model_state: PyTree | None = None
-    client_params: PyTree | None = None
+    clients: dict = struct.field(default_factory=dict)
+
+
+# The name before the algorithms issue; the state holds the simulation, not only the server.
+ServerState = SimState
 
 
 def broadcast_clients(tree: PyTree, num_clients: int) -> PyTree:
@@ -80,43 +86,59 @@ def round_client_keys(key: jax.Array, client_ids: jax.Array) -> tuple[jax.Array,
     return batch_keys, train_keys
 
 
+def as_algorithm(rule) -> Algorithm:
+    """An :class:`Algorithm`, a :class:`ServerRule` (its server side, FedAvg's clients) or an optax
+    transformation (FedAvg's server optimizer) as an :class:`Algorithm`."""
+    if isinstance(rule, Algorithm):
+        return rule
+    if isinstance(rule, ServerRule):
+        return algorithms.fedavg()._replace(server_init=rule.init, server_apply=rule.apply)
+    return algorithms.fedavg(rule)
+
+
 def init_server_state(
     params: Params,
     model_state: ModelState,
-    server_rule: ServerRule,
+    algorithm: Algorithm | ServerRule | optax.GradientTransformation,
     *,
     client_optimizer: optax.GradientTransformation | None = None,
     num_clients: int | None = None,
     local_model_state: bool = False,
     independent: bool = False,
-) -> ServerState:
-    """The state before round 0. Pass ``client_optimizer`` and ``num_clients`` to keep client
-    optimizer states across rounds; ``local_model_state=True`` (with ``num_clients``) to keep each
-    client's BatchNorm statistics local (FedBN); ``independent=True`` to keep each client's model
-    (no averaging: independent runs from one initialization)."""
-    client_opt_state = None
+) -> SimState:
+    """The state before round 0, for a population of ``num_clients`` when anything persists.
+
+    ``client_optimizer``: keep client optimizer states across rounds; ``local_model_state``: keep
+    each client's BatchNorm statistics local (FedBN); ``independent``: keep each client's model (no
+    averaging: independent runs from one initialization); the algorithm's own per-client state
+    (:attr:`Algorithm.persistent_init`) is kept whenever it has leaves.
+    """
+    algorithm = as_algorithm(algorithm)
+    clients = {}
     if client_optimizer is not None:
-        client_opt_state = jax.vmap(client_optimizer.init)(broadcast_clients(params, num_clients))
-    client_model_state = None
+        clients["opt_state"] = jax.vmap(client_optimizer.init)(
+            broadcast_clients(params, num_clients)
+        )
     if local_model_state:
-        client_model_state = jax.tree.map(jnp.copy, broadcast_clients(model_state, num_clients))
-    return ServerState(
+        clients["model_state"] = broadcast_clients(model_state, num_clients)
+    if independent:
+        clients["params"] = broadcast_clients(params, num_clients)
+    persistent = algorithm.persistent_init(params)
+    if jax.tree.leaves(persistent):
+        clients["algorithm"] = broadcast_clients(persistent, num_clients)
+    return SimState(
         params=params,
         model_state=model_state,
-        rule_state=server_rule.init(params),
+        rule_state=algorithm.server_init(params),
         round=jnp.zeros((), jnp.int32),
-        client_opt_state=client_opt_state,
-        client_model_state=client_model_state,
-        client_params=(
-            jax.tree.map(jnp.copy, broadcast_clients(params, num_clients)) if independent else None
-        ),
+        clients=jax.tree.map(jnp.copy, clients),
     )
 
 
 def make_round(
     model,
     client_optimizer: optax.GradientTransformation,
-    server_rule: ServerRule | optax.GradientTransformation,
+    algorithm: Algorithm | ServerRule | optax.GradientTransformation,
     *,
     batch_size: int,
     num_local_steps: int,
@@ -132,8 +154,8 @@ def make_round(
     Args:
       model: a :class:`fedjax_deep.models.FunctionalModel`.
       client_optimizer: optax transformation used by every client.
-      server_rule: a :class:`ServerRule`, or an optax transformation applied to the FedAvg
-        pseudo-gradient (``optax.sgd(1.0)`` is FedAvg).
+      algorithm: an :class:`~fedjax_deep.fl.algorithms.Algorithm`, a :class:`ServerRule`, or an
+        optax transformation applied to the FedAvg pseudo-gradient (``optax.sgd(1.0)`` is FedAvg).
       batch_size, num_local_steps: ``B`` and ``S`` (static).
       divergence, grad_divergence: compute the divergence metrics / the gradient divergence.
       execution: how clients run (:class:`Execution`; default: one vmap over all clients). With a
@@ -144,8 +166,8 @@ def make_round(
       cohort_size: if > 0, each round trains ``cohort_size`` clients drawn uniformly without
         replacement from the clients of ``client_data`` that hold data (the key decides, so the
         draw is reproducible); the cohort's shape is fixed, so the round never recompiles.
-        Per-client state that persists (``client_opt_state``, ``client_model_state``) is kept for
-        the whole population and gathered/scattered by client id.
+        Per-client state that persists (``SimState.clients``) is kept for the whole population and
+        gathered/scattered by client id.
       skip_nonfinite: drop client updates whose parameters or loss went non-finite (weight 0,
         counted in ``train/skipped_clients``) instead of letting them poison the average.
 
@@ -156,17 +178,16 @@ def make_round(
       over clients), ``train/num_examples`` and ``divergence/...``. Every strategy computes the
       same function (up to float reduction order).
     """
-    if not isinstance(server_rule, ServerRule):
-        server_rule = fedavg(server_rule)
+    algorithm = as_algorithm(algorithm)
     execution = execution or Execution()
     chunk = execution.chunk_size
     axis = execution.axis_name
-    client_update = make_client_update(model, client_optimizer, augment)
+    client_update = make_client_update(model, client_optimizer, augment, algorithm.grad_hook)
     client_grad = make_client_grad(model)
 
     def round_body(
-        server_state: ServerState, client_data: ClientData, key: jax.Array
-    ) -> tuple[ServerState, Metrics]:
+        server_state: SimState, client_data: ClientData, key: jax.Array
+    ) -> tuple[SimState, Metrics]:
         num_clients = client_data.num_clients  # device-local when sharded
         dtype = jax.tree.leaves(server_state.params)[0].dtype
         weights = normalized_weights(client_data.num_examples, dtype, axis)
@@ -179,35 +200,53 @@ def make_round(
             num_local_steps,
         )
         data = {"x": client_data.x, "y": client_data.y}
-        persist = server_state.client_opt_state is not None
+        clients = server_state.clients
         start_params, start_model_state = server_state.params, server_state.model_state
+        rule_state = server_state.rule_state
         if axis:
             # Clients start from the replicated server model and then differ per device: tell
             # shard_map's type system the carry varies over the client axis.
-            start_params, start_model_state = jax.tree.map(
-                lambda x: jax.lax.pcast(x, axis, to="varying"), (start_params, start_model_state)
+            start_params, start_model_state, rule_state = jax.tree.map(
+                lambda x: jax.lax.pcast(x, axis, to="varying"),
+                (start_params, start_model_state, rule_state),
             )
-
-        independent = server_state.client_params is not None
-
-        def train_client(params, opt_state, model_state, client_batches, train_key, examples):
-            if not independent:
-                params = start_params  # closed over: one copy, not C
-            state = ClientState(params, model_state, opt_state)
-            return client_update(state, client_batches, train_key, examples)
-
-        local_stats = server_state.client_model_state is not None
-        if local_stats:
-            client_model_state = server_state.client_model_state
-        else:
+        # Each client's persistent rows (zeros of shape [C] stand in for what does not persist).
+        none = jnp.zeros((num_clients,))
+        own_params = clients.get("params", none)
+        client_model_state = clients.get("model_state")
+        if client_model_state is None:
             client_model_state = broadcast_clients(start_model_state, num_clients)
-
-        if persist:
-            client_opt_state = server_state.client_opt_state
-        else:
+        client_opt_state = clients.get("opt_state")
+        if client_opt_state is None:
             client_opt_state = jax.vmap(client_optimizer.init)(
                 broadcast_clients(start_params, num_clients)
             )
+        persistent = clients.get("algorithm", none)
+
+        def train_client(params, opt_state, model_state, persistent, batches, train_key, examples):
+            """One client's round: the algorithm's start, local training, the non-finite guard
+            and the algorithm's output."""
+            if "params" not in clients:
+                params = start_params  # closed over: one copy, not C
+            own = persistent if "algorithm" in clients else algorithm.persistent_init(params)
+            params, ctx = algorithm.client_init(rule_state, own, params)
+            state = ClientState(params, model_state, opt_state)
+            end, metrics = client_update(state, batches, train_key, examples, ctx)
+            num_steps = metrics["num_steps"]
+            finite = jnp.ones((), bool)
+            if skip_nonfinite:
+                # A client whose update went non-finite keeps its start (so no NaN reaches the
+                # sums), takes no step as far as the algorithm is concerned, and gets weight 0.
+                leaves = jax.tree.leaves(end.params)
+                finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+                finite = finite & jnp.isfinite(metrics["loss"])
+                end = jax.tree.map(lambda n, o: jnp.where(finite, n, o), end, state)
+                metrics = {k: jnp.where(finite, v, 0) for k, v in metrics.items()}
+                num_steps = jnp.where(finite, num_steps, 0)
+            output, own = algorithm.client_final(
+                rule_state, params, end.params, ctx, own, num_steps
+            )
+            return end, output, own, metrics, finite
 
         client_grads = None
         if divergence and grad_divergence:
@@ -222,12 +261,13 @@ def make_round(
                 first_batch_grad, (data["x"], data["y"], idx[:, 0], mask[:, 0]), chunk
             )
 
-        client_state, client_metrics = map_clients(
+        client_state, outputs, new_persistent, client_metrics, finite = map_clients(
             train_client,
             (
-                server_state.client_params if independent else jnp.zeros((num_clients,)),
+                own_params,
                 client_opt_state,
                 client_model_state,
+                persistent,
                 {"idx": idx, "mask": mask},
                 train_keys,
                 data,
@@ -237,32 +277,11 @@ def make_round(
 
         metrics: Metrics = {}
         if skip_nonfinite:
-            # A client whose update went non-finite gets weight 0 and the server's parameters
-            # (so no NaN * 0 reaches the sums); the rest are re-weighted to sum to one.
-            finite = jax.vmap(
-                lambda p, loss: (
-                    jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(p)]))
-                    & jnp.isfinite(loss)
-                )
-            )(client_state.params, client_metrics["loss"])
             skipped = (~finite) & (client_data.num_examples > 0)
             metrics["train/skipped_clients"] = client_sum(skipped.astype(jnp.int32), axis)
             kept = weights * finite.astype(weights.dtype)
             total = client_sum(kept, axis)
             weights = jnp.where(total > 0, kept / jnp.where(total > 0, total, 1.0), 0.0)
-
-            def keep_finite(client_tree, server_tree):
-                return jax.tree.map(
-                    lambda c, g: jnp.where(finite.reshape((-1,) + (1,) * (c.ndim - 1)), c, g[None]),
-                    client_tree,
-                    server_tree,
-                )
-
-            client_state = client_state.replace(
-                params=keep_finite(client_state.params, start_params),
-                model_state=keep_finite(client_state.model_state, start_model_state),
-            )
-            client_metrics = {k: jnp.where(finite, v, 0) for k, v in client_metrics.items()}
         if divergence:
             metrics.update(
                 divergence_metrics(
@@ -274,36 +293,31 @@ def make_round(
                     axis_name=axis,
                 )
             )
-        params, rule_state = server_rule.apply(
-            server_state.params, server_state.rule_state, client_state.params, weights, axis
+        params, rule_state = algorithm.server_apply(
+            server_state.params, server_state.rule_state, outputs, weights, axis
         )
-        new_state = ServerState(
+        new_clients = {
+            "opt_state": client_state.opt_state,
+            "model_state": client_state.model_state,
+            "params": client_state.params,
+            "algorithm": new_persistent,
+        }
+        new_state = SimState(
             params=params,
             model_state=weighted_mean(client_state.model_state, weights, axis),
             rule_state=rule_state,
             round=server_state.round + 1,
-            client_opt_state=client_state.opt_state if persist else None,
-            client_model_state=client_state.model_state if local_stats else None,
-            client_params=client_state.params if independent else None,
+            clients={name: new_clients[name] for name in clients},
         )
         if skip_nonfinite:
             # Every client skipped: the server keeps its model (a mean of nothing is not zero).
             any_kept = client_sum(weights, axis) > 0
-            new_state = new_state.replace(
-                params=jax.tree.map(
-                    lambda n, o: jnp.where(any_kept, n, o), new_state.params, server_state.params
-                ),
-                model_state=jax.tree.map(
-                    lambda n, o: jnp.where(any_kept, n, o),
-                    new_state.model_state,
-                    server_state.model_state,
-                ),
-                rule_state=jax.tree.map(
-                    lambda n, o: jnp.where(any_kept, n, o),
-                    new_state.rule_state,
-                    server_state.rule_state,
-                ),
-            )
+            keep = ("params", "model_state", "rule_state")
+            new_state = new_state.replace(**{
+                name: jax.tree.map(lambda n, o: jnp.where(any_kept, n, o),
+                                   getattr(new_state, name), getattr(server_state, name))
+                for name in keep
+            })  # fmt: skip
         seen = client_metrics["num_examples"]
         total_seen = client_sum(seen, axis)
         seen_weights = seen / jnp.maximum(total_seen, 1.0)
@@ -312,19 +326,15 @@ def make_round(
         metrics["train/num_examples"] = total_seen
         return new_state, metrics
 
-    def run_body(server_state: ServerState, client_data: ClientData, key: jax.Array):
+    def run_body(server_state: SimState, client_data: ClientData, key: jax.Array):
         if execution.mesh is None:
             return round_body(server_state, client_data, key)
-        state_spec = ServerState(
+        state_spec = SimState(
             params=P(),
             model_state=P(),
             rule_state=P(),
             round=P(),
-            client_opt_state=None if server_state.client_opt_state is None else P(CLIENT_AXIS),
-            client_model_state=(
-                None if server_state.client_model_state is None else P(CLIENT_AXIS)
-            ),
-            client_params=None if server_state.client_params is None else P(CLIENT_AXIS),
+            clients=jax.tree.map(lambda _: P(CLIENT_AXIS), server_state.clients),
         )
         sharded = jax.shard_map(
             round_body,
@@ -334,30 +344,22 @@ def make_round(
         )
         return sharded(server_state, client_data, key)
 
-    def round_fn(server_state: ServerState, client_data: ClientData, key: jax.Array):
+    def round_fn(server_state: SimState, client_data: ClientData, key: jax.Array):
         if cohort_size:
             key, cohort_key = jax.random.split(key)
             ids = sample_cohort(cohort_key, client_data.num_examples, cohort_size)
             client_data = jax.tree.map(lambda a: a[ids], client_data)
         # Per-client state is held for the whole population; the round sees its cohort's rows.
         ids = client_data.client_ids
-        population = {}
-        for name in ("client_opt_state", "client_model_state", "client_params"):
-            value = getattr(server_state, name)
-            leaves = jax.tree.leaves(value)  # None or an empty state (plain SGD): nothing kept
-            if leaves and leaves[0].shape[0] != client_data.num_clients:
-                population[name] = value
-        if population:
-            server_state = server_state.replace(
-                **{n: jax.tree.map(lambda a: a[ids], v) for n, v in population.items()}
-            )
+        leaves = jax.tree.leaves(server_state.clients)
+        gather = bool(leaves) and leaves[0].shape[0] != client_data.num_clients
+        population = server_state.clients
+        if gather:
+            server_state = server_state.replace(clients=jax.tree.map(lambda a: a[ids], population))
         new_state, metrics = run_body(server_state, client_data, key)
-        if population:
+        if gather:
             new_state = new_state.replace(
-                **{
-                    n: jax.tree.map(lambda p, c: p.at[ids].set(c), v, getattr(new_state, n))
-                    for n, v in population.items()
-                }
+                clients=jax.tree.map(lambda p, c: p.at[ids].set(c), population, new_state.clients)
             )
         return new_state, metrics
 

@@ -1,0 +1,54 @@
+"""FedDyn (Acar et al. 2021): a dynamic regularizer that makes the clients' stationary points
+agree with the global one.
+
+Client ``i`` keeps ``h_i`` (zeros at first; the gradient of its past linear term) and minimizes
+``L_i(w) - <h_i, w> + alpha/2 ||w - x||^2``: each local step's gradient becomes
+``g - h_i + alpha (w - x)``; after training, ``h_i <- h_i - alpha (y_i - x)``. The server keeps
+``h <- h - alpha / P * sum_{i in cohort} (y_i - x)`` and sets ``x <- weighted_mean(y) - h / alpha``
+(its own update: the server optimizer is not used).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from fedjax_deep import aggregation
+from fedjax_deep.fl.algorithms.fedavg import fedavg
+
+
+def feddyn(alpha: float, num_clients: int):
+    base = fedavg()
+
+    def server_init(params):
+        return {"h": jax.tree.map(jnp.zeros_like, params)}
+
+    def client_init(rule_state, h_i, start):
+        return start, (start, h_i)
+
+    def grad_hook(grads, params, ctx):
+        x, h_i = ctx
+        return jax.tree.map(lambda g, w, x0, h: g - h + alpha * (w - x0), grads, params, x, h_i)
+
+    def client_final(rule_state, start, end, ctx, h_i, num_steps):
+        new_h = jax.tree.map(lambda h, y, x: jnp.where(num_steps > 0, h - alpha * (y - x), h),
+                             h_i, end, start)  # fmt: skip
+        return end, new_h
+
+    def server_apply(params, rule_state, client_params, weights, axis_name=None):
+        ones = jnp.full(weights.shape, 1.0 / num_clients, weights.dtype)
+        moved = jax.tree.map(lambda y, x: y - x[None], client_params, params)
+        h = jax.tree.map(lambda h, m: h - alpha * m, rule_state["h"],
+                         aggregation.weighted_mean(moved, ones, axis_name))  # fmt: skip
+        mean = aggregation.weighted_mean(client_params, weights, axis_name)
+        return jax.tree.map(lambda m, hh: m - hh / alpha, mean, h), {"h": h}
+
+    return base._replace(
+        server_init=server_init,
+        persistent_init=lambda params: jax.tree.map(jnp.zeros_like, params),
+        client_init=client_init,
+        grad_hook=grad_hook,
+        client_final=client_final,
+        server_apply=server_apply,
+        name="feddyn",
+    )

@@ -1,0 +1,48 @@
+"""FedNova (Wang et al. 2020): normalized averaging for clients that take different numbers of
+local steps.
+
+With client SGD momentum ``rho``, ``K_i`` local steps give client ``i`` the effective step count
+``a_i = sum_{t=1..K_i} (1 - rho^t) / (1 - rho)`` (``K_i`` without momentum). Each client sends its
+normalized update ``d_i = (x - y_i) / a_i``; the server uses the pseudo-gradient
+``tau_eff * sum_i p_i d_i`` with ``tau_eff = sum_i p_i a_i``, through its optimizer. With equal step
+counts this is FedAvg. Weight decay is treated as part of the gradient (not normalized apart).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from fedjax_deep import aggregation
+from fedjax_deep.fl.algorithms.fedavg import fedavg
+
+
+def effective_steps(num_steps, momentum: float):
+    """``a_i`` for ``num_steps`` local SGD steps with momentum ``momentum``."""
+    k = num_steps.astype(jnp.float32)
+    if not momentum:
+        return k
+    rho = momentum
+    return (k - rho * (1 - rho**k) / (1 - rho)) / (1 - rho)
+
+
+def fednova(momentum: float, server_optimizer=None):
+    server_optimizer = server_optimizer or optax.sgd(1.0)
+    base = fedavg(server_optimizer)
+
+    def client_final(rule_state, start, end, ctx, persistent, num_steps):
+        a = effective_steps(num_steps, momentum)
+        inv = jnp.where(a > 0, 1.0 / jnp.maximum(a, 1e-12), 0.0)
+        d = jax.tree.map(lambda x, y: (x - y) * inv.astype(x.dtype), start, end)
+        return (d, a), persistent
+
+    def server_apply(params, rule_state, outputs, weights, axis_name=None):
+        d, a = outputs
+        tau_eff = aggregation.weighted_mean(a, weights, axis_name)
+        mean_d = aggregation.weighted_mean(d, weights, axis_name)
+        pseudo_grad = jax.tree.map(lambda m: tau_eff.astype(m.dtype) * m, mean_d)
+        updates, rule_state = server_optimizer.update(pseudo_grad, rule_state, params)
+        return optax.apply_updates(params, updates), rule_state
+
+    return base._replace(client_final=client_final, server_apply=server_apply, name="fednova")

@@ -1,0 +1,59 @@
+"""SCAFFOLD, option II (Karimireddy et al. 2020).
+
+Each client ``i`` keeps a control variate ``c_i`` (zeros at first) across rounds, for the whole
+population, untouched while it is not sampled. A local step corrects the gradient by ``c - c_i``.
+After ``K_i`` local steps at learning rate ``lr``:
+``c_i+ = c_i - c + (x - y_i) / (K_i * lr)``. The server moves ``x`` by the weighted mean update
+(through its optimizer) and ``c += sum_{i in cohort} (c_i+ - c_i) / P`` (``P``: population size).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from fedjax_deep import aggregation
+from fedjax_deep.fl.algorithms.fedavg import fedavg
+
+
+def scaffold(learning_rate: float, num_clients: int, server_optimizer=None):
+    """``learning_rate``: the clients' (for option II's ``1 / (K lr)``); ``num_clients``: ``P``."""
+    base = fedavg(server_optimizer)
+
+    def server_init(params):
+        return {"opt": base.server_init(params), "c": jax.tree.map(jnp.zeros_like, params)}
+
+    def client_init(rule_state, c_i, start):
+        return start, jax.tree.map(jnp.subtract, rule_state["c"], c_i)
+
+    def grad_hook(grads, params, correction):
+        return jax.tree.map(jnp.add, grads, correction)
+
+    def client_final(rule_state, start, end, correction, c_i, num_steps):
+        scale = 1.0 / (jnp.maximum(num_steps, 1) * learning_rate)
+        new_c_i = jax.tree.map(
+            lambda ci, c, x, y: jnp.where(num_steps > 0, ci - c + (x - y) * scale.astype(x.dtype), ci),
+            c_i, rule_state["c"], start, end,
+        )  # fmt: skip
+        delta_c = jax.tree.map(jnp.subtract, new_c_i, c_i)
+        return (end, delta_c), new_c_i
+
+    def server_apply(params, rule_state, outputs, weights, axis_name=None):
+        client_params, delta_c = outputs
+        params, opt = base.server_apply(
+            params, rule_state["opt"], client_params, weights, axis_name
+        )
+        ones = jnp.full(weights.shape, 1.0 / num_clients, weights.dtype)
+        c = jax.tree.map(jnp.add, rule_state["c"],
+                         aggregation.weighted_mean(delta_c, ones, axis_name))  # fmt: skip
+        return params, {"opt": opt, "c": c}
+
+    return base._replace(
+        server_init=server_init,
+        persistent_init=lambda params: jax.tree.map(jnp.zeros_like, params),
+        client_init=client_init,
+        grad_hook=grad_hook,
+        client_final=client_final,
+        server_apply=server_apply,
+        name="scaffold",
+    )
