@@ -27,10 +27,12 @@ import ml_collections
 
 from fedjax_deep.data import AUGMENTATIONS, DATASETS, INPUT_SHAPES, PARTITIONS
 from fedjax_deep.errors import FieldError
+from fedjax_deep.fl.algorithms import ALGORITHMS
 from fedjax_deep.fl.execution import STRATEGIES
 from fedjax_deep.models import CONV_IMPLS, HEADS, MODELS, NORMS
 
 MODES = ("fl", "centralized", "independent")
+SERVER_OPTIMIZERS = ("sgd", "adam", "yogi", "adagrad")
 # Sizes beyond these are typos or would exhaust any machine before the memory estimate could help.
 MAX_WIDTH = 65536
 MAX_STEPS = 10**6
@@ -168,10 +170,21 @@ FIELDS: dict[str, Field] = {
     "client_opt.learning_rate": F(0.02, low=0.0, high=1e6, open_low=True),
     "client_opt.momentum": F(0.9, low=0.0, high=0.999999),
     "client_opt.weight_decay": F(5e-4, "coupled, PyTorch-style", low=0.0, high=1e6),
-    "server_opt.name": F("sgd", "sgd with learning_rate 1 and momentum 0 is FedAvg",
-                         choices=("sgd",)),
+    "algorithm.name": F("fedavg", "fedjax_deep.fl.algorithms: fedavg (with server_opt: FedAvgM, "
+                        "FedAdam, FedYogi, FedAdagrad), fedprox, scaffold, fednova, feddyn, fedbn",
+                        choices=ALGORITHMS),
+    "algorithm.mu": F(0.01, "fedprox: weight of the proximal term (0: FedAvg)", low=0.0, high=1e6),
+    "algorithm.alpha": F(0.01, "feddyn: weight of the dynamic regularizer",
+                         low=0.0, high=1e6, open_low=True),
+    "server_opt.name": F("sgd", "the server optimizer on the pseudo-gradient: sgd (learning_rate "
+                         "1, momentum 0 is FedAvg; momentum > 0 is FedAvgM), adam, yogi, adagrad",
+                         choices=SERVER_OPTIMIZERS),
     "server_opt.learning_rate": F(1.0, low=0.0, high=1e6, open_low=True),
-    "server_opt.momentum": F(0.0, low=0.0, high=0.999999),
+    "server_opt.momentum": F(0.0, "sgd", low=0.0, high=0.999999),
+    "server_opt.b1": F(0.9, "adam, yogi", low=0.0, high=0.999999),
+    "server_opt.b2": F(0.99, "adam, yogi", low=0.0, high=0.999999),
+    "server_opt.eps": F(1e-3, "adam, yogi, adagrad: the adaptivity tau of Reddi et al. 2021",
+                        low=0.0, high=1e6, open_low=True),
     "checkpoint.every_rounds": F(1, "0: only at the end", low=0, high=MAX_STEPS),
     "checkpoint.keep": F(3, low=1, high=10_000),
     "eval.every_rounds": F(1, "also after round 1 and after the last round", low=1, high=MAX_STEPS),
@@ -396,7 +409,24 @@ def _sweep_is_a_tuple(c) -> None:
              "must be a tuple of (field, values) pairs, e.g. (('model.depth', (2, 4)),)")  # fmt: skip
 
 
-RULES = (_odd_kernels, _per_layer_tuples, _clients, _augment_needs_images, _sweep_is_a_tuple)
+def _algorithm(c) -> None:
+    name = c.algorithm.name
+    _require(name == "fedavg" or c.mode == "fl", "algorithm.name", name,
+             f"mode {c.mode} trains without averaging clients; use fedavg")  # fmt: skip
+    _require(name != "fedbn" or c.model.norm == "batch", "algorithm.name", name,
+             f"FedBN keeps BatchNorm layers local; model.norm is {c.model.norm!r} (use batch)")  # fmt: skip
+    _require(name != "feddyn" or c.server_opt.name == "sgd", "server_opt.name",
+             c.server_opt.name, "feddyn makes its own server update; use sgd")  # fmt: skip
+
+
+RULES = (
+    _algorithm,
+    _odd_kernels,
+    _per_layer_tuples,
+    _clients,
+    _augment_needs_images,
+    _sweep_is_a_tuple,
+)
 
 
 @contextlib.contextmanager

@@ -21,7 +21,6 @@ import numpy as np
 import optax
 from jax.extend import core as jax_core
 
-from fedjax_deep.aggregation import fedavg
 from fedjax_deep.config import ConfigError, config_errors
 from fedjax_deep.data import (
     Dataset,
@@ -35,11 +34,13 @@ from fedjax_deep.data import sources as data_sources
 from fedjax_deep.fl import (
     ClientState,
     ServerState,
+    algorithms,
     init_server_state,
     make_client_update,
     make_round,
     sample_cohort,
 )
+from fedjax_deep.fl.algorithms import Algorithm
 from fedjax_deep.fl.execution import (
     Execution,
     available_memory_bytes,
@@ -63,8 +64,44 @@ def make_client_optimizer(opt_config) -> optax.GradientTransformation:
 
 
 def make_server_optimizer(opt_config) -> optax.GradientTransformation:
-    """SGD on the FedAvg pseudo-gradient: learning rate 1 and no momentum is plain FedAvg."""
-    return optax.sgd(opt_config.learning_rate, momentum=opt_config.momentum or None)
+    """The server optimizer on the pseudo-gradient, by name: ``sgd`` (learning rate 1 and no
+    momentum is plain FedAvg; momentum is FedAvgM), ``adam``, ``yogi``, ``adagrad`` (FedAdam,
+    FedYogi, FedAdagrad of Reddi et al. 2021, ``eps`` their adaptivity ``tau``)."""
+    c = opt_config
+    if c.name == "sgd":
+        return optax.sgd(c.learning_rate, momentum=c.momentum or None)
+    if c.name == "adam":
+        return optax.adam(c.learning_rate, b1=c.b1, b2=c.b2, eps=c.eps)
+    if c.name == "yogi":
+        return optax.yogi(c.learning_rate, b1=c.b1, b2=c.b2, eps=c.eps)
+    if c.name == "adagrad":
+        return optax.adagrad(c.learning_rate, initial_accumulator_value=0.0, eps=c.eps)
+    raise ValueError(f"server_opt.name={c.name!r}: use sgd, adam, yogi or adagrad")
+
+
+def make_algorithm(config, model_state) -> Algorithm:
+    """``config.algorithm`` as an :class:`~fedjax_deep.fl.algorithms.Algorithm`."""
+    server_opt = make_server_optimizer(config.server_opt)
+    a, n = config.algorithm, config.fl.num_clients
+    return {
+        "fedavg": lambda: algorithms.fedavg(server_opt),
+        "fedprox": lambda: algorithms.fedprox(a.mu, server_opt),
+        "scaffold": lambda: algorithms.scaffold(config.client_opt.learning_rate, n, server_opt),
+        "fednova": lambda: algorithms.fednova(config.client_opt.momentum, server_opt),
+        "feddyn": lambda: algorithms.feddyn(a.alpha, n),
+        "fedbn": lambda: algorithms.fedbn(model_state, server_opt),
+    }[a.name]()
+
+
+def describe_algorithm(config) -> dict:
+    """What ``run_info.json`` records of the algorithm and its server optimizer."""
+    a, s = config.algorithm, config.server_opt
+    out = {"name": a.name, "server_opt": s.name, "server_lr": s.learning_rate}
+    if a.name == "fedprox":
+        out["mu"] = a.mu
+    if a.name == "feddyn":
+        out["alpha"] = a.alpha
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +245,8 @@ def estimate_memory(config, dataset: Dataset, num_learners: int, batch_size: int
         persistent = num_learners * param_bytes * 2  # each run's model and momentum
     elif config.mode == "centralized":
         persistent = param_bytes
+    if config.algorithm.name in ("scaffold", "feddyn"):
+        persistent += num_learners * param_bytes  # each client's c_i or h_i
     terms = {
         "model": param_bytes * 5,  # params, gradients, momentum, update, the round's start point
         "activations": batch_size * activations,
@@ -294,7 +333,7 @@ def build(config: ml_collections.ConfigDict, prepared: Prepared) -> Experiment:
     if cohort_size == client_data.num_clients:
         cohort_size = 0
     client_opt = make_client_optimizer(config.client_opt)
-    server_rule = fedavg(make_server_optimizer(config.server_opt))
+    algorithm = make_algorithm(config, model_state)
     execution, why = _choose_execution(
         config, model, client_opt, client_data, params, model_state, batch_size, num_steps
     )
@@ -313,7 +352,7 @@ def build(config: ml_collections.ConfigDict, prepared: Prepared) -> Experiment:
     round_fn = make_round(
         model,
         client_opt,
-        server_rule,
+        algorithm,
         batch_size=batch_size,
         num_local_steps=num_steps,
         divergence=config.fl.divergence and not centralized,
@@ -327,10 +366,13 @@ def build(config: ml_collections.ConfigDict, prepared: Prepared) -> Experiment:
     state = init_server_state(
         params,
         model_state,
-        server_rule,
+        algorithm,
         client_optimizer=client_opt if (centralized or independent) else None,
         num_clients=population.num_clients,
-        local_model_state=(config.fl.bn_stats == "local" or independent) and bool(model_state),
+        local_model_state=(
+            config.fl.bn_stats == "local" or independent or config.algorithm.name == "fedbn"
+        )
+        and bool(model_state),
         independent=independent,
     )
     state, device_data = place_round_inputs(execution, state, None if on_host else population)
@@ -374,6 +416,7 @@ def build(config: ml_collections.ConfigDict, prepared: Prepared) -> Experiment:
         "data_placement": "host (cohort copied per round)" if on_host else "device",
         "cohort_size": cohort_size or len(partition),
         "partition": config.data.partition,
+        "algorithm": describe_algorithm(config),
         "memory_estimate_bytes": prepared.memory,
     }
     leaf_names = [
