@@ -1,5 +1,6 @@
-"""Config for tests/test_resume.py: slow enough per round to be killed mid-run, BatchNorm kept local
-(per-client state in the checkpoint), Dirichlet clients with a sampled cohort."""
+"""Config for tests/test_resume.py and tests/test_faults.py: slow enough per round to be killed
+mid-run, BatchNorm kept local and SCAFFOLD's control variates (per-client state of the whole
+population in the checkpoint), Dirichlet clients with a sampled cohort."""
 
 from fedjax_deep.config import default_config
 
@@ -17,4 +18,5 @@ def get_config():
     config.data.partition = "dirichlet"
     config.data.dirichlet_alpha = 1.0
     config.checkpoint.keep = 2
+    config.algorithm.name = "scaffold"
     return config

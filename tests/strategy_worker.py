@@ -6,7 +6,7 @@ so tests/test_execution.py runs this file as a separate process:
     python tests/strategy_worker.py OUT.npz STRATEGY [CHUNK] [--process-id I --num-processes N
                                                          --coordinator HOST:PORT]
 
-STRATEGY is vmap, chunked or sharded. Process 0 (or the only process) writes OUT.npz with the final
+STRATEGY is vmap, chunked or sharded; ``--algorithm scaffold`` adds per-client control variates. Process 0 (or the only process) writes OUT.npz with the final
 server parameters (flattened, keys are leaf paths) and the round metrics.
 """
 
@@ -21,7 +21,7 @@ import optax
 from fedjax_deep.aggregation import fedavg
 from fedjax_deep.config import default_config
 from fedjax_deep.data import load_digits, stack_clients
-from fedjax_deep.fl import init_server_state, make_round
+from fedjax_deep.fl import algorithms, init_server_state, make_round
 from fedjax_deep.fl.execution import (
     Execution,
     client_mesh,
@@ -35,7 +35,9 @@ from fedjax_deep.models import build_model
 SIZES = (14, 11, 9, 12, 8, 13)  # 6 unequal clients: padded to 8 on 4 devices
 
 
-def run(strategy: str, chunk: int = 0, persist: bool = False) -> dict[str, np.ndarray]:
+def run(
+    strategy: str, chunk: int = 0, persist: bool = False, algorithm: str = "fedavg"
+) -> dict[str, np.ndarray]:
     """Two rounds under ``strategy``; returns flattened final params and last-round metrics."""
     ds = load_digits(np.random.default_rng(0))
     start = np.cumsum([0, *SIZES])
@@ -46,6 +48,8 @@ def run(strategy: str, chunk: int = 0, persist: bool = False) -> dict[str, np.nd
     model, params, model_state = build_model(cfg, ds.input_shape, 10, jax.random.key(0))
     client_opt = optax.chain(optax.add_decayed_weights(1e-3), optax.sgd(0.05, momentum=0.9))
     rule = fedavg(optax.sgd(1.0, momentum=0.5))
+    if algorithm == "scaffold":  # per-client control variates, sharded with the clients
+        rule = algorithms.scaffold(0.05, len(SIZES), optax.sgd(1.0, momentum=0.5))
 
     mesh = client_mesh() if strategy == "sharded" else None
     execution = Execution(chunk if strategy != "vmap" else 0, mesh)
@@ -76,6 +80,11 @@ def run(strategy: str, chunk: int = 0, persist: bool = False) -> dict[str, np.nd
         for path, v in jax.tree_util.tree_flatten_with_path(params)[0]
     }
     flat.update({f"metric:{k}": np.asarray(v) for k, v in metrics.items()})
+    if algorithm == "scaffold":
+        for name, tree in (("c", state.rule_state["c"]), ("c_i", state.clients["algorithm"])):
+            for path, v in jax.tree_util.tree_flatten_with_path(fetch(tree))[0]:
+                v = np.asarray(v)[: len(SIZES)] if name == "c_i" else np.asarray(v)
+                flat[f"{name}:" + "/".join(str(k.key) for k in path)] = v
     return flat
 
 
@@ -88,10 +97,11 @@ def main():
     parser.add_argument("--num-processes", type=int)
     parser.add_argument("--coordinator")
     parser.add_argument("--persist", action="store_true", help="keep client optimizer state")
+    parser.add_argument("--algorithm", default="fedavg", choices=["fedavg", "scaffold"])
     args = parser.parse_args()
     if args.coordinator:
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    flat = run(args.strategy, args.chunk, args.persist)
+    flat = run(args.strategy, args.chunk, args.persist, args.algorithm)
     if jax.process_index() == 0:
         flat["devices"] = np.asarray(len(jax.devices()))
         flat["processes"] = np.asarray(jax.process_count())

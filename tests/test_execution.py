@@ -70,6 +70,17 @@ def test_sharded_persistent_client_state(tmp_path):
     _assert_same(strategy_worker.run("vmap", persist=True), result)
 
 
+def test_scaffold_vmap_chunked_and_sharded_agree(tmp_path):
+    """SCAFFOLD's control variates (server c and every client's c_i) agree across strategies."""
+    reference = strategy_worker.run("vmap", algorithm="scaffold")
+    assert any(k.startswith("c_i:") for k in reference)
+    _assert_same(reference, strategy_worker.run("chunked", 2, algorithm="scaffold"))
+    result = _finish(
+        *_worker(tmp_path, "sc", ["sharded", "1", "--algorithm", "scaffold"], devices=4)
+    )
+    _assert_same(reference, result)
+
+
 def test_two_processes_equal_single_process(reference, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
