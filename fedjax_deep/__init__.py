@@ -5,7 +5,9 @@ client; averaging and divergence are reductions over that axis. The public API:
 
 - :func:`make_client_update`: one client's local training (``lax.scan`` over local steps), a pure
   function to ``vmap`` over clients; :class:`ClientState` is what it carries.
-- :func:`make_round`, :func:`init_server_state`, :class:`ServerState`: the federated round.
+- :func:`make_round`, :func:`init_server_state`, :class:`SimState`: the federated round.
+- :mod:`fedjax_deep.fl.algorithms` (:class:`Algorithm`): FedAvg, FedProx, SCAFFOLD, FedNova, FedDyn,
+  FedBN as pure functions the round runs over the client axis.
 - :func:`fedavg`, :class:`ServerRule`, :func:`weighted_mean`: server rules.
 - :func:`divergence_metrics`: per-layer divergence over the client axis.
 - :func:`build_model`, :class:`FunctionalModel`: models as a graph definition plus plain dicts.
@@ -18,11 +20,14 @@ from fedjax_deep.data import ClientData, stack_clients
 from fedjax_deep.fl import (
     ClientState,
     ServerState,
+    SimState,
+    algorithms,
     broadcast_clients,
     init_server_state,
     make_client_update,
     make_round,
 )
+from fedjax_deep.fl.algorithms import Algorithm
 from fedjax_deep.metrics import divergence_metrics
 from fedjax_deep.models import FunctionalModel, build_model
 from fedjax_deep.train import run
@@ -30,13 +35,16 @@ from fedjax_deep.train import run
 __version__ = "0.1.0"
 
 __all__ = [
+    "Algorithm",
     "ClientData",
     "ClientState",
     "ConfigError",
     "FunctionalModel",
     "ServerRule",
     "ServerState",
+    "SimState",
     "broadcast_clients",
+    "algorithms",
     "build_model",
     "default_config",
     "divergence_metrics",

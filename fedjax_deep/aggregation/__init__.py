@@ -6,7 +6,7 @@ A rule is an optax-style pair of pure functions (:class:`ServerRule`):
 -> (server_params, rule_state)``; ``axis_name`` names the client axis when it is sharded.
 FedAvg here applies the example-weighted mean client update through a server optax optimizer:
 ``optax.sgd(1.0)`` is plain FedAvg; momentum gives FedAvgM, ``optax.adam`` FedAdam, and so on.
-FedProx, SCAFFOLD and FedNova join this package in the algorithms issue.
+Whole algorithms (FedProx, SCAFFOLD, FedNova, FedDyn, FedBN) are in :mod:`fedjax_deep.fl.algorithms`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ from fedjax_deep.fl.client import (
 )
 from fedjax_deep.fl.round import (
     ServerState,
+    SimState,
+    as_algorithm,
     broadcast_clients,
     init_server_state,
     make_round,
@@ -20,6 +22,8 @@ from fedjax_deep.fl.round import (
 __all__ = [
     "ClientState",
     "ServerState",
+    "SimState",
+    "as_algorithm",
     "broadcast_clients",
     "init_server_state",
     "make_client_grad",

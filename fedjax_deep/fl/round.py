@@ -1,6 +1,6 @@
 """The federated round: one pure function that advances every client and the server.
 
-``round_fn(server_state, client_data, key) -> (server_state, metrics)``, built by :func:`make_round`
+``round_fn(sim_state, client_data, key) -> (sim_state, metrics)``, built by :func:`make_round`
 and meant to be jitted once per experiment (shapes never change between rounds):
 
 1. every client's shuffled batch indices for its ``S`` local steps, drawn on the device with the key
@@ -13,8 +13,10 @@ and meant to be jitted once per experiment (shapes never change between rounds):
 6. the example-weighted FedAvg of the client updates through the server rule, and the weighted mean
    of BatchNorm statistics.
 
+A federated :class:`~fedjax_deep.fl.algorithms.Algorithm` shapes steps 2, 4 and 6: where each
+client starts, a hook on every local gradient, what each client sends, and the server's update.
 Centralized training is the same round with one client holding the union of the data and a client
-optimizer state that persists across rounds (``persist_client_opt_state=True``).
+optimizer state that persists across rounds (``SimState.clients['opt_state']``).
 """
 
 from __future__ import annotations
