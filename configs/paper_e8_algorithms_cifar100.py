@@ -22,6 +22,11 @@ def get_config():
         ("feddyn", "sgd", 1.0, 0.0),
         ("fedbn", "sgd", 1.0, 0.0),
     )
-    fields = ("algorithm.name", "server_opt.name", "server_opt.learning_rate", "server_opt.momentum")
+    fields = (
+        "algorithm.name",
+        "server_opt.name",
+        "server_opt.learning_rate",
+        "server_opt.momentum",
+    )
     config.sweep = (("model.depth", (18, 101)), (fields, arms), ("seed", SEEDS))
     return config

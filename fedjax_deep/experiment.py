@@ -86,7 +86,9 @@ def make_algorithm(config, model_state) -> Algorithm:
     return {
         "fedavg": lambda: algorithms.fedavg(server_opt),
         "fedprox": lambda: algorithms.fedprox(a.mu, server_opt),
-        "scaffold": lambda: algorithms.scaffold(config.client_opt.learning_rate, n, server_opt),
+        "scaffold": lambda: algorithms.scaffold(
+            config.client_opt.learning_rate, n, server_opt, config.client_opt.momentum
+        ),
         "fednova": lambda: algorithms.fednova(config.client_opt.momentum, server_opt),
         "feddyn": lambda: algorithms.feddyn(a.alpha, n),
         "fedbn": lambda: algorithms.fedbn(model_state, server_opt),

@@ -313,3 +313,20 @@ def test_scaffold_chunked_equals_vmap(chunk):
     _close(a.params, b.params, atol=1e-6)
     _close(a.clients, b.clients, atol=1e-5)
     _close(a.rule_state, b.rule_state, atol=1e-6)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_scaffold_control_variate_is_the_gradient_under_a_constant_gradient(momentum):
+    """A client whose gradient is constant g: after K SGD steps (with momentum) its new c_i is
+    exactly g, so option II's normalization must count momentum's effective steps."""
+    lr, k, g = 0.1, 7, jnp.array([0.5, -2.0])
+    alg = algorithms.scaffold(lr, 1, momentum=momentum)
+    x = {"w": jnp.zeros(2)}
+    opt = optax.sgd(lr, momentum=momentum or None)
+    y, opt_state = x, opt.init(x)
+    for _ in range(k):
+        updates, opt_state = opt.update({"w": g}, opt_state, y)
+        y = optax.apply_updates(y, updates)
+    zeros = {"w": jnp.zeros(2)}
+    (_, delta_c), c_i = alg.client_final({"c": zeros}, x, y, None, zeros, jnp.int32(k))
+    np.testing.assert_allclose(c_i["w"], g, rtol=1e-5)

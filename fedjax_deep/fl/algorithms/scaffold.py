@@ -3,7 +3,11 @@
 Each client ``i`` keeps a control variate ``c_i`` (zeros at first) across rounds, for the whole
 population, untouched while it is not sampled. A local step corrects the gradient by ``c - c_i``.
 After ``K_i`` local steps at learning rate ``lr``:
-``c_i+ = c_i - c + (x - y_i) / (K_i * lr)``. The server moves ``x`` by the weighted mean update
+``c_i+ = c_i - c + (x - y_i) / (a_i * lr)``, where ``a_i`` is ``K_i`` for plain SGD and, with
+client momentum ``rho``, the effective step count ``sum_{t=1..K_i} (1 - rho^t) / (1 - rho)`` (as in
+FedNova): the displacement that ``K_i`` momentum steps make under a constant gradient. Dividing by
+``K_i`` alone overstates the gradient up to ``1 / (1 - rho)`` times and made runs with momentum 0.9
+diverge in our tests. The server moves ``x`` by the weighted mean update
 (through its optimizer) and ``c += sum_{i in cohort} (c_i+ - c_i) / P`` (``P``: population size).
 """
 
@@ -14,10 +18,12 @@ import jax.numpy as jnp
 
 from fedjax_deep import aggregation
 from fedjax_deep.fl.algorithms.fedavg import fedavg
+from fedjax_deep.fl.algorithms.fednova import effective_steps
 
 
-def scaffold(learning_rate: float, num_clients: int, server_optimizer=None):
-    """``learning_rate``: the clients' (for option II's ``1 / (K lr)``); ``num_clients``: ``P``."""
+def scaffold(learning_rate: float, num_clients: int, server_optimizer=None, momentum: float = 0.0):
+    """``learning_rate`` and ``momentum``: the clients' (for option II's ``1 / (a lr)``);
+    ``num_clients``: ``P``."""
     base = fedavg(server_optimizer)
 
     def server_init(params):
@@ -30,7 +36,8 @@ def scaffold(learning_rate: float, num_clients: int, server_optimizer=None):
         return jax.tree.map(jnp.add, grads, correction)
 
     def client_final(rule_state, start, end, correction, c_i, num_steps):
-        scale = 1.0 / (jnp.maximum(num_steps, 1) * learning_rate)
+        steps = jnp.maximum(effective_steps(num_steps, momentum), 1e-12)
+        scale = 1.0 / (steps * learning_rate)
         new_c_i = jax.tree.map(
             lambda ci, c, x, y: jnp.where(num_steps > 0, ci - c + (x - y) * scale.astype(x.dtype), ci),
             c_i, rule_state["c"], start, end,
