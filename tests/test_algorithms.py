@@ -16,6 +16,15 @@ from fedjax_deep.fl.client import masked_cross_entropy
 from fedjax_deep.models import build_model
 
 LR = 0.05
+
+
+@pytest.fixture(autouse=True)
+def exact_float32_matmuls():
+    """The references compare float32 rounds to 2e-5: pin exact products (GPUs default to TF32)."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 SIZES = (12, 7, 3)  # unequal: with B=4 the clients take 3, 2 and 1 real steps per epoch
 B, EPOCHS = 4, 2
 STEPS = EPOCHS * -(-max(SIZES) // B)
