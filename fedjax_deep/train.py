@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from fedjax_deep import experiment as experiment_lib
 from fedjax_deep import sweep as sweep_lib
-from fedjax_deep.checkpoint import Checkpointer
+from fedjax_deep.checkpoint import Checkpointer, saved_rounds
 from fedjax_deep.errors import Interrupted, RunFault
 from fedjax_deep.experiment import Experiment
 from fedjax_deep.fl import make_seeded_round, stack_seeds
@@ -80,7 +80,18 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
             if progress and config.sweep and writer:
                 names = ", ".join(p.name for p in group)
                 print(f"[{i + 1}] {names}", file=sys.stderr, flush=True)
-            for batch in _batches([todo[p.name] for p in group]):
+            items = []
+            for p in group:
+                _, d, c, _ = todo[p.name]
+                if not c and _finished(d, p.config):  # nothing to do: keep its files as they are
+                    summaries[p.name] = d.read_json("summary.json")
+                    if writer:
+                        print(
+                            f"{d.path}: already finished ({p.config.num_rounds} rounds)", flush=True
+                        )
+                else:
+                    items.append(todo[p.name])
+            for batch in _batches(items):
                 results = train([member for _, member in batch], progress=progress)
                 summaries.update(zip([name for name, _ in batch], results, strict=True))
         if not config.sweep:
@@ -196,6 +207,18 @@ def train(members: list[tuple[Experiment, RunDir, dict]], *, progress: bool) -> 
             d.close_metrics()
     return [_summarize(run, d, rows, start_round, compile_s, train_start)
             for run, d, rows in zip(runs, dirs, all_rows, strict=True)]  # fmt: skip
+
+
+def _finished(d: RunDir, config) -> bool:
+    """A run that already holds every round: its checkpoint, rows and summary."""
+    summary = d.read_json("summary.json")
+    rounds = saved_rounds(d.path / "checkpoints")
+    return (
+        summary is not None
+        and summary.get("rounds") == config.num_rounds
+        and bool(rounds)
+        and max(rounds) == config.num_rounds
+    )
 
 
 def _batches(items):

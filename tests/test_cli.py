@@ -134,3 +134,15 @@ def test_plain_sgd_without_optimizer_state_runs(tmp_path, mode):
     # Evaluated after round 1, every 3 rounds, and after the last.
     assert [r["round"] for r in rows if "eval/accuracy" in r] == [1, 3, 4]
     assert 0.0 <= rows[-1]["eval/accuracy"] <= 1.0 and np.isfinite(rows[-1]["train/loss"])
+
+
+def test_rerunning_a_finished_run_recomputes_and_rewrites_nothing(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    argv = ["train", "--config", TINY, "--workdir", str(workdir), "--no-progress",
+            "--config.fl.num_clients=2"]  # fmt: skip
+    assert cli.main(argv) == 0
+    before = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    assert "already finished (2 rounds)" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()} == before
