@@ -121,8 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    except (RunFault, OSError) as e:
+    except RunFault as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a write outside the run files' own handling
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}; fix it, then run the same command to resume "
+              "from the last checkpoint", file=sys.stderr)  # fmt: skip
         return 1
     return 0
 

@@ -200,11 +200,18 @@ def train(members: list[tuple[Experiment, RunDir, dict]], *, progress: bool) -> 
                 if all_rows[0]:
                     bar.set_postfix(_postfix(all_rows[0][-1]))
         bar.close()
-    finally:
+    except BaseException:
+        # The error in flight is the one to report: orbax may fail again while closing after a
+        # failed write (a full disk), which must not replace it.
         for ckpt in ckpts:
-            ckpt.close()
+            with contextlib.suppress(Exception):
+                ckpt.close()
+        raise
+    finally:
         for d in dirs:
             d.close_metrics()
+    for ckpt in ckpts:
+        ckpt.close()
     return [_summarize(run, d, rows, start_round, compile_s, train_start)
             for run, d, rows in zip(runs, dirs, all_rows, strict=True)]  # fmt: skip
 

@@ -322,11 +322,11 @@ def small_disk(tmp_path):
 
 def _fill(mount: pathlib.Path) -> pathlib.Path:
     filler = mount / "filler"
-    with open(filler, "wb") as f:
+    # Unbuffered: a buffered file would raise ENOSPC again from close(), inside the run.
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
     return filler
