@@ -30,6 +30,10 @@ class CheckpointError(RunFault):
     """A checkpoint could not be written or read (one line)."""
 
 
+class SeedMismatchError(CheckpointError):
+    """The checkpoint belongs to a run with another seed: refused, never skipped."""
+
+
 def state_digest(tree) -> str:
     """SHA-256 over every leaf's path, dtype, shape and bytes (gathered to the host)."""
     h = hashlib.sha256()
@@ -141,7 +145,7 @@ class Checkpointer:
                 "(its bytes changed since it was written)"
             )
         if not np.array_equal(np.asarray(restored["state"]["run_key"]), template["run_key"]):
-            raise CheckpointError(
+            raise SeedMismatchError(
                 f"checkpoint under {self.directory} was written by a run with another seed"
             )
         return restored["state"]["state"]
@@ -159,9 +163,9 @@ class Checkpointer:
                 continue
             try:
                 return round_, self.restore(round_, state_template, run_key), skipped
+            except SeedMismatchError:
+                raise
             except CheckpointError as e:
-                if "another seed" in str(e):
-                    raise
                 skipped.append(str(e))
         return 0, state_template, skipped
 

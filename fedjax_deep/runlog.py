@@ -291,13 +291,11 @@ class RunDir:
         """Rounds ``1..checkpoint_round`` of ``metrics.jsonl``, rewritten without later rows; a
         :class:`WorkdirError` if any of them is missing."""
         kept = self.check_rows(checkpoint_round)
-        if len(kept) != len(self.read_rows()) or self._has_cut_line():
+        path = self.path / "metrics.jsonl"
+        # check_rows accepted every line but a cut last one: more lines than rows means rows to drop.
+        if path.exists() and len(path.read_text().splitlines()) != len(kept):
             self.write_text("metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
         return kept
-
-    def _has_cut_line(self) -> bool:
-        path = self.path / "metrics.jsonl"
-        return path.exists() and len(path.read_text().splitlines()) != len(self.read_rows())
 
     # -- writing ---------------------------------------------------------------------------------
     def _write(self, fn, path: pathlib.Path):
