@@ -6,6 +6,8 @@ client; averaging and divergence are reductions over that axis. The public API:
 - :func:`make_client_update`: one client's local training (``lax.scan`` over local steps), a pure
   function to ``vmap`` over clients; :class:`ClientState` is what it carries.
 - :func:`make_round`, :func:`init_server_state`, :class:`SimState`: the federated round.
+- :func:`sweep_over_members`, :func:`stack_members`, :func:`injected_hparams`: the sweep axis
+  (simulations stacked on a leading ``[R, ...]`` axis, each with its own hyper-parameters).
 - :mod:`fedjax_deep.fl.algorithms` (:class:`Algorithm`): FedAvg, FedProx, SCAFFOLD, FedNova, FedDyn,
   FedBN as pure functions the round runs over the client axis.
 - :func:`fedavg`, :class:`ServerRule`, :func:`weighted_mean`: server rules.
@@ -24,8 +26,11 @@ from fedjax_deep.fl import (
     algorithms,
     broadcast_clients,
     init_server_state,
+    injected_hparams,
     make_client_update,
     make_round,
+    stack_members,
+    sweep_over_members,
 )
 from fedjax_deep.fl.algorithms import Algorithm
 from fedjax_deep.metrics import divergence_metrics
@@ -50,10 +55,13 @@ __all__ = [
     "divergence_metrics",
     "fedavg",
     "init_server_state",
+    "injected_hparams",
     "make_client_update",
     "make_round",
     "normalized_weights",
     "run",
     "stack_clients",
+    "stack_members",
+    "sweep_over_members",
     "weighted_mean",
 ]

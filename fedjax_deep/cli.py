@@ -102,9 +102,16 @@ def main(argv: list[str] | None = None) -> int:
             jax.distributed.initialize()
         from fedjax_deep import report, train
 
-        train.run(config, args.workdir, progress=not args.no_progress)
+        result = train.run(config, args.workdir, progress=not args.no_progress)
         if config.sweep and train.is_writer():
             print(report.write_sweep_report(args.workdir))
+        if config.sweep:
+            stopped = [name for name, s in result.items() if s.get("status") == "stopped"]
+            if stopped:
+                print(f"error: {len(stopped)} of {len(result)} sweep points stopped on non-finite "
+                      f"values ({', '.join(stopped)}); the lines above say where, and the other "
+                      "points finished", file=sys.stderr)  # fmt: skip
+                return 1
     except (FieldError, DataError, PartitionError, WorkdirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -162,8 +162,6 @@ FIELDS: dict[str, Field] = {
                      choices=("average", "local")),
     "fl.nonfinite": F("stop", "a non-finite round: 'stop' the run, or 'skip' such client updates",
                       choices=("stop", "skip")),
-    "fl.seed_axis": F("auto", "seeds of a sweep in one compiled program: 'auto' (GPU/TPU yes, "
-                      "CPU no), 'on' or 'off'", choices=("auto", "on", "off")),
     "fl.divergence": F(True),
     "fl.grad_divergence": F(True),
     "client_opt.name": F("sgd", choices=("sgd",)),
@@ -193,6 +191,18 @@ FIELDS: dict[str, Field] = {
                          "tensorboardX is installed), 'on' or 'off'", choices=("auto", "on", "off")),
     "sweep": F((), "((dotted field, (values...)), ...): cartesian product of sub-runs "
                "(fedjax_deep.sweep)"),
+    "precision": F("default", "float32 matmul precision and compute dtype: 'default' (the "
+                   "backend's fast float32: TF32 on recent NVIDIA GPUs, bfloat16 passes on TPU), "
+                   "'highest' (exact float32 products) or 'bf16' (parameters, optimizer state and "
+                   "loss in float32; activations and products in bfloat16)",
+                   choices=("default", "highest", "bf16")),
+    "sweep_axis": F("auto", "sweep points that differ only in seed or optimizer/algorithm "
+                    "coefficients share one compiled program: 'auto' (vmap on GPU/TPU, one member "
+                    "after another inside the program on CPU), 'on' (vmap everywhere) or 'off' "
+                    "(one program per point)", choices=("auto", "on", "off")),
+    "compile_cache": F("auto", "JAX's persistent compilation cache: 'auto' (a per-user "
+                       "directory: $FEDJAX_DEEP_COMPILE_CACHE, else $XDG_CACHE_HOME or ~/.cache "
+                       "/fedjax_deep/jax), 'off', or a directory"),
 }  # fmt: skip
 del F
 

@@ -36,6 +36,7 @@ from fedjax_deep.fl import (
     ServerState,
     algorithms,
     init_server_state,
+    injected_hparams,
     make_client_update,
     make_round,
     sample_cohort,
@@ -55,27 +56,41 @@ from fedjax_deep.metrics import batch_eval_data, make_evaluate
 from fedjax_deep.models import build_model, check_model_config
 
 
-def make_client_optimizer(opt_config) -> optax.GradientTransformation:
-    """SGD with momentum and (coupled, PyTorch-style) weight decay."""
+def _sgd_with_decay(learning_rate, momentum, weight_decay) -> optax.GradientTransformation:
     return optax.chain(
-        optax.add_decayed_weights(opt_config.weight_decay),
-        optax.sgd(opt_config.learning_rate, momentum=opt_config.momentum or None),
+        optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate, momentum=momentum)
+    )
+
+
+def make_client_optimizer(opt_config) -> optax.GradientTransformation:
+    """SGD with momentum and (coupled, PyTorch-style) weight decay, its hyper-parameters injected
+    (``optax.inject_hyperparams``): they live in the optimizer state as arrays, so the members of a
+    sweep each train with their own in one compiled program. Momentum 0 drops the momentum buffer
+    (a different state structure: such points compile apart from points with momentum)."""
+    return optax.inject_hyperparams(_sgd_with_decay)(
+        learning_rate=opt_config.learning_rate,
+        momentum=opt_config.momentum or None,
+        weight_decay=opt_config.weight_decay,
     )
 
 
 def make_server_optimizer(opt_config) -> optax.GradientTransformation:
     """The server optimizer on the pseudo-gradient, by name: ``sgd`` (learning rate 1 and no
     momentum is plain FedAvg; momentum is FedAvgM), ``adam``, ``yogi``, ``adagrad`` (FedAdam,
-    FedYogi, FedAdagrad of Reddi et al. 2021, ``eps`` their adaptivity ``tau``)."""
+    FedYogi, FedAdagrad of Reddi et al. 2021, ``eps`` their adaptivity ``tau``). Hyper-parameters
+    are injected into its state, as the client optimizer's are."""
     c = opt_config
+    inject = optax.inject_hyperparams
     if c.name == "sgd":
-        return optax.sgd(c.learning_rate, momentum=c.momentum or None)
+        return inject(optax.sgd)(learning_rate=c.learning_rate, momentum=c.momentum or None)
     if c.name == "adam":
-        return optax.adam(c.learning_rate, b1=c.b1, b2=c.b2, eps=c.eps)
+        return inject(optax.adam)(learning_rate=c.learning_rate, b1=c.b1, b2=c.b2, eps=c.eps)
     if c.name == "yogi":
-        return optax.yogi(c.learning_rate, b1=c.b1, b2=c.b2, eps=c.eps)
+        return inject(optax.yogi)(learning_rate=c.learning_rate, b1=c.b1, b2=c.b2, eps=c.eps)
     if c.name == "adagrad":
-        return optax.adagrad(c.learning_rate, initial_accumulator_value=0.0, eps=c.eps)
+        return inject(optax.adagrad)(
+            learning_rate=c.learning_rate, initial_accumulator_value=0.0, eps=c.eps
+        )
     raise ValueError(f"server_opt.name={c.name!r}: use sgd, adam, yogi or adagrad")
 
 
@@ -317,8 +332,14 @@ def _choose_execution(
     )
 
 
-def build(config: ml_collections.ConfigDict, prepared: Prepared) -> Experiment:
-    """The model, the stacked state, the round and the evaluation of one experiment."""
+def build(
+    config: ml_collections.ConfigDict, prepared: Prepared, device_cache: dict | None = None
+) -> Experiment:
+    """The model, the stacked state, the round and the evaluation of one experiment.
+
+    ``device_cache`` lets experiments with the same data and partition (the members of a sweep
+    that differ in learning rate, say) share one copy of their client and test data on the device:
+    :func:`fedjax_deep.train.train` then passes it to their shared program once."""
     dataset, partition = prepared.dataset, prepared.partition
     batch_size, num_steps = prepared.batch_size, prepared.num_steps
     start = time.time()
@@ -327,10 +348,22 @@ def build(config: ml_collections.ConfigDict, prepared: Prepared) -> Experiment:
         model, params, model_state = build_model(
             config.model, dataset.input_shape, dataset.num_classes, model_key
         )
+    if config.precision == "bf16":
+        model = model.with_compute_dtype(jnp.bfloat16)
     centralized = config.mode == "centralized"
     independent = config.mode == "independent"
     on_host = _data_on_host(config, dataset, partition)
-    client_data = stack_clients(dataset.train_x, dataset.train_y, partition, on_device=not on_host)
+    cache = device_cache if device_cache is not None else {}
+    data_key = (
+        id(dataset),
+        on_host,
+        b"".join(np.asarray(p, np.int64).tobytes() + b"|" for p in partition),
+    )
+    if data_key not in cache:
+        cache[data_key] = stack_clients(
+            dataset.train_x, dataset.train_y, partition, on_device=not on_host
+        )
+    client_data = cache[data_key]
     cohort_size = 0 if centralized else config.fl.cohort_size
     if cohort_size == client_data.num_clients:
         cohort_size = 0
@@ -376,6 +409,7 @@ def build(config: ml_collections.ConfigDict, prepared: Prepared) -> Experiment:
         )
         and bool(model_state),
         independent=independent,
+        client_hparams=injected_hparams(client_opt, params),
     )
     state, device_data = place_round_inputs(execution, state, None if on_host else population)
 
@@ -395,10 +429,15 @@ def build(config: ml_collections.ConfigDict, prepared: Prepared) -> Experiment:
                 data = shard_clients(pad_clients(data, execution.num_shards), mesh)
         return data, key if mesh is None else replicate(key, mesh)
 
-    eval_batches = batch_eval_data(dataset.test_x, dataset.test_y, config.eval.batch_size)
+    eval_key = ("eval", id(dataset), config.eval.batch_size)
+    if eval_key not in cache:
+        cache[eval_key] = batch_eval_data(dataset.test_x, dataset.test_y, config.eval.batch_size)
+    eval_batches = cache[eval_key]
     if mesh is not None:
         eval_batches = replicate(eval_batches, mesh)
     evaluate_fn = _make_evaluate_fn(model, independent)
+    round_fn = with_precision(round_fn, config.precision)
+    evaluate_fn = with_precision(evaluate_fn, config.precision)
     run_info = {
         "dataset": dataset.name,
         "input_shape": list(dataset.input_shape),
@@ -419,6 +458,7 @@ def build(config: ml_collections.ConfigDict, prepared: Prepared) -> Experiment:
         "cohort_size": cohort_size or len(partition),
         "partition": config.data.partition,
         "algorithm": describe_algorithm(config),
+        "precision": config.precision,
         "memory_estimate_bytes": prepared.memory,
     }
     leaf_names = [
@@ -432,6 +472,20 @@ def build(config: ml_collections.ConfigDict, prepared: Prepared) -> Experiment:
         config, state, round_fn, round_inputs, evaluate_fn, eval_batches, run_key, run_info,
         leaf_names, stats, time.time() - start, mesh, on_host,
     )  # fmt: skip
+
+
+def with_precision(fn: Callable, precision: str) -> Callable:
+    """``fn`` traced under ``config.precision``'s float32 matmul precision: ``highest`` pins exact
+    float32 products (``jax.default_matmul_precision``, read when ``fn`` is traced, so it holds
+    wherever ``fn`` is jitted, vmapped or mapped); ``default`` and ``bf16`` leave the backend's."""
+    if precision != "highest":
+        return fn
+
+    def traced_at_highest(*args, **kwargs):
+        with jax.default_matmul_precision("highest"):
+            return fn(*args, **kwargs)
+
+    return traced_at_highest
 
 
 def _make_evaluate_fn(model, independent: bool):

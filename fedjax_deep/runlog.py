@@ -52,7 +52,8 @@ from fedjax_deep.errors import RunFault, WorkdirError
 # Fields a resumed run may change: they do not change what is computed (or only its float order).
 RESUME_HARMLESS = (
     "num_rounds",
-    "fl.seed_axis",
+    "sweep_axis",
+    "compile_cache",
     "fl.nonfinite",  # 'skip' only acts on rounds that 'stop' would have ended
     "eval.every_rounds",
     "eval.batch_size",

@@ -10,8 +10,11 @@ each swept field and its value. Names are directory names that always stay insid
 characters other than letters, digits and ``._+=-`` become ``_``, long names are cut and given a
 hash, and two values that would share a name are told apart by a hash of the value.
 
-Points that differ only in their seed form a group that may share one compiled program (the seed
-axis, ``fl.seed_axis``); other groups run one after another.
+Points that differ only in fields the compiled round reads from its state (:data:`TRACED`: the
+seed, the client and server optimizers' hyper-parameters, the algorithm's coefficients) form a
+group that shares one compiled program, its members stacked on a leading sweep axis
+(``config.sweep_axis``; :func:`sweep_groups`). Fields that change shapes or the program (depth,
+width, model, client count, mode, algorithm, ...) form groups that run one after another.
 """
 
 from __future__ import annotations
@@ -144,10 +147,35 @@ def point_dir(workdir: pathlib.Path, name: str) -> pathlib.Path:
     return path
 
 
-def seed_groups(points: list[Point]) -> list[list[Point]]:
-    """Points that differ only in their seed, in sweep order (candidates for one program)."""
+# Fields whose values reach the compiled round only through its state (arrays that a sweep stacks),
+# never as constants of the program: points differing only in these can share one program.
+# (Momentum 0 drops the momentum buffer: such points still compile apart, by shape.)
+TRACED = (
+    "seed",
+    "client_opt.learning_rate",
+    "client_opt.momentum",
+    "client_opt.weight_decay",
+    "server_opt.learning_rate",
+    "server_opt.momentum",
+    "server_opt.b1",
+    "server_opt.b2",
+    "server_opt.eps",
+    "algorithm.mu",
+    "algorithm.alpha",
+)
+
+
+def sweep_groups(points: list[Point]) -> list[list[Point]]:
+    """Points that differ only in :data:`TRACED` fields, in sweep order: the candidates for one
+    compiled program (they share it when their state shapes also agree)."""
     groups: dict[str, list[Point]] = {}
     for point in points:
-        key = json.dumps({**json.loads(point.config.to_json_best_effort()), "seed": None})
-        groups.setdefault(key, []).append(point)
+        config = json.loads(point.config.to_json_best_effort())
+        for field in TRACED:
+            *path, leaf = field.split(".")
+            node = config
+            for part in path:
+                node = node[part]
+            node[leaf] = None
+        groups.setdefault(json.dumps(config, sort_keys=True), []).append(point)
     return list(groups.values())

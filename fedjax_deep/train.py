@@ -1,10 +1,18 @@
 """``run(config, workdir)``: the loop, read top to bottom.
 
 config -> sweep points -> run directories (lock, resume checks) -> data (``experiment.prepare``,
-nothing written until every point passed) -> model, stacked state and round
-(``experiment.build``) -> compile once -> restore -> loop: round, guard, eval, log, checkpoint ->
-summary. The run directory's files and rules belong to :mod:`fedjax_deep.runlog`; sweeps to
-:mod:`fedjax_deep.sweep`. The sweep's report is written by the caller (``fedjax-deep train`` does).
+nothing written until every point passed) -> groups of points that share one compiled program
+(``sweep.sweep_groups``, the sweep axis) -> model, stacked state and round (``experiment.build``)
+-> compile once (JAX's persistent cache: a rerun does not compile again) -> restore -> loop: round,
+guard, eval, log, checkpoint -> summary. The run directory's files and rules belong to
+:mod:`fedjax_deep.runlog`; sweeps to :mod:`fedjax_deep.sweep`. The sweep's report is written by the
+caller (``fedjax-deep train`` does).
+
+The sweep axis: the members of a group are stacked on a leading axis ``[R, ...]`` of the state and
+one compiled round advances all of them (``jax.vmap`` on GPU/TPU; ``lax.map``, one member after
+another inside the program, on CPU: ``config.sweep_axis``). Their hyper-parameters live in the state
+(``optax.inject_hyperparams``, the algorithms' coefficients), so each member trains with its own.
+Each member writes its own run directory and checkpoints; one that goes non-finite stops alone.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from fedjax_deep import sweep as sweep_lib
 from fedjax_deep.checkpoint import Checkpointer, saved_rounds
 from fedjax_deep.errors import Interrupted, RunFault
 from fedjax_deep.experiment import Experiment
-from fedjax_deep.fl import make_seeded_round, stack_seeds
+from fedjax_deep.fl import stack_members, sweep_over_members
 from fedjax_deep.fl.execution import fetch
 from fedjax_deep.runlog import RunDir, check_workdir_path, config_json, jsonable
 
@@ -53,6 +61,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
     """
     workdir = check_workdir_path(workdir)
     points = sweep_lib.expand(config)
+    enable_compile_cache(config.compile_cache)
     writer = is_writer()
     with contextlib.ExitStack() as stack:
         # -- run directories: locks and resume checks (nothing is written yet) -------------------
@@ -70,13 +79,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
         # -- data: every point loads and checks its data and memory before any file is written --
         cache: dict = {}
         prepared = [experiment_lib.prepare(point.config, cache) for point in points]
+        device_cache: dict = {}  # client and test data shared by the members of a group
         root.create()
         if config.sweep:
             root.write_json("config.json", config_json(config))
         todo = {p.name: (p, d, c, prep) for p, d, c, prep in zip(points, dirs, changes, prepared,
                                                                    strict=True)}  # fmt: skip
         summaries = {}
-        for i, group in enumerate(sweep_lib.seed_groups(points)):
+        for i, group in enumerate(sweep_lib.sweep_groups(points)):
             if progress and config.sweep and writer:
                 names = ", ".join(p.name for p in group)
                 print(f"[{i + 1}] {names}", file=sys.stderr, flush=True)
@@ -91,39 +101,64 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
                         )
                 else:
                     items.append(todo[p.name])
-            for batch in _batches(items):
+            for batch in _batches(items, device_cache):
                 results = train([member for _, member in batch], progress=progress)
-                summaries.update(zip([name for name, _ in batch], results, strict=True))
+                for (name, _), result in zip(batch, results, strict=True):
+                    if isinstance(result, NumericError):
+                        if not config.sweep:
+                            raise result
+                        result = {"status": "stopped", "error": str(result)}
+                    summaries[name] = result
         if not config.sweep:
             return next(iter(summaries.values()))
         return summaries
 
 
-def train(members: list[tuple[Experiment, RunDir, dict]], *, progress: bool) -> list[dict]:
-    """Trains one experiment, or several seeds together on a leading seed axis, into their run
-    directories: compile once, restore, then round, guard, eval, log, checkpoint."""
+def train(members: list[tuple[Experiment, RunDir, dict]], *, progress: bool) -> list:
+    """Trains one experiment, or several on a leading sweep axis (one compiled program), into
+    their run directories: compile once, restore, then round, guard, eval, log, checkpoint.
+
+    Returns per member its summary dict, or the :class:`NumericError` that stopped it alone (the
+    other members go on)."""
     runs = [m[0] for m in members]
     dirs = [m[1] for m in members]
-    batched = len(runs) > 1
-    stack = stack_seeds if batched else (lambda trees: trees[0])
+    num_members = len(runs)
+    batched = num_members > 1
     first, config = runs[0], runs[0].config
     writer = dirs[0].writer
     progress = progress and writer
+    how = _member_execution(config) if batched else None
 
     # -- the round and the evaluation, compiled once ---------------------------------------------
+    # Client and test data the members share (same data, seed and partition) are passed once.
+    data0 = runs[0].round_inputs(0)[0]
+    shared_data = all(run.round_inputs(0)[0] is data0 for run in runs)
+    shared_eval = all(run.eval_batches is first.eval_batches for run in runs)
+
     def inputs(r):
         pairs = [run.round_inputs(r) for run in runs]
-        return stack([p[0] for p in pairs]), stack([p[1] for p in pairs])
+        if not batched:
+            return pairs[0]
+        data = pairs[0][0] if shared_data else stack_members([p[0] for p in pairs])
+        return data, stack_members([p[1] for p in pairs])
 
-    round_fn = make_seeded_round(first.round_fn) if batched else first.round_fn
-    evaluate_fn = jax.vmap(first.evaluate_fn) if batched else first.evaluate_fn
-    state = stack([run.state for run in runs])
-    eval_batches = stack([run.eval_batches for run in runs])
+    if batched:
+        round_fn = sweep_over_members(first.round_fn, how, (0, None if shared_data else 0, 0))
+        evaluate_fn = sweep_over_members(first.evaluate_fn, how, (0, None if shared_eval else 0))
+        state = stack_members([run.state for run in runs])
+        eval_batches = (first.eval_batches if shared_eval
+                        else stack_members([run.eval_batches for run in runs]))  # fmt: skip
+    else:
+        round_fn, evaluate_fn = first.round_fn, first.evaluate_fn
+        state, eval_batches = first.state, first.eval_batches
     train_start = time.time()
+    hits_before = compile_cache_hits()
     round_step = jax.jit(round_fn, donate_argnums=0).lower(state, *inputs(0)).compile()
     evaluate = jax.jit(evaluate_fn).lower(state, eval_batches).compile()
     compile_s = time.time() - train_start
+    cache_hits = compile_cache_hits() - hits_before
     first_nonfinite = jax.jit(jax.vmap(_first_nonfinite) if batched else _first_nonfinite)
+    stack = stack_members if batched else (lambda trees: trees[0])
 
     # -- restore: the newest checkpoint every member holds intact, and its rows ------------------
     for d in dirs:
@@ -138,8 +173,12 @@ def train(members: list[tuple[Experiment, RunDir, dict]], *, progress: bool) -> 
         for d, run, ckpt, skip, (_, _, changes) in zip(dirs, runs, ckpts, skipped, members,
                                                        strict=True):  # fmt: skip
             ckpt.discard_after(start_round)
-            run.run_info.update(compile_seconds=round(compile_s, 3),
-                                seed_axis=len(runs) if batched else None)  # fmt: skip
+            run.run_info.update(
+                compile_seconds=round(compile_s, 3),
+                compile_cache={"dir": _cache_dir(), "hits": cache_hits},
+                sweep_axis={"members": num_members, "execution": how,
+                            "shared": [d.path.name for d in dirs]} if batched else None,
+            )  # fmt: skip
             d.write_json("config.json", config_json(run.config))
             d.write_json("run_info.json", run.run_info)
             if run.partition_stats is not None:
@@ -151,8 +190,8 @@ def train(members: list[tuple[Experiment, RunDir, dict]], *, progress: bool) -> 
             d.open_metrics(start_round, config.log.tensorboard)
         names = ", ".join(d.path.name or str(d.path) for d in dirs)
         if progress:
-            how = f"{len(runs)} seeds on one seed axis; " if batched else ""
-            print(f"{names}: {how}{first.run_info['execution']}", file=sys.stderr, flush=True)
+            axis = f"{num_members} members on one sweep axis ({how}); " if batched else ""
+            print(f"{names}: {axis}{first.run_info['execution']}", file=sys.stderr, flush=True)
         if writer:
             for line in sorted({s for skip in skipped for s in skip}):
                 print(f"warning: {line}; skipped it", file=sys.stderr, flush=True)
@@ -161,15 +200,26 @@ def train(members: list[tuple[Experiment, RunDir, dict]], *, progress: bool) -> 
 
         # -- the loop ----------------------------------------------------------------------------
         every = config.checkpoint.every_rounds
-        bar = tqdm(range(start_round, config.num_rounds), initial=start_round,
-                   total=config.num_rounds, unit="round", file=sys.stderr, disable=not progress,
-                   desc=f"{config.mode} {dirs[0].path.name}" + f" (+{len(runs) - 1} seeds)" * batched)  # fmt: skip
+        alive = [True] * num_members
+        results: list = [None] * num_members
+        unit = "member-round" if batched else "round"
+        desc = f"{config.mode} {dirs[0].path.name}" + f" ({num_members} members)" * batched
+        bar = tqdm(total=config.num_rounds * num_members, initial=start_round * num_members,
+                   unit=unit, file=sys.stderr, disable=not progress, desc=desc)  # fmt: skip
         with _graceful_signals() as stop:
-            for r in bar:
+            for r in range(start_round, config.num_rounds):
                 t0 = time.time()
                 try:
                     state, metrics = round_step(state, *inputs(r))
-                    _guard(r, state, metrics, first_nonfinite, runs, dirs, ckpts, batched)
+                    for i, error in _guard(r, state, metrics, first_nonfinite, runs, dirs, ckpts):
+                        if alive[i]:
+                            alive[i], results[i] = False, error
+                            dirs[i].close_metrics()
+                            if batched and writer:
+                                print(f"error: {error} (the other members go on)",
+                                      file=sys.stderr, flush=True)  # fmt: skip
+                    if not any(alive):
+                        break
                     if (
                         r == 0
                         or (r + 1) % config.eval.every_rounds == 0
@@ -181,6 +231,8 @@ def train(members: list[tuple[Experiment, RunDir, dict]], *, progress: bool) -> 
                     raise _interrupted(stop.signum or signal.SIGINT, r, ckpts[0]) from None
                 seconds = round(time.time() - t0, 4)
                 for i, (d, rows) in enumerate(zip(dirs, all_rows, strict=True)):
+                    if not alive[i]:
+                        continue
                     values = {k: (v[i] if batched else v) for k, v in metrics.items()}
                     row = {"round": r + 1, **{k: jsonable(v) for k, v in sorted(values.items())}}
                     row["time/round_seconds"] = seconds
@@ -193,12 +245,15 @@ def train(members: list[tuple[Experiment, RunDir, dict]], *, progress: bool) -> 
                     rows.append(row)
                 if (every and (r + 1) % every == 0) or r + 1 == config.num_rounds or stop.signum:
                     for i, (run, ckpt) in enumerate(zip(runs, ckpts, strict=True)):
-                        one = jax.tree.map(lambda x, i=i: x[i], state) if batched else state
-                        ckpt.save(r + 1, one, run.run_key)
+                        if alive[i]:
+                            one = jax.tree.map(lambda x, i=i: x[i], state) if batched else state
+                            ckpt.save(r + 1, one, run.run_key)
                 if stop.signum:
                     raise _interrupted(stop.signum, r + 1, ckpts[0])
-                if all_rows[0]:
-                    bar.set_postfix(_postfix(all_rows[0][-1]))
+                bar.update(sum(alive))
+                live = next((rows for rows, a in zip(all_rows, alive, strict=True) if a), None)
+                if live:
+                    bar.set_postfix(_postfix(live[-1]))
         bar.close()
     except BaseException:
         # The error in flight is the one to report: orbax may fail again while closing after a
@@ -212,8 +267,12 @@ def train(members: list[tuple[Experiment, RunDir, dict]], *, progress: bool) -> 
             d.close_metrics()
     for ckpt in ckpts:
         ckpt.close()
-    return [_summarize(run, d, rows, start_round, compile_s, train_start)
-            for run, d, rows in zip(runs, dirs, all_rows, strict=True)]  # fmt: skip
+    return [
+        results[i]
+        if not alive[i]
+        else _summarize(run, d, rows, start_round, compile_s, train_start)
+        for i, (run, d, rows) in enumerate(zip(runs, dirs, all_rows, strict=True))
+    ]
 
 
 def _finished(d: RunDir, config) -> bool:
@@ -228,47 +287,87 @@ def _finished(d: RunDir, config) -> bool:
     )
 
 
-def _batches(items):
-    """A group's members in the batches that train together: all of them on one seed axis when
-    it is wanted and their shapes agree, else one at a time, each built only when its turn comes
-    (its memory, its wall clock)."""
-    if _seed_axis_wanted([p.config for p, *_ in items]):
-        built = [(p.name, (experiment_lib.build(p.config, prep), d, c)) for p, d, c, prep in items]
-        if _seed_axis_ok([member[0] for _, member in built]):
-            yield built
-        else:
-            yield from ([b] for b in built)
+def _batches(items, device_cache: dict):
+    """A group's members in the batches that train together: those whose state shapes agree share
+    one program (``config.sweep_axis``), else one at a time, each built only when its turn comes
+    (its memory, its wall clock). Members with a mesh or host-side data always run alone."""
+    if len(items) < 2 or items[0][0].config.sweep_axis == "off":
+        for p, d, c, prep in items:
+            yield [(p.name, (experiment_lib.build(p.config, prep, device_cache), d, c))]
         return
+    batches: dict[str, list] = {}
     for p, d, c, prep in items:
-        yield [(p.name, (experiment_lib.build(p.config, prep), d, c))]
+        run = experiment_lib.build(p.config, prep, device_cache)
+        key = _signature(run) if run.mesh is None and not run.on_host else f"alone {p.name}"
+        batches.setdefault(key, []).append((p.name, (run, d, c)))
+    yield from batches.values()
 
 
-def _seed_axis_wanted(configs) -> bool:
-    """Whether a seed group should try one compiled program (``fl.seed_axis`` and the backend)."""
-    if len(configs) < 2:
-        return False
-    setting = configs[0].fl.seed_axis
-    return setting == "on" or (setting == "auto" and jax.default_backend() != "cpu")
+def _member_execution(config) -> str:
+    """How the members of a sweep axis run: ``vmap`` (one batched program: GPU/TPU, or
+    ``sweep_axis=on``) or ``map`` (``lax.map``: one member after another inside the program, on
+    CPU, where a batched program was not faster: scripts/bench_sweep.py)."""
+    if config.sweep_axis == "on" or jax.default_backend() != "cpu":
+        return "vmap"
+    return "map"
 
 
-def _seed_axis_ok(runs: list[Experiment]) -> bool:
-    """Seeds share one compiled program when shapes agree, no mesh or host copies are involved,
-    and the cadences match (``fl.seed_axis``: 'auto' = on GPU/TPU, where a wider program fills the
-    device; off on CPU, where vmap over clients was slower than one client at a time in
-    scripts/bench_clients.py; seeds themselves were not benchmarked)."""
-    if any(r.mesh is not None or r.on_host for r in runs):
-        return False
-    cadence = {
-        (r.config.num_rounds, r.config.eval.every_rounds, r.config.checkpoint.every_rounds)
-        for r in runs
-    }
+def _signature(run: Experiment) -> str:
+    """Shapes, dtypes and structure of everything the compiled round and evaluation take, and the
+    cadences of the loop: members that agree on it can share one program."""
+    data, key = run.round_inputs(0)
+    tree = (run.state, data, key, run.eval_batches)
+    shapes = jax.tree.map(lambda x: (x.shape, str(x.dtype)), tree)
+    c = run.config
+    cadence = (c.num_rounds, c.eval.every_rounds, c.checkpoint.every_rounds)
+    return f"{jax.tree.structure(tree)} {jax.tree.leaves(shapes)} {cadence}"
 
-    def signature(run):
-        data, key = run.round_inputs(0)
-        tree = (run.state, data, key, run.eval_batches)
-        return str(jax.tree.map(lambda x: (x.shape, str(x.dtype)), tree)), jax.tree.structure(tree)
 
-    return len(cadence) == 1 and len({str(signature(r)) for r in runs}) == 1
+def _cache_dir() -> str | None:
+    return jax.config.jax_compilation_cache_dir if jax.config.jax_enable_compilation_cache else None
+
+
+def enable_compile_cache(setting: str) -> str | None:
+    """Turns JAX's persistent compilation cache on (``config.compile_cache``): ``auto`` uses a
+    per-user directory ($FEDJAX_DEEP_COMPILE_CACHE, else $XDG_CACHE_HOME or ~/.cache, then
+    fedjax_deep/jax) unless JAX already has one; ``off`` turns it off; anything else is the
+    directory. Returns the directory in use (None: off). Programs that compiled in under a second
+    are not cached (JAX's ``jax_persistent_cache_min_compile_time_secs``)."""
+    from jax.experimental.compilation_cache import compilation_cache
+
+    if setting == "off":
+        jax.config.update("jax_enable_compilation_cache", False)
+        return None
+    if setting == "auto":
+        path = jax.config.jax_compilation_cache_dir or os.environ.get("FEDJAX_DEEP_COMPILE_CACHE")
+        if not path:
+            base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+                os.path.expanduser("~"), ".cache"
+            )
+            path = os.path.join(base, "fedjax_deep", "jax")
+    else:
+        path = os.path.expanduser(setting)
+    jax.config.update("jax_enable_compilation_cache", True)
+    if path != jax.config.jax_compilation_cache_dir:
+        compilation_cache.reset_cache()  # the cache is opened once per process: reopen it here
+        compilation_cache.set_cache_dir(path)
+    return path
+
+
+_CACHE_HITS = [0]
+
+
+def _count_hits(event: str, **_) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _CACHE_HITS[0] += 1
+
+
+jax.monitoring.register_event_listener(_count_hits)
+
+
+def compile_cache_hits() -> int:
+    """Programs this process loaded from the persistent compilation cache so far."""
+    return _CACHE_HITS[0]
 
 
 def _restore(ckpts: list[Checkpointer], runs: list[Experiment]):
@@ -295,28 +394,31 @@ def _first_nonfinite(params) -> int:
     return jnp.where(jnp.any(flags), jnp.argmax(flags), -1)
 
 
-def _guard(r, state, metrics, first_nonfinite, runs, dirs, ckpts, batched) -> None:
-    """Stops the run (keeping the last good checkpoint) on non-finite parameters or loss, or when
-    ``fl.nonfinite=skip`` had to skip every client of the round."""
+def _guard(r, state, metrics, first_nonfinite, runs, dirs, ckpts) -> list[tuple[int, Exception]]:
+    """The members to stop, each with its :class:`NumericError`: non-finite parameters or loss
+    (the last good checkpoint is kept), or every client of the round skipped under
+    ``fl.nonfinite=skip``."""
     bad = np.atleast_1d(fetch(first_nonfinite(state.params)))
     losses = np.atleast_1d(fetch(metrics["train/loss"]))
     skipped = metrics.get("train/skipped_clients")
     skipped = np.atleast_1d(fetch(skipped)) if skipped is not None else np.zeros(len(runs))
     fix = ("lower client_opt.learning_rate in a new --workdir, or resume this one with "
            "--config.fl.nonfinite=skip to drop such client updates")  # fmt: skip
+    stopped = []
     for i, (run, d) in enumerate(zip(runs, dirs, strict=True)):
         if skipped[i] and skipped[i] >= run.run_info["cohort_size"]:
-            raise NumericError(
+            stopped.append((i, NumericError(
                 f"round {r + 1}: every client's update of {d.path} was non-finite and skipped, so "
                 f"the model cannot move; {ckpts[i].describe_latest()}; lower "
                 "client_opt.learning_rate in a new --workdir"
-            )
-        if bad[i] >= 0 or not math.isfinite(losses[i]):
+            )))  # fmt: skip
+        elif bad[i] >= 0 or not math.isfinite(losses[i]):
             where = run.leaf_names[bad[i]] if bad[i] >= 0 else "the training loss"
-            raise NumericError(
+            stopped.append((i, NumericError(
                 f"round {r + 1}: non-finite values in {where} (train/loss {losses[i]}) of "
                 f"{d.path}; {ckpts[i].describe_latest()}; {fix}"
-            )
+            )))  # fmt: skip
+    return stopped
 
 
 class _Stop:

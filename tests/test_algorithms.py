@@ -337,5 +337,6 @@ def test_scaffold_control_variate_is_the_gradient_under_a_constant_gradient(mome
         updates, opt_state = opt.update({"w": g}, opt_state, y)
         y = optax.apply_updates(y, updates)
     zeros = {"w": jnp.zeros(2)}
-    (_, delta_c), c_i = alg.client_final({"c": zeros}, x, y, None, zeros, jnp.int32(k))
+    rule_state = alg.server_init(x)  # holds lr and momentum, as a sweep member's state does
+    (_, delta_c), c_i = alg.client_final(rule_state, x, y, None, zeros, jnp.int32(k))
     np.testing.assert_allclose(c_i["w"], g, rtol=1e-5)

@@ -140,7 +140,8 @@ def test_report_on_synthetic_runs_matches_the_inputs(tmp_path):
         assert f"]({png})" in text
 
 
-def test_cli_seed_axis_matches_one_seed_after_another(tmp_path):
+def test_cli_vmapped_sweep_axis_matches_one_seed_after_another(tmp_path):
+    """``sweep_axis=on`` vmaps the members (batched float order: close, not bit-identical)."""
     from fedjax_deep import cli
 
     tiny = str(pathlib.Path(__file__).parents[1] / "configs" / "digits_tiny.py")
@@ -148,10 +149,14 @@ def test_cli_seed_axis_matches_one_seed_after_another(tmp_path):
     for axis in ("on", "off"):
         workdir = tmp_path / axis
         code = cli.main(["train", "--config", tiny, "--workdir", str(workdir), "--no-progress",
-                         "--config.sweep=(('seed', (0, 1)),)", f"--config.fl.seed_axis={axis}"])  # fmt: skip
+                         "--config.sweep=(('seed', (0, 1)),)", f"--config.sweep_axis={axis}",
+                         "--config.compile_cache=off"])  # fmt: skip
         assert code == 0
         info = json.loads((workdir / "seed-1" / "run_info.json").read_text())
-        assert info["seed_axis"] == (2 if axis == "on" else None)
+        if axis == "on":
+            assert info["sweep_axis"]["members"] == 2 and info["sweep_axis"]["execution"] == "vmap"
+        else:
+            assert info["sweep_axis"] is None
         rows[axis] = [
             [json.loads(x) for x in (workdir / f"seed-{s}" / "metrics.jsonl").read_text().split("\n") if x]
             for s in (0, 1)

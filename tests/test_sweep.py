@@ -5,7 +5,7 @@ import pathlib
 import pytest
 
 from fedjax_deep.config import ConfigError, apply_overrides, default_config
-from fedjax_deep.sweep import MAX_NAME, expand, point_dir, point_name, seed_groups
+from fedjax_deep.sweep import MAX_NAME, expand, point_dir, point_name, sweep_groups
 
 
 def _sweep(text):
@@ -65,10 +65,18 @@ def test_errors_name_the_sweep_value():
         expand(_sweep("(('sweep', ((),)),)"))
 
 
-def test_seed_groups_gather_points_that_differ_only_in_seed():
+def test_sweep_groups_gather_points_that_differ_only_in_traced_fields():
     points = expand(_sweep("(('model.depth', (2, 4)), ('seed', (0, 1, 2)))"))
-    groups = seed_groups(points)
+    groups = sweep_groups(points)
     assert [[p.name for p in g] for g in groups] == [
         ["depth-2_seed-0", "depth-2_seed-1", "depth-2_seed-2"],
         ["depth-4_seed-0", "depth-4_seed-1", "depth-4_seed-2"],
     ]
+    # Learning rate, momentum and mu share a program; the mode and the algorithm do not.
+    sweep = ("(('mode', ('fl', 'centralized')), ('client_opt.learning_rate', (0.1, 0.01)), "
+             "('client_opt.momentum', (0.0, 0.9)), ('algorithm.mu', (0.0, 0.1)))")  # fmt: skip
+    groups = sweep_groups(expand(_sweep(sweep)))
+    assert [len(g) for g in groups] == [8, 8]
+    assert {p.config.mode for p in groups[0]} == {"fl"}
+    algos = "(('algorithm.name', ('fedavg', 'fedprox')), ('seed', (0, 1)))"
+    assert [len(g) for g in sweep_groups(expand(_sweep(algos)))] == [2, 2]

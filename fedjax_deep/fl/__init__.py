@@ -12,11 +12,14 @@ from fedjax_deep.fl.round import (
     as_algorithm,
     broadcast_clients,
     init_server_state,
+    injected_hparams,
     make_round,
     make_seeded_round,
     round_client_keys,
     sample_cohort,
+    stack_members,
     stack_seeds,
+    sweep_over_members,
 )
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "as_algorithm",
     "broadcast_clients",
     "init_server_state",
+    "injected_hparams",
     "make_client_grad",
     "make_client_update",
     "make_round",
@@ -33,5 +37,7 @@ __all__ = [
     "masked_cross_entropy",
     "round_client_keys",
     "sample_cohort",
+    "stack_members",
     "stack_seeds",
+    "sweep_over_members",
 ]

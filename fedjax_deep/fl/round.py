@@ -58,6 +58,10 @@ class SimState:
         ``params`` is only their weighted mean, the reference point ``g``), ``'algorithm'`` (the
         algorithm's per-client state: SCAFFOLD's ``c_i``, FedDyn's ``h_i``, FedBN's BatchNorm
         parameters).
+      client_hparams: the client optimizer's injected hyper-parameters (``optax.inject_hyperparams``;
+        ``{}`` when it injects none). Client optimizer states that start afresh every round take
+        these values, so the members of a sweep, whose states are stacked, each train with their own
+        learning rate in one compiled program.
     """
 
     params: Params
@@ -65,6 +69,7 @@ class SimState:
     rule_state: PyTree
     round: jax.Array
     clients: dict = struct.field(default_factory=dict)
+    client_hparams: dict = struct.field(default_factory=dict)
 
 
 # The name before the algorithms issue; the state holds the simulation, not only the server.
@@ -107,6 +112,7 @@ def init_server_state(
     num_clients: int | None = None,
     local_model_state: bool = False,
     independent: bool = False,
+    client_hparams: dict | None = None,
 ) -> SimState:
     """The state before round 0, for a population of ``num_clients`` when anything persists.
 
@@ -114,6 +120,7 @@ def init_server_state(
     each client's BatchNorm statistics local (FedBN); ``independent``: keep each client's model (no
     averaging: independent runs from one initialization); the algorithm's own per-client state
     (:attr:`Algorithm.persistent_init`) is kept whenever it has leaves.
+    ``client_hparams``: the client optimizer's injected hyper-parameters (:func:`injected_hparams`).
     """
     algorithm = as_algorithm(algorithm)
     clients = {}
@@ -134,7 +141,14 @@ def init_server_state(
         rule_state=algorithm.server_init(params),
         round=jnp.zeros((), jnp.int32),
         clients=jax.tree.map(jnp.copy, clients),
+        client_hparams=dict(client_hparams or {}),
     )
+
+
+def injected_hparams(optimizer: optax.GradientTransformation, params: Params) -> dict:
+    """The hyper-parameters an ``optax.inject_hyperparams`` optimizer holds in its state (``{}``
+    for any other optimizer)."""
+    return dict(getattr(optimizer.init(params), "hyperparams", {}))
 
 
 def make_round(
@@ -204,13 +218,13 @@ def make_round(
         data = {"x": client_data.x, "y": client_data.y}
         clients = server_state.clients
         start_params, start_model_state = server_state.params, server_state.model_state
-        rule_state = server_state.rule_state
+        rule_state, client_hparams = server_state.rule_state, server_state.client_hparams
         if axis:
             # Clients start from the replicated server model and then differ per device: tell
             # shard_map's type system the carry varies over the client axis.
-            start_params, start_model_state, rule_state = jax.tree.map(
+            start_params, start_model_state, rule_state, client_hparams = jax.tree.map(
                 lambda x: jax.lax.pcast(x, axis, to="varying"),
-                (start_params, start_model_state, rule_state),
+                (start_params, start_model_state, rule_state, client_hparams),
             )
         # Each client's persistent rows (zeros of shape [C] stand in for what does not persist).
         none = jnp.zeros((num_clients,))
@@ -230,6 +244,9 @@ def make_round(
             and the algorithm's output."""
             if "params" not in clients:
                 params = start_params  # closed over: one copy, not C
+            if "opt_state" not in clients and client_hparams:
+                # A fresh state takes this simulation's hyper-parameters (a sweep member's own).
+                opt_state = opt_state._replace(hyperparams=client_hparams)
             own = persistent if "algorithm" in clients else algorithm.persistent_init(params)
             params, ctx = algorithm.client_init(rule_state, own, params)
             state = ClientState(params, model_state, opt_state)
@@ -310,6 +327,7 @@ def make_round(
             rule_state=rule_state,
             round=server_state.round + 1,
             clients={name: new_clients[name] for name in clients},
+            client_hparams=server_state.client_hparams,
         )
         if skip_nonfinite:
             # Every client skipped: the server keeps its model (a mean of nothing is not zero).
@@ -337,6 +355,7 @@ def make_round(
             rule_state=P(),
             round=P(),
             clients=jax.tree.map(lambda _: P(CLIENT_AXIS), server_state.clients),
+            client_hparams=jax.tree.map(lambda _: P(), server_state.client_hparams),
         )
         sharded = jax.shard_map(
             round_body,
@@ -375,16 +394,50 @@ def sample_cohort(key: jax.Array, num_examples: jax.Array, cohort_size: int) -> 
     return jnp.argsort(jnp.where(num_examples > 0, scores, 2.0))[:cohort_size].astype(jnp.int32)
 
 
-def make_seeded_round(round_fn):
-    """Runs independent seeds of one experiment together: ``round_fn`` vmapped over a leading seed
-    axis of ``(server_state, client_data, key)`` (every leaf gets ``[num_seeds, ...]``).
+def sweep_over_members(fn, how: str = "vmap", in_axes=0):
+    """``fn`` over a leading sweep (member) axis: independent simulations that share shapes, such as
+    the seeds and learning rates of a sweep, advanced by one compiled program.
 
-    Seeds must share shapes (the same model, client count and padded client size); use
-    :func:`stack_seeds` to build the inputs. One compiled program then advances every seed.
+    Args:
+      fn: e.g. a round function ``(sim_state, client_data, key) -> (sim_state, metrics)``.
+      how: ``'vmap'`` (one batched program: fills an accelerator) or ``'map'`` (``lax.map``: one
+        member after another inside the program, each computing exactly what it computes alone).
+      in_axes: per argument, ``0`` (stacked ``[R, ...]``: :func:`stack_members`) or ``None``
+        (shared by every member, passed once: data that members have in common).
+
+    Each member's hyper-parameters travel in its own state (``optax.inject_hyperparams``, the
+    algorithms' coefficients), so stacking the states is all it takes to sweep them.
     """
-    return jax.vmap(round_fn)
+    if how == "vmap":
+        return jax.vmap(fn, in_axes=in_axes)
+    if how != "map":
+        raise ValueError(f"how={how!r}: use 'vmap' or 'map'")
+
+    def mapped(*args):
+        axes = in_axes if isinstance(in_axes, tuple | list) else (in_axes,) * len(args)
+        stacked = tuple(a for a, ax in zip(args, axes, strict=True) if ax == 0)
+
+        def one(xs):
+            # Barriers keep XLA from fusing the member's slice (and the write of its result) into
+            # the round's own computations, which could reorder float sums: each member then
+            # computes exactly what it computes alone.
+            it = iter(jax.lax.optimization_barrier(xs))
+            out = fn(*(next(it) if ax == 0 else a for a, ax in zip(args, axes, strict=True)))
+            return jax.lax.optimization_barrier(out)
+
+        return jax.lax.map(one, stacked)
+
+    return mapped
 
 
-def stack_seeds(trees):
-    """Stacks per-seed pytrees of equal structure and shapes on a new leading seed axis."""
+def stack_members(trees):
+    """Stacks pytrees of equal structure and shapes on a new leading sweep axis ``[R, ...]``."""
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def make_seeded_round(round_fn):
+    """``round_fn`` vmapped over a leading seed axis (:func:`sweep_over_members` with ``'vmap'``)."""
+    return sweep_over_members(round_fn, "vmap")
+
+
+stack_seeds = stack_members

@@ -153,6 +153,12 @@ class FunctionalModel:
     graphdef: Any
     layers: tuple[str, ...]
     receptive_path: tuple[tuple[int, int, int], ...] | None = None
+    compute_dtype: Any = None
+
+    def with_compute_dtype(self, dtype) -> FunctionalModel:
+        """The same model computing its activations and products in ``dtype`` (``jnp.bfloat16``:
+        the ``bf16`` precision policy); parameters, statistics and logits stay float32."""
+        return dataclasses.replace(self, compute_dtype=dtype)
 
     def apply(self, params, model_state, x, *, train: bool, mask=None):
         """Logits and the updated model state.
@@ -167,9 +173,24 @@ class FunctionalModel:
         Returns:
           ``(logits [B, num_classes], new_model_state)``.
         """
-        module = nnx.merge(self.graphdef, params, model_state)
-        logits = module(x, train=train, mask=mask)
-        return logits, nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
+        if self.compute_dtype is None:
+            module = nnx.merge(self.graphdef, params, model_state)
+            logits = module(x, train=train, mask=mask)
+            return logits, nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
+        # Mixed precision: the float32 parameters are cast for the forward pass (their gradients
+        # come back in float32 through the casts), the logits and the loss are float32.
+        dtype = self.compute_dtype
+
+        def cast(tree):
+            return jax.tree.map(
+                lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
+            )
+
+        module = nnx.merge(self.graphdef, cast(params), cast(model_state))
+        logits = module(x.astype(dtype), train=train, mask=mask)
+        new_state = nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
+        new_state = jax.tree.map(lambda n, o: n.astype(o.dtype), new_state, model_state)
+        return logits.astype(jnp.float32), new_state
 
     @property
     def receptive_field(self) -> int | None:

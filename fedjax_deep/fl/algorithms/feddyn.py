@@ -5,7 +5,8 @@ Client ``i`` keeps ``h_i`` (zeros at first; the gradient of its past linear term
 ``L_i(w) - <h_i, w> + alpha/2 ||w - x||^2``: each local step's gradient becomes
 ``g - h_i + alpha (w - x)``; after training, ``h_i <- h_i - alpha (y_i - x)``. The server keeps
 ``h <- h - alpha / P * sum_{i in cohort} (y_i - x)`` and sets ``x <- weighted_mean(y) - h / alpha``
-(its own update: the server optimizer is not used).
+(its own update: the server optimizer is not used). ``alpha`` lives in the server state
+(``rule_state['alpha']``), so the members of a sweep each train with their own.
 """
 
 from __future__ import annotations
@@ -21,27 +22,33 @@ def feddyn(alpha: float, num_clients: int):
     base = fedavg()
 
     def server_init(params):
-        return {"h": jax.tree.map(jnp.zeros_like, params)}
+        return {"h": jax.tree.map(jnp.zeros_like, params), "alpha": jnp.asarray(alpha, jnp.float32)}
 
     def client_init(rule_state, h_i, start):
-        return start, (start, h_i)
+        return start, (start, h_i, rule_state["alpha"])
 
     def grad_hook(grads, params, ctx):
-        x, h_i = ctx
-        return jax.tree.map(lambda g, w, x0, h: g - h + alpha * (w - x0), grads, params, x, h_i)
+        x, h_i, a = ctx
+        return jax.tree.map(lambda g, w, x0, h: g - h + a.astype(g.dtype) * (w - x0),
+                            grads, params, x, h_i)  # fmt: skip
 
     def client_final(rule_state, start, end, ctx, h_i, num_steps):
-        new_h = jax.tree.map(lambda h, y, x: jnp.where(num_steps > 0, h - alpha * (y - x), h),
-                             h_i, end, start)  # fmt: skip
+        a = rule_state["alpha"]
+        new_h = jax.tree.map(
+            lambda h, y, x: jnp.where(num_steps > 0, h - a.astype(h.dtype) * (y - x), h),
+            h_i, end, start,
+        )  # fmt: skip
         return end, new_h
 
     def server_apply(params, rule_state, client_params, weights, axis_name=None):
+        a = rule_state["alpha"]
         ones = jnp.full(weights.shape, 1.0 / num_clients, weights.dtype)
         moved = jax.tree.map(lambda y, x: y - x[None], client_params, params)
-        h = jax.tree.map(lambda h, m: h - alpha * m, rule_state["h"],
+        h = jax.tree.map(lambda h, m: h - a.astype(h.dtype) * m, rule_state["h"],
                          aggregation.weighted_mean(moved, ones, axis_name))  # fmt: skip
         mean = aggregation.weighted_mean(client_params, weights, axis_name)
-        return jax.tree.map(lambda m, hh: m - hh / alpha, mean, h), {"h": h}
+        new = jax.tree.map(lambda m, hh: m - hh / a.astype(hh.dtype), mean, h)
+        return new, {"h": h, "alpha": a}
 
     return base._replace(
         server_init=server_init,

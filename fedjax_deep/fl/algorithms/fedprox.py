@@ -1,9 +1,15 @@
 """FedProx (Li et al. 2020): each local step adds the proximal term's gradient
-``mu * (params - server_params)``; ``mu = 0`` is FedAvg. The server side is FedAvg's."""
+``mu * (params - server_params)``; ``mu = 0`` is FedAvg. The server side is FedAvg's.
+
+``mu`` lives in the server state (``rule_state['mu']``), as ``optax.inject_hyperparams`` keeps an
+optimizer's hyper-parameters in its state: a sweep stacks the states of its members, so each member
+trains with its own ``mu`` in one compiled program.
+"""
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
 from fedjax_deep.fl.algorithms.fedavg import fedavg
 
@@ -11,10 +17,26 @@ from fedjax_deep.fl.algorithms.fedavg import fedavg
 def fedprox(mu: float, server_optimizer=None):
     base = fedavg(server_optimizer)
 
+    def server_init(params):
+        return {"opt": base.server_init(params), "mu": jnp.asarray(mu, jnp.float32)}
+
     def client_init(rule_state, persistent, start):
-        return start, start  # ctx: the point the proximal term pulls toward
+        return start, (start, rule_state["mu"])  # ctx: the point the proximal term pulls toward
 
-    def grad_hook(grads, params, anchor):
-        return jax.tree.map(lambda g, p, a: g + mu * (p - a), grads, params, anchor)
+    def grad_hook(grads, params, ctx):
+        anchor, mu_ = ctx
+        return jax.tree.map(
+            lambda g, p, a: g + mu_.astype(g.dtype) * (p - a), grads, params, anchor
+        )
 
-    return base._replace(client_init=client_init, grad_hook=grad_hook, name="fedprox")
+    def server_apply(params, rule_state, outputs, weights, axis_name=None):
+        params, opt = base.server_apply(params, rule_state["opt"], outputs, weights, axis_name)
+        return params, {**rule_state, "opt": opt}
+
+    return base._replace(
+        server_init=server_init,
+        client_init=client_init,
+        grad_hook=grad_hook,
+        server_apply=server_apply,
+        name="fedprox",
+    )

@@ -9,6 +9,8 @@ FedNova): the displacement that ``K_i`` momentum steps make under a constant gra
 ``K_i`` alone overstates the gradient up to ``1 / (1 - rho)`` times and made runs with momentum 0.9
 diverge in our tests. The server moves ``x`` by the weighted mean update
 (through its optimizer) and ``c += sum_{i in cohort} (c_i+ - c_i) / P`` (``P``: population size).
+``lr`` and ``rho`` live in the server state (``rule_state['lr']``, ``['momentum']``), so the
+members of a sweep each use their own.
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ def scaffold(learning_rate: float, num_clients: int, server_optimizer=None, mome
     base = fedavg(server_optimizer)
 
     def server_init(params):
-        return {"opt": base.server_init(params), "c": jax.tree.map(jnp.zeros_like, params)}
+        return {
+            "opt": base.server_init(params),
+            "c": jax.tree.map(jnp.zeros_like, params),
+            "lr": jnp.asarray(learning_rate, jnp.float32),
+            "momentum": jnp.asarray(momentum, jnp.float32),
+        }
 
     def client_init(rule_state, c_i, start):
         return start, jax.tree.map(jnp.subtract, rule_state["c"], c_i)
@@ -36,8 +43,8 @@ def scaffold(learning_rate: float, num_clients: int, server_optimizer=None, mome
         return jax.tree.map(jnp.add, grads, correction)
 
     def client_final(rule_state, start, end, correction, c_i, num_steps):
-        steps = jnp.maximum(effective_steps(num_steps, momentum), 1e-12)
-        scale = 1.0 / (steps * learning_rate)
+        steps = jnp.maximum(effective_steps(num_steps, rule_state["momentum"]), 1e-12)
+        scale = 1.0 / (steps * rule_state["lr"])
         new_c_i = jax.tree.map(
             lambda ci, c, x, y: jnp.where(num_steps > 0, ci - c + (x - y) * scale.astype(x.dtype), ci),
             c_i, rule_state["c"], start, end,
@@ -53,7 +60,7 @@ def scaffold(learning_rate: float, num_clients: int, server_optimizer=None, mome
         ones = jnp.full(weights.shape, 1.0 / num_clients, weights.dtype)
         c = jax.tree.map(jnp.add, rule_state["c"],
                          aggregation.weighted_mean(delta_c, ones, axis_name))  # fmt: skip
-        return params, {"opt": opt, "c": c}
+        return params, {**rule_state, "opt": opt, "c": c}
 
     return base._replace(
         server_init=server_init,
