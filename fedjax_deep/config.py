@@ -115,6 +115,9 @@ FIELDS: dict[str, Field] = {
     "data.name": F("digits", choices=tuple(sorted(DATASETS))),
     "data.test_fraction": F(0.2, "digits: share of examples held out for testing",
                             low=0.0, high=0.99, open_low=True),
+    "data.validation_fraction": F(0.0, "share of each class's training examples held out as a "
+                                  "validation split (val/accuracy each evaluation; tuning reads "
+                                  "it, never the test split); 0: none", low=0.0, high=0.5),
     "data.partition": F("iid", "fedjax_deep.data.partition", choices=PARTITIONS),
     "data.dirichlet_alpha": F(0.5, "small: few classes per client; large: close to IID",
                               low=0.0, high=1e6, open_low=True),

@@ -28,6 +28,7 @@ from fedjax_deep.data import (
     make_partition,
     num_local_steps,
     partition_stats,
+    split_validation,
     stack_clients,
 )
 from fedjax_deep.data import sources as data_sources
@@ -188,6 +189,18 @@ def prepare(config: ml_collections.ConfigDict, cache: dict | None = None) -> Pre
             dataset = data_sources.load(config.data.name, config.data, rng)
             if cache is not None:
                 cache[data_key] = (dataset, rng.bit_generator.state)
+        if config.data.validation_fraction:
+            # Its own generator: the draws that follow (the partition) keep their stream.
+            val_key = ("validation", data_key)
+            if cache is not None and val_key in cache:
+                dataset = cache[val_key]
+            else:
+                dataset = split_validation(
+                    dataset, config.data.validation_fraction,
+                    np.random.default_rng([config.seed, 0x7A1]),
+                )  # fmt: skip
+                if cache is not None:
+                    cache[val_key] = dataset
         check_model_config(config.model, dataset.input_shape)
         fl_partition = make_partition(config.data, dataset.train_y, config.fl.num_clients, rng)
     if config.mode == "centralized":
@@ -269,7 +282,9 @@ def estimate_memory(config, dataset: Dataset, num_learners: int, batch_size: int
         "activations": batch_size * activations,
         "steps": num_learners * num_steps * batch_size * 5,  # int32 indices + bool masks
         "population": persistent,
-        "data": dataset.train_x.nbytes + dataset.test_x.nbytes,
+        "data": dataset.train_x.nbytes
+        + dataset.test_x.nbytes
+        + (dataset.val_x.nbytes if dataset.val_x is not None else 0),
     }
     need = sum(terms.values()) + param_bytes * 3  # the server's params, update and optimizer
     free = available_memory_bytes()
@@ -431,7 +446,13 @@ def build(
 
     eval_key = ("eval", id(dataset), config.eval.batch_size)
     if eval_key not in cache:
-        cache[eval_key] = batch_eval_data(dataset.test_x, dataset.test_y, config.eval.batch_size)
+        # The test split as 'eval/...', and the validation split, when there is one, as 'val/...'.
+        cache[eval_key] = {"eval": batch_eval_data(dataset.test_x, dataset.test_y,
+                                                   config.eval.batch_size)}  # fmt: skip
+        if dataset.val_x is not None:
+            cache[eval_key]["val"] = batch_eval_data(
+                dataset.val_x, dataset.val_y, config.eval.batch_size
+            )
     eval_batches = cache[eval_key]
     if mesh is not None:
         eval_batches = replicate(eval_batches, mesh)
@@ -443,6 +464,7 @@ def build(
         "input_shape": list(dataset.input_shape),
         "num_train": int(len(dataset.train_y)),
         "num_test": int(len(dataset.test_y)),
+        "num_validation": 0 if dataset.val_y is None else int(len(dataset.val_y)),
         "num_clients": len(partition),
         "client_sizes": [int(len(p)) for p in partition],
         "batch_size": int(batch_size),
@@ -489,7 +511,22 @@ def with_precision(fn: Callable, precision: str) -> Callable:
 
 
 def _make_evaluate_fn(model, independent: bool):
-    """The global model's test metrics; independent runs are each evaluated with their own
+    """``(state, {'eval': test batches, 'val': validation batches}) -> metrics``: each split's
+    metrics under its prefix (``eval/accuracy``, ``val/accuracy``)."""
+    evaluate_split = _make_evaluate_split(model, independent)
+
+    def evaluate_fn(s, splits):
+        out = {}
+        for prefix, batches in splits.items():
+            metrics = evaluate_split(s, batches)
+            out.update({f"{prefix}/{k.split('/', 1)[1]}": v for k, v in metrics.items()})
+        return out
+
+    return evaluate_fn
+
+
+def _make_evaluate_split(model, independent: bool):
+    """The global model's metrics on one split; independent runs are each evaluated with their own
     statistics and the row reports their mean and spread."""
     evaluate_one = make_evaluate(model)
     if not independent:

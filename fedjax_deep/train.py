@@ -480,6 +480,7 @@ def _summarize(run: Experiment, d: RunDir, rows, start_round, compile_s, train_s
         "rounds": config.num_rounds,
         "final_accuracy": rows[-1].get("eval/accuracy") if rows else None,
         "final_loss": rows[-1].get("eval/loss") if rows else None,
+        "final_val_accuracy": rows[-1].get("val/accuracy") if rows else None,
         "final_train_loss": rows[-1].get("train/loss") if rows else None,
         "first_round_accuracy": next(
             (row["eval/accuracy"] for row in rows if "eval/accuracy" in row), None

@@ -1,5 +1,7 @@
 """Digits loading, the IID partition and the on-device batch layout."""
 
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -156,3 +158,32 @@ def test_sample_cohort_is_uniform_without_replacement_over_clients_with_data():
         counts[ids] += 1
     held = counts[[0, 2, 3, 5, 6, 7]] / 400
     assert np.all(np.abs(held - 0.5) < 0.1)  # each of 6 data-holding clients: 3/6 of rounds
+
+
+def test_validation_split_is_carved_from_training_data_and_evaluated(tmp_path):
+    """``data.validation_fraction`` holds out a stratified share of the training examples (the
+    test split untouched, the partition drawn over the rest) and logs ``val/accuracy``."""
+    import json
+
+    from fedjax_deep import cli
+    from fedjax_deep.data import load_digits, split_validation
+
+    ds = load_digits(np.random.default_rng(0))
+    split = split_validation(ds, 0.1, np.random.default_rng(1))
+    assert len(split.train_y) + len(split.val_y) == len(ds.train_y)
+    np.testing.assert_array_equal(split.test_y, ds.test_y)
+    assert set(np.unique(split.val_y)) == set(range(10))  # every class is represented
+    # No example is in both splits.
+    rows = {r.tobytes() for r in split.train_x}
+    assert not any(r.tobytes() in rows for r in split.val_x)
+    tiny = str(pathlib.Path(__file__).parents[1] / "configs" / "digits_tiny.py")
+    code = cli.main(["train", "--config", tiny, "--workdir", str(tmp_path), "--no-progress",
+                     "--config.data.validation_fraction=0.1", "--config.compile_cache=off"])  # fmt: skip
+    assert code == 0
+    info = json.loads((tmp_path / "run_info.json").read_text())
+    assert info["num_validation"] == len(split.val_y)
+    assert info["num_train"] == len(split.train_y)
+    row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 0.5 < row["val/accuracy"] <= 1.0 and "eval/accuracy" in row
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["final_val_accuracy"] == row["val/accuracy"]

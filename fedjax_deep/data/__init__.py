@@ -9,7 +9,7 @@ from fedjax_deep.data.batching import (
     stack_clients,
     steps_per_epoch,
 )
-from fedjax_deep.data.embedded import Dataset, load_digits
+from fedjax_deep.data.embedded import Dataset, load_digits, split_validation
 from fedjax_deep.data.partition import (
     PARTITIONS,
     PartitionError,
@@ -42,6 +42,7 @@ __all__ = [
     "ClientData",
     "DataError",
     "Dataset",
+    "split_validation",
     "PartitionError",
     "client_batch_indices",
     "crop_flip",

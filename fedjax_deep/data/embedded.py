@@ -24,6 +24,8 @@ class Dataset:
       test_x, test_y: the same for the test split.
       num_classes: number of labels.
       name: the dataset's registry name.
+      val_x, val_y: a validation split carved from the training data (:func:`split_validation`),
+        or None.
     """
 
     name: str
@@ -32,10 +34,39 @@ class Dataset:
     test_x: np.ndarray
     test_y: np.ndarray
     num_classes: int
+    val_x: np.ndarray | None = None
+    val_y: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
+
+
+def split_validation(dataset: Dataset, fraction: float, rng: np.random.Generator) -> Dataset:
+    """``dataset`` with ``fraction`` of each class's training examples moved to a validation split
+    (seeded by ``rng``; the test split is untouched). Tuning choices read the validation split only,
+    so the test split stays unseen until the report."""
+    if not 0.0 < fraction < 1.0:
+        raise FieldError("data.validation_fraction", fraction, "use a share in (0, 1), e.g. 0.1")
+    val_idx = []
+    for label in np.unique(dataset.train_y):
+        idx = rng.permutation(np.flatnonzero(dataset.train_y == label))
+        val_idx.append(idx[: int(round(len(idx) * fraction))])
+    val_mask = np.zeros(len(dataset.train_y), bool)
+    val_mask[np.concatenate(val_idx)] = True
+    if not val_mask.any() or val_mask.all():
+        raise FieldError(
+            "data.validation_fraction", fraction,
+            f"leaves an empty split of {len(dataset.train_y)} training examples; use a share "
+            "between them",
+        )  # fmt: skip
+    return dataclasses.replace(
+        dataset,
+        train_x=dataset.train_x[~val_mask],
+        train_y=dataset.train_y[~val_mask],
+        val_x=dataset.train_x[val_mask],
+        val_y=dataset.train_y[val_mask],
+    )
 
 
 def load_digits(rng: np.random.Generator, test_fraction: float = 0.2) -> Dataset:

@@ -1,0 +1,61 @@
+"""The comparison protocol's rules on curves whose answers are known by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fedjax_deep import protocol
+
+
+def test_plateau_round_finds_where_gains_stop():
+    rounds = np.arange(1, 21)
+    rising = np.minimum(rounds * 0.1, 0.9)  # 0.1, 0.2, ..., 0.9 from round 9 on
+    r = protocol.plateau_round(rounds, rising, window=3, tol=0.005)
+    # The first i with mean(next 3) - mean(previous 3) < 0.005: previous 3 = 0.9, from round 11.
+    assert r == 11
+    assert protocol.plateau_round(rounds, rounds * 0.01, window=3) is None  # still rising
+    assert protocol.plateau_round(rounds[:4], rising[:4], window=3) is None  # too short
+
+
+def test_plateau_value_rounds_to_and_area():
+    rounds = np.array([1, 2, 3, 4])
+    values = np.array([0.2, 0.4, 0.6, 0.8])
+    assert protocol.plateau_value(values, window=2) == pytest.approx(0.7)
+    assert protocol.rounds_to(rounds, values, 0.5) == 3
+    assert protocol.rounds_to(rounds, values, 0.9) is None
+    # Trapezoids over rounds 1..4: (0.3 + 0.5 + 0.7) / 3 = 0.5; held flat at 0.8 up to round 6.
+    assert protocol.curve_area(rounds, values) == pytest.approx(0.5)
+    assert protocol.curve_area(rounds, values, horizon=6) == pytest.approx((1.5 + 1.6) / 5)
+    assert math.isnan(protocol.plateau_value(np.zeros(0)))
+
+
+def test_paired_interval_matches_a_hand_computed_t_interval():
+    a, b = [0.9, 0.8, 0.85, None], [0.7, 0.75, 0.6, 0.5]
+    out = protocol.paired_interval(a, b)
+    d = np.array([0.2, 0.05, 0.25])
+    assert out["n"] == 3 and out["dropped"] == 1
+    assert out["mean"] == pytest.approx(d.mean())
+    assert out["half"] == pytest.approx(4.302653 * d.std(ddof=1) / math.sqrt(3), rel=1e-5)
+    assert out["resolved"] == (d.mean() > out["half"])
+    assert out["per_seed"] == pytest.approx(list(d))
+
+
+def test_seeds_needed_for_the_spread_the_issue_measured():
+    # FL at depth 8 after 5 rounds: sd about 7.5 points; a 3-seed interval is about +-19 points.
+    assert protocol.t_quantile(3) * 7.5 / math.sqrt(3) == pytest.approx(18.6, abs=0.1)
+    n = protocol.seeds_needed(7.5, 5.0)
+    assert protocol.t_quantile(n) * 7.5 / math.sqrt(n) <= 5.0
+    assert protocol.t_quantile(n - 1) * 7.5 / math.sqrt(n - 1) > 5.0
+
+
+def test_choose_learning_rate_by_validation_mean_and_never_a_diverging_one():
+    chosen, means = protocol.choose_learning_rate(
+        {0.01: [0.80, 0.82], 0.03: [0.86, None], 0.1: [0.84, 0.83]}
+    )
+    assert chosen == 0.1 and means[0.03] == -math.inf
+    assert protocol.choose_learning_rate({0.1: [0.8], 0.01: [0.8]})[0] == 0.01  # tie: smaller
+    assert protocol.grid_edge(0.1, [0.01, 0.03, 0.1]) is not None
+    assert protocol.grid_edge(0.03, [0.01, 0.03, 0.1]) is None
