@@ -2,6 +2,7 @@
 
     fedjax-deep train --config configs/digits_depth.py --workdir runs/depth [--config.a.b=value ...]
     fedjax-deep report runs/depth
+    fedjax-deep compare runs/tuned [--group model.depth] [--tune client_opt.learning_rate]
     fedjax-deep prepare cifar10 --data-dir ~/tensorflow_datasets   (needs network + TensorFlow)
 
 Bad input (a config field, a value, a file, a workdir that cannot host the run) prints one line,
@@ -41,6 +42,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     report = sub.add_parser("report", help="(re)write the markdown report and plots of sweeps")
     report.add_argument("workdirs", nargs="+", help="sweep workdirs (each gets its report.md)")
+    compare = sub.add_parser(
+        "compare",
+        help="each arm of a sweep at its learning rate tuned on validation accuracy, against the "
+        "reference arm, seeds paired (fedjax_deep.protocol): compare.md, compare.json, curves.png",
+    )
+    compare.add_argument("workdir")
+    compare.add_argument("--group", default="model.depth", help="the field compared across")
+    compare.add_argument("--tune", default="client_opt.learning_rate", help="the tuned field")
+    compare.add_argument("--reference", default="mode=centralized", help="FIELD=VALUE")
+    compare.add_argument("--window", type=int, default=5, help="evaluations in a plateau window")
     prepare = sub.add_parser(
         "prepare",
         help="prepare a tensorflow-datasets dataset as array_record folders (needs network and "
@@ -72,6 +83,27 @@ def _prepare(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    import json
+    import pathlib
+
+    from fedjax_deep import protocol
+
+    field, _, value = args.reference.partition("=")
+    if not value:
+        print(f"error: --reference={args.reference!r}: use FIELD=VALUE, e.g. mode=centralized",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    result = protocol.compare(args.workdir, group=args.group, tune=args.tune,
+                              reference={field: value}, window=args.window)  # fmt: skip
+    out = pathlib.Path(args.workdir)
+    (out / "compare.json").write_text(json.dumps(protocol.plain(result), indent=1) + "\n")
+    (out / "compare.md").write_text(protocol.markdown(result))
+    protocol.plot_curves(result, out / "curves.png")
+    print(out / "compare.md")
+    return 0
+
+
 def _resume_command(argv: list[str]) -> str:
     return shlex.join(["fedjax-deep", *argv])
 
@@ -93,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             for workdir in args.workdirs:
                 print(report.write_sweep_report(workdir))
             return 0
+        if args.command == "compare":
+            return _compare(args)
         from fedjax_deep.config import apply_overrides, load_config
 
         config = apply_overrides(load_config(args.config), overrides)

@@ -139,3 +139,209 @@ def grid_edge(chosen: float, grid: Sequence[float]) -> str | None:
         side = "smallest" if chosen == ordered[0] else "largest"
         return f"learning rate {chosen:g} is the grid's {side}: widen the grid"
     return None
+
+
+# -- a tuned comparison read back from a sweep's run directories -------------------------------
+
+
+def _get(config: Mapping, field: str):
+    node = config
+    for part in field.split("."):
+        node = node[part]
+    return node
+
+
+def load_runs(sweep_dir) -> tuple[dict, list[dict]]:
+    """The sweep's config and every point's ``{'config', 'rows', 'stopped'}``, including points
+    that stopped on non-finite values (they have rows but no summary)."""
+    import pathlib
+
+    from fedjax_deep.runlog import RunDir, read_config
+
+    sweep_dir = pathlib.Path(sweep_dir)
+    runs = []
+    for path in sorted(p.parent for p in sweep_dir.glob("*/config.json")):
+        d = RunDir(path, writer=False)
+        summary = d.read_json("summary.json")
+        runs.append({"name": path.name, "config": d.read_json("config.json", required="rerun it"),
+                     "rows": d.read_rows(), "stopped": summary is None})  # fmt: skip
+    return read_config(sweep_dir), runs
+
+
+def compare(
+    sweep_dir,
+    *,
+    group: str = "model.depth",
+    tune: str = "client_opt.learning_rate",
+    reference: Mapping[str, object] | None = None,
+    window: int = WINDOW,
+    tol: float = TOL,
+) -> dict:
+    """Every arm of a sweep at its own tuned learning rate, against the reference arm, per value of
+    ``group``, with seeds paired.
+
+    The sweep's fields other than ``group``, ``tune`` and ``seed`` name the arms (``mode``, say,
+    or ``mode`` and local steps). For each group and arm: the learning rate chosen on validation
+    accuracy (:func:`choose_learning_rate`, each arm alone), and at that rate, per seed, the test
+    plateau value, the plateau round, the curve area and the rounds to reach 50% and 80% of the
+    reference arm's plateau value on the same seed; for arms other than the reference, the paired
+    differences (reference minus arm) of the plateau value and the curve area.
+    """
+    reference = dict(reference or {"mode": "centralized"})
+    sweep_config, runs = load_runs(sweep_dir)
+    fields = []
+    for entry_fields, _ in sweep_config["sweep"]:
+        fields += [entry_fields] if isinstance(entry_fields, str) else list(entry_fields)
+    arm_fields = [f for f in fields if f not in (group, tune, "seed")]
+    table: dict = {}
+    for run in runs:
+        c = run["config"]
+        key = (_get(c, group), tuple((f, _get(c, f)) for f in arm_fields))
+        table.setdefault(key, {}).setdefault(_get(c, tune), {})[c["seed"]] = run
+    out = {"group": group, "tune": tune, "reference": reference, "window": window, "tol": tol,
+           "groups": {}}  # fmt: skip
+    for (g, arm), by_lr in sorted(table.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        scores = {}
+        for lr, by_seed in by_lr.items():
+            scores[lr] = [
+                None if r["stopped"] else plateau_value(curve(r["rows"], "val/accuracy")[1], window)
+                for r in by_seed.values()
+            ]
+        chosen, means = choose_learning_rate(scores)
+        seeds = sorted(by_lr[chosen])
+        per_seed = {}
+        for s in seeds:
+            run = by_lr[chosen][s]
+            rounds, acc = curve(run["rows"])
+            per_seed[s] = {
+                "final": None if run["stopped"] else plateau_value(acc, window),
+                "plateau_round": plateau_round(rounds, acc, window, tol),
+                "area": curve_area(rounds, acc, _get(run["config"], "num_rounds")),
+                "rounds": rounds.tolist(),
+                "accuracy": acc.tolist(),
+            }
+        arm_name = ", ".join(f"{f.rsplit('.', 1)[-1]}={v}" for f, v in arm) or "run"
+        out["groups"].setdefault(g, {})[arm_name] = {
+            "arm": dict(arm), "chosen_lr": chosen, "grid": dict(sorted(means.items())),
+            "grid_warning": grid_edge(chosen, list(means)), "per_seed": per_seed,
+        }  # fmt: skip
+    for arms in out["groups"].values():
+        ref = next((a for a in arms.values()
+                    if all(a["arm"].get(k) == v for k, v in reference.items())), None)  # fmt: skip
+        for a in arms.values():
+            seeds = sorted(a["per_seed"])
+            finals = [a["per_seed"][s]["final"] for s in seeds]
+            a["final"] = paired_interval(finals, [0.0] * len(finals))
+            if ref is None or a is ref:
+                continue
+            common = [s for s in seeds if s in ref["per_seed"]]
+            rf = [ref["per_seed"][s]["final"] for s in common]
+            a["gap"] = paired_interval(rf, [a["per_seed"][s]["final"] for s in common])
+            a["area_gap"] = paired_interval([ref["per_seed"][s]["area"] for s in common],
+                                            [a["per_seed"][s]["area"] for s in common])  # fmt: skip
+            for frac in (0.5, 0.8):
+                hit = []
+                for s, target in zip(common, rf, strict=True):
+                    p = a["per_seed"][s]
+                    r = None if target is None else rounds_to(
+                        np.asarray(p["rounds"]), np.asarray(p["accuracy"]), frac * target)  # fmt: skip
+                    hit.append(r)
+                reached = [float(r) for r in hit if r is not None]
+                a[f"rounds_to_{int(frac * 100)}"] = {
+                    **paired_interval(reached, [0.0] * len(reached)),
+                    "not_reached": sum(r is None for r in hit), "per_seed": hit,
+                }  # fmt: skip
+    return out
+
+
+def _fmt(stat: Mapping | None, scale: float = 100.0) -> str:
+    if not stat or not math.isfinite(stat.get("mean", math.nan)):
+        return "-"
+    text = f"{stat['mean'] * scale:.1f}"
+    if math.isfinite(stat["half"]):
+        text += f" ± {stat['half'] * scale:.1f}"
+    return text
+
+
+def markdown(result: Mapping) -> str:
+    """The comparison as a markdown table (accuracies and gaps in points, 95% paired t-intervals
+    over seeds), then the learning-rate grids."""
+    g = result["group"].rsplit(".", 1)[-1]
+    head = [g, "arm", "lr (chosen on val)", "test acc (plateau)", "plateaued seeds",
+            "gap vs reference", "resolved", "rounds to 50% of ref", "rounds to 80% of ref",
+            "area gap", "seeds"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for gv, arms in result["groups"].items():
+        for name, a in arms.items():
+            plateaued = sum(p["plateau_round"] is not None for p in a["per_seed"].values())
+            cells = [str(gv), name, f"{a['chosen_lr']:g}", _fmt(a["final"]),
+                     f"{plateaued}/{len(a['per_seed'])}"]  # fmt: skip
+            if "gap" in a:
+                r50, r80 = a["rounds_to_50"], a["rounds_to_80"]
+                cells += [
+                    _fmt(a["gap"]), "yes" if a["gap"]["resolved"] else "no",
+                    _fmt(r50, 1) + (f" ({r50['not_reached']} never)" if r50["not_reached"] else ""),
+                    _fmt(r80, 1) + (f" ({r80['not_reached']} never)" if r80["not_reached"] else ""),
+                    _fmt(a["area_gap"]),
+                ]  # fmt: skip
+            else:
+                cells += ["(reference)", "", "", "", ""]
+            cells.append(str(len(a["per_seed"])))
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Learning-rate grids (mean validation accuracy at the plateau, per arm; "
+              "-inf: a seed stopped on non-finite values):", ""]  # fmt: skip
+    for gv, arms in result["groups"].items():
+        for name, a in arms.items():
+            grid = ", ".join(f"{lr:g}: {m * 100:.1f}" if math.isfinite(m) else f"{lr:g}: -inf"
+                             for lr, m in a["grid"].items())  # fmt: skip
+            warn = f" **{a['grid_warning']}**" if a["grid_warning"] else ""
+            lines.append(f"- {g}={gv}, {name}: {grid} -> {a['chosen_lr']:g}{warn}")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(result: Mapping, path) -> None:
+    """Test accuracy against round at each arm's chosen learning rate: the mean over seeds and a
+    band from the lowest to the highest seed, one panel per group value; legend outside."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(result["groups"].items())
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups) + 2, 3.2), squeeze=False,
+                             sharey=True)  # fmt: skip
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    names = sorted({n for _, arms in groups for n in arms})
+    for ax, (gv, arms) in zip(axes[0], groups, strict=True):
+        for name, a in arms.items():
+            curves = [np.asarray(p["accuracy"]) * 100 for p in a["per_seed"].values()]
+            length = min(len(c) for c in curves)
+            if length == 0:
+                continue
+            stack = np.stack([c[:length] for c in curves])
+            rounds = np.asarray(next(iter(a["per_seed"].values()))["rounds"][:length])
+            color = colors[names.index(name) % len(colors)]
+            ax.plot(rounds, stack.mean(0), color=color, label=f"{name} (lr {a['chosen_lr']:g})")
+            ax.fill_between(rounds, stack.min(0), stack.max(0), color=color, alpha=0.2)
+        ax.set_title(f"{result['group'].rsplit('.', 1)[-1]} = {gv}")
+        ax.set_xlabel("round")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%): mean, band = seed range")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plain(value):
+    """``value`` as plain JSON: string keys, non-finite floats as None."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

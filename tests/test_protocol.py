@@ -59,3 +59,46 @@ def test_choose_learning_rate_by_validation_mean_and_never_a_diverging_one():
     assert protocol.choose_learning_rate({0.1: [0.8], 0.01: [0.8]})[0] == 0.01  # tie: smaller
     assert protocol.grid_edge(0.1, [0.01, 0.03, 0.1]) is not None
     assert protocol.grid_edge(0.03, [0.01, 0.03, 0.1]) is None
+
+
+def test_compare_tunes_each_arm_on_validation_and_pairs_seeds(tmp_path):
+    import json
+    import pathlib
+
+    from fedjax_deep import cli
+
+    tiny = str(pathlib.Path(__file__).parents[1] / "configs" / "digits_tiny.py")
+    sweep = ("(('mode', ('fl', 'centralized')), ('client_opt.learning_rate', (0.05, 0.01)), "
+             "('seed', (0, 1)))")  # fmt: skip
+    code = cli.main(["train", "--config", tiny, "--workdir", str(tmp_path), "--no-progress",
+                     "--config.num_rounds=3", "--config.data.validation_fraction=0.2",
+                     f"--config.sweep={sweep}", "--config.compile_cache=off"])  # fmt: skip
+    assert code == 0
+    result = protocol.compare(tmp_path, window=2)
+    arms = result["groups"][2]  # model.depth of digits_tiny
+    assert set(arms) == {"mode=fl", "mode=centralized"}
+    for name, arm in arms.items():
+        # The choice is the learning rate with the best mean validation plateau, by hand.
+        by_hand = {}
+        for lr in (0.05, 0.01):
+            vals = []
+            for seed in (0, 1):
+                mode = name.split("=")[1]
+                run = tmp_path / f"mode-{mode}_learning_rate-{lr}_seed-{seed}"
+                rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+                vals.append(np.mean([r["val/accuracy"] for r in rows][-2:]))
+            by_hand[lr] = np.mean(vals)
+        assert arm["chosen_lr"] == max(by_hand, key=by_hand.get)
+        assert arm["grid"] == pytest.approx(by_hand)
+        assert sorted(arm["per_seed"]) == [0, 1]
+    fl, cl = arms["mode=fl"], arms["mode=centralized"]
+    assert "gap" not in cl and fl["gap"]["n"] == 2
+    expected = [cl["per_seed"][s]["final"] - fl["per_seed"][s]["final"] for s in (0, 1)]
+    assert fl["gap"]["per_seed"] == pytest.approx(expected)
+    text = protocol.markdown(result)
+    assert "| 2 | mode=fl |" in text and "(reference)" in text and "-> " in text
+    assert cli.main(["compare", str(tmp_path), "--window", "2"]) == 0
+    assert (tmp_path / "curves.png").stat().st_size > 2000
+    saved = json.loads((tmp_path / "compare.json").read_text())
+    assert saved["groups"]["2"]["mode=fl"]["chosen_lr"] == fl["chosen_lr"]
+    assert (tmp_path / "compare.md").read_text() == text
