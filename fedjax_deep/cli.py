@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("workdir")
     compare.add_argument("--group", default="model.depth", help="the field compared across")
     compare.add_argument("--tune", default="client_opt.learning_rate", help="the tuned field")
-    compare.add_argument("--reference", default="mode=centralized", help="FIELD=VALUE")
+    compare.add_argument("--reference", default="mode=centralized",
+                         help="the reference arm: FIELD=VALUE[,FIELD=VALUE...]")  # fmt: skip
     compare.add_argument("--window", type=int, default=5, help="evaluations in a plateau window")
     prepare = sub.add_parser(
         "prepare",
@@ -89,13 +90,14 @@ def _compare(args) -> int:
 
     from fedjax_deep import protocol
 
-    field, _, value = args.reference.partition("=")
-    if not value:
-        print(f"error: --reference={args.reference!r}: use FIELD=VALUE, e.g. mode=centralized",
-              file=sys.stderr)  # fmt: skip
+    pairs = [part.partition("=") for part in args.reference.split(",")]
+    if not all(field and value for field, _, value in pairs):
+        print(f"error: --reference={args.reference!r}: use FIELD=VALUE[,FIELD=VALUE], e.g. "
+              "mode=centralized", file=sys.stderr)  # fmt: skip
         return 2
+    reference = {field: value for field, _, value in pairs}
     result = protocol.compare(args.workdir, group=args.group, tune=args.tune,
-                              reference={field: value}, window=args.window)  # fmt: skip
+                              reference=reference, window=args.window)  # fmt: skip
     out = pathlib.Path(args.workdir)
     (out / "compare.json").write_text(json.dumps(protocol.plain(result), indent=1) + "\n")
     (out / "compare.md").write_text(protocol.markdown(result))

@@ -227,7 +227,8 @@ def compare(
         }  # fmt: skip
     for arms in out["groups"].values():
         ref = next((a for a in arms.values()
-                    if all(a["arm"].get(k) == v for k, v in reference.items())), None)  # fmt: skip
+                    if all(str(a["arm"].get(k)) == str(v) for k, v in reference.items())),
+                   None)  # fmt: skip
         for a in arms.values():
             seeds = sorted(a["per_seed"])
             finals = [a["per_seed"][s]["final"] for s in seeds]
