@@ -135,12 +135,16 @@ def train(members: list[tuple[Experiment, RunDir, dict]], *, progress: bool) -> 
     shared_data = all(run.round_inputs(0)[0] is data0 for run in runs)
     shared_eval = all(run.eval_batches is first.eval_batches for run in runs)
 
+    # Members hold their data on the device (host-side data runs alone): it never changes between
+    # rounds, so it is stacked once; only the keys are per round.
+    members_data = None
+    if batched:
+        members_data = data0 if shared_data else stack_members([r.round_inputs(0)[0] for r in runs])
+
     def inputs(r):
-        pairs = [run.round_inputs(r) for run in runs]
         if not batched:
-            return pairs[0]
-        data = pairs[0][0] if shared_data else stack_members([p[0] for p in pairs])
-        return data, stack_members([p[1] for p in pairs])
+            return first.round_inputs(r)
+        return members_data, stack_members([run.round_inputs(r)[1] for run in runs])
 
     if batched:
         round_fn = sweep_over_members(first.round_fn, how, (0, None if shared_data else 0, 0))
