@@ -4,7 +4,8 @@
 
 Plain 1-D CNNs (kernel 5, width 8, GroupNorm, no skips) of depth 2, 4, 8, 16; FL with 10 IID
 clients and 8 local epochs x 5 rounds; CL matched in examples; 3 seeds. The README's main job:
-5 min 52 s on two CPU cores (2026-11-25; results in docs/results/e1_depth_mnist1d). The report's
+2 min 30 s on two CPU cores (2026-11-26; 5 min 52 s before the sweep axis and the compilation
+cache; results in docs/results/e1_depth_mnist1d). The report's
 divergence_over_rounds.png is E2 (the paper's figure 2a).
 """
 
