@@ -78,7 +78,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
             changes.append(d.check_compatible(config_json(point.config)))
         # -- data: every point loads and checks its data and memory before any file is written --
         cache: dict = {}
-        prepared = [experiment_lib.prepare(point.config, cache) for point in points]
+        show = progress and writer and len(points) > 1
+        prepared = [experiment_lib.prepare(point.config, cache)
+                    for point in tqdm(points, desc="checking data and memory", unit="point",
+                                      file=sys.stderr, disable=not show, leave=False)]  # fmt: skip
         device_cache: dict = {}  # client and test data shared by the members of a group
         root.create()
         if config.sweep:
@@ -86,10 +89,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
         todo = {p.name: (p, d, c, prep) for p, d, c, prep in zip(points, dirs, changes, prepared,
                                                                    strict=True)}  # fmt: skip
         summaries = {}
-        for i, group in enumerate(sweep_lib.sweep_groups(points)):
+        groups = sweep_lib.sweep_groups(points)
+        for i, group in enumerate(groups):
             if progress and config.sweep and writer:
-                names = ", ".join(p.name for p in group)
-                print(f"[{i + 1}] {names}", file=sys.stderr, flush=True)
+                names = [p.name for p in group]
+                if len(names) > 3:
+                    names = [f"{len(names)} points", names[0], "...", names[-1]]
+                print(f"[{i + 1}/{len(groups)}] {', '.join(names)}", file=sys.stderr, flush=True)
             items = []
             for p in group:
                 _, d, c, _ = todo[p.name]
