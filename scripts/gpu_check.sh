@@ -13,12 +13,12 @@
 #   bench_sweep.{json,md}     R sweep members in one program vs one member (throughput)
 #   main/                     the README's main job, timed (main_job.txt)
 #   summary.md                each step's exit code and wall time
-# It installs nothing from the internet: a package that is missing is named in one line (exit 2);
-# wheels placed in ./wheels (pip download on a networked machine) are installed from there.
+# It installs nothing from the internet: a package that is missing is named in one line (exit 2,
+# nothing written); wheels placed in ./wheels (pip download on a networked machine) are installed
+# from there. Exit 1 when any step failed, 0 when all passed.
 set -uo pipefail
 DIR=${1:?usage: bash scripts/gpu_check.sh DIR}
-mkdir -p "$DIR"
-DIR=$(cd "$DIR" && pwd)
+case "$DIR" in /*) ;; *) DIR="$PWD/$DIR" ;; esac
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 TINY=${GPU_CHECK_TINY:-0}
@@ -27,16 +27,26 @@ export MPLBACKEND=Agg
 export FEDJAX_DEEP_COMPILE_CACHE="$DIR/jax_cache"
 
 need="jax flax optax orbax.checkpoint ml_collections chex numpy sklearn matplotlib tqdm pytest"
-missing=$($PY - "$need" <<'EOF'
+missing=$($PY - "$need" <<'EOF' || echo "python ($PY) itself"
 import importlib.util, sys
-print(" ".join(m for m in sys.argv[1].split() if importlib.util.find_spec(m) is None))
+def absent(m):
+    try:
+        return importlib.util.find_spec(m) is None
+    except Exception:  # a missing parent package (orbax for orbax.checkpoint)
+        return True
+print(" ".join(m for m in sys.argv[1].split() if absent(m)))
 EOF
 )
 if [ -n "$missing" ] && [ -d wheels ]; then
   $PY -m pip install -q --no-index --find-links wheels $(ls wheels/*.whl) >/dev/null 2>&1
-  missing=$($PY - "$need" <<'EOF'
+  missing=$($PY - "$need" <<'EOF' || echo "python ($PY) itself"
 import importlib.util, sys
-print(" ".join(m for m in sys.argv[1].split() if importlib.util.find_spec(m) is None))
+def absent(m):
+    try:
+        return importlib.util.find_spec(m) is None
+    except Exception:  # a missing parent package (orbax for orbax.checkpoint)
+        return True
+print(" ".join(m for m in sys.argv[1].split() if absent(m)))
 EOF
 )
 fi
@@ -44,6 +54,7 @@ if [ -n "$missing" ]; then
   echo "gpu_check: missing python packages: $missing (put their wheels in ./wheels and rerun; nothing is fetched from the internet)" >&2
   exit 2
 fi
+mkdir -p "$DIR"
 # mnist1d (the main job's data) is optional here: without it the main job is skipped, said below.
 has_mnist1d=$($PY -c "import importlib.util; print(int(importlib.util.find_spec('mnist1d') is not None))")
 
@@ -63,6 +74,7 @@ print("backend", jax.default_backend(), "devices", jax.devices())
 EOF
 } > "$DIR/env.txt" 2>&1
 
+failed=0
 echo "| step | exit | seconds |" > "$DIR/summary.md"
 echo "|---|---|---|" >> "$DIR/summary.md"
 step() {  # step NAME LIMIT_SECONDS COMMAND...
@@ -71,6 +83,7 @@ step() {  # step NAME LIMIT_SECONDS COMMAND...
   echo "gpu_check: $name (limit ${limit}s)" >&2
   timeout "$limit" "$@"
   local rc=$?
+  [ "$rc" = 0 ] || failed=1
   echo "| $name | $rc | $(( $(date +%s) - t0 )) |" >> "$DIR/summary.md"
   echo "gpu_check: $name exit $rc after $(( $(date +%s) - t0 )) s" >&2
 }
@@ -102,3 +115,4 @@ else
 fi
 rm -rf "$DIR/jax_cache"
 cat "$DIR/summary.md"
+exit "$failed"  # 1 when any step failed (summary.md says which)
