@@ -37,7 +37,7 @@ from fedjax_deep.checkpoint import Checkpointer, saved_rounds
 from fedjax_deep.errors import Interrupted, RunFault
 from fedjax_deep.experiment import Experiment
 from fedjax_deep.fl import stack_members, sweep_over_members
-from fedjax_deep.fl.execution import fetch
+from fedjax_deep.fl.execution import available_memory_bytes, fetch
 from fedjax_deep.runlog import RunDir, check_workdir_path, config_json, jsonable
 
 
@@ -310,7 +310,22 @@ def _batches(items, device_cache: dict):
         run = experiment_lib.build(p.config, prep, device_cache)
         key = _signature(run) if run.mesh is None and not run.on_host else f"alone {p.name}"
         batches.setdefault(key, []).append((p.name, (run, d, c)))
-    yield from batches.values()
+    need = max(prep.memory["total"] for *_, prep in items)
+    for batch in batches.values():
+        size = _members_that_fit(len(batch), need, batch[0][1][0].config)
+        for start in range(0, len(batch), size):
+            yield batch[start : start + size]
+
+
+def _members_that_fit(count: int, need_per_member: int, config) -> int:
+    """How many members of a group one program may hold: each member's estimated need
+    (``experiment.estimate_memory``: under ``vmap`` everything is per member; under ``lax.map``
+    that bounds it from above) against the memory available; the rest run in further programs of
+    the same shape (the compilation cache loads them)."""
+    free = available_memory_bytes()
+    if free is None or need_per_member <= 0:
+        return count
+    return max(1, min(count, int(free * 0.8) // need_per_member))
 
 
 def _member_execution(config) -> str:

@@ -139,3 +139,16 @@ def test_a_rerun_loads_its_programs_from_the_persistent_cache(tmp_path):
         hits.append(info["compile_cache"]["hits"])
     assert hits[0] == 0 and hits[1] >= 2  # the round and the evaluation
     assert any((tmp_path / "cache").iterdir())
+
+
+def test_a_group_larger_than_memory_allows_runs_in_several_programs(tmp_path, monkeypatch):
+    from fedjax_deep import experiment, train
+    from fedjax_deep.config import load_config
+
+    need = experiment.prepare(load_config(TINY)).memory["total"]
+    monkeypatch.setattr(train, "available_memory_bytes", lambda: int(need * 2.5 / 0.8))
+    assert _train(tmp_path, "--config.sweep=(('seed', (0, 1, 2)),)") == 0
+    members = [json.loads((tmp_path / f"seed-{s}" / "run_info.json").read_text())["sweep_axis"]
+               for s in (0, 1, 2)]  # fmt: skip
+    assert members[0]["shared"] == members[1]["shared"] == ["seed-0", "seed-1"]
+    assert members[2] is None  # the third runs alone
