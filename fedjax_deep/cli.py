@@ -102,6 +102,7 @@ def _compare(args) -> int:
     (out / "compare.json").write_text(json.dumps(protocol.plain(result), indent=1) + "\n")
     (out / "compare.md").write_text(protocol.markdown(result))
     protocol.plot_curves(result, out / "curves.png")
+    protocol.plot_divergence(result, out / "divergence.png")
     print(out / "compare.md")
     return 0
 

@@ -164,6 +164,7 @@ def load_runs(sweep_dir) -> tuple[dict, list[dict]]:
         d = RunDir(path, writer=False)
         summary = d.read_json("summary.json")
         runs.append({"name": path.name, "config": d.read_json("config.json", required="rerun it"),
+                     "run_info": d.read_json("run_info.json") or {},
                      "rows": d.read_rows(), "stopped": summary is None})  # fmt: skip
     return read_config(sweep_dir), runs
 
@@ -224,6 +225,7 @@ def compare(
         out["groups"].setdefault(g, {})[arm_name] = {
             "arm": dict(arm), "chosen_lr": chosen, "grid": dict(sorted(means.items())),
             "grid_warning": grid_edge(chosen, list(means)), "per_seed": per_seed,
+            "divergence": layer_divergence([by_lr[chosen][s] for s in seeds]),
         }  # fmt: skip
     for arms in out["groups"].values():
         ref = next((a for a in arms.values()
@@ -255,6 +257,44 @@ def compare(
     return out
 
 
+SCALE_FREE = ("update", "cosine", "grad")  # U_l, the mean update cosine, gradient divergence
+
+
+def layer_divergence(runs: Sequence[Mapping]) -> dict | None:
+    """The scale-free per-layer divergence of an arm's runs (the seeds at its chosen learning rate)
+    after round 1 and after the last round: per metric and layer kernel (input side first), the
+    mean over seeds; and per seed the mean over convolution/hidden layers and the head apart (the
+    head's dispersion differs in kind: it maps features to classes). None without divergence rows.
+
+    Metrics (``fedjax_deep.metrics.divergence``): ``update`` is ``U_l``, the clients' update
+    dispersion relative to their mean update's size (``1 - 1/C`` for updates with no shared
+    direction, 0 when they agree); ``cosine`` the mean pairwise cosine of client updates;
+    ``grad`` the dispersion of the clients' gradients at the shared model."""
+    layers = list((runs[0].get("run_info") or {}).get("layers") or [])
+    usable = [r for r in runs if not r["stopped"] and r["rows"]]
+    if (
+        not layers
+        or not usable
+        or f"divergence/{layers[0]}/kernel/update" not in usable[0]["rows"][0]
+    ):
+        return None
+    out = {"layers": layers}
+    for when, index in (("round1", 0), ("last", -1)):
+        for metric in SCALE_FREE:
+            keys = [f"divergence/{layer}/kernel/{metric}" for layer in layers]
+            per_seed = np.asarray([[r["rows"][index].get(k, math.nan) for k in keys] for r in usable],
+                                  float)  # fmt: skip
+            out[f"{metric}_{when}"] = [float(x) for x in np.nanmean(per_seed, 0)]
+            body = [i for i, layer in enumerate(layers) if layer != "head"]
+            out[f"{metric}_{when}_body_per_seed"] = [
+                float(np.nanmean(row[body])) for row in per_seed
+            ]
+            if "head" in layers:
+                out[f"{metric}_{when}_head_per_seed"] = [float(row[layers.index("head")])
+                                                          for row in per_seed]  # fmt: skip
+    return out
+
+
 def _fmt(stat: Mapping | None, scale: float = 100.0) -> str:
     if not stat or not math.isfinite(stat.get("mean", math.nan)):
         return "-"
@@ -262,6 +302,15 @@ def _fmt(stat: Mapping | None, scale: float = 100.0) -> str:
     if math.isfinite(stat["half"]):
         text += f" ± {stat['half'] * scale:.1f}"
     return text
+
+
+def _fmt3(d: Mapping, key: str) -> str:
+    values = [v for v in d.get(key) or [] if math.isfinite(v)]
+    if not values:
+        return "-"
+    stat = paired_interval(values, [0.0] * len(values))
+    half = f" ± {stat['half']:.3f}" if math.isfinite(stat["half"]) else ""
+    return f"{stat['mean']:.3f}{half}"
 
 
 def markdown(result: Mapping) -> str:
@@ -289,6 +338,26 @@ def markdown(result: Mapping) -> str:
                 cells += ["(reference)", "", "", "", ""]
             cells.append(str(len(a["per_seed"])))
             lines.append("| " + " | ".join(cells) + " |")
+    div_head = [g, "arm", "U body (round 1)", "U body (last)", "U head (last)",
+                "cosine body (last)", "cosine head (last)", "grad div body (round 1)"]  # fmt: skip
+    div_lines = []
+    for gv, arms in result["groups"].items():
+        for name, a in arms.items():
+            d = a.get("divergence")
+            if not d:
+                continue
+
+            div_lines.append("| " + " | ".join([
+                str(gv), name, _fmt3(d, "update_round1_body_per_seed"),
+                _fmt3(d, "update_last_body_per_seed"), _fmt3(d, "update_last_head_per_seed"),
+                _fmt3(d, "cosine_last_body_per_seed"), _fmt3(d, "cosine_last_head_per_seed"),
+                _fmt3(d, "grad_round1_body_per_seed"),
+            ]) + " |")  # fmt: skip
+    if div_lines:
+        lines += ["", "Scale-free divergence at the chosen learning rate (mean over seeds ± 95% "
+                  "t-interval; body = the mean over the layers before the head; U = update "
+                  "dispersion, 1 - 1/C for updates with no shared direction):", "",
+                  "| " + " | ".join(div_head) + " |", "|" + "---|" * len(div_head), *div_lines]  # fmt: skip
     lines += ["", "Learning-rate grids (mean validation accuracy at the plateau, per arm; "
               "-inf: a seed stopped on non-finite values):", ""]  # fmt: skip
     for gv, arms in result["groups"].items():
@@ -333,6 +402,41 @@ def plot_curves(result: Mapping, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+def plot_divergence(result: Mapping, path, metric: str = "update") -> bool:
+    """Per-layer scale-free divergence (``metric`` after round 1 and after the last round)
+    against relative depth ``l / L``, one line per group value, for every arm that logs it;
+    returns False when no arm does."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = [(gv, name, a["divergence"]) for gv, arms in result["groups"].items()
+             for name, a in arms.items() if a.get("divergence")]  # fmt: skip
+    if not lines:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    cmap = plt.get_cmap("viridis")
+    for k, (gv, name, d) in enumerate(lines):
+        n = len(d["layers"])
+        x = [(i + 1) / n for i in range(n)]
+        color = cmap(k / max(1, len(lines) - 1))
+        for ax, when in zip(axes, ("round1", "last"), strict=True):
+            ax.plot(x, d[f"{metric}_{when}"], "-o", ms=3, color=color,
+                    label=f"{result['group'].rsplit('.', 1)[-1]}={gv} ({name})")  # fmt: skip
+    for ax, title in zip(axes, ("after round 1", "after the last round"), strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("relative depth l / L (the head is at 1)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"{metric} (mean over seeds)")
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return True
 
 
 def plain(value):

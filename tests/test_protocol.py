@@ -97,7 +97,19 @@ def test_compare_tunes_each_arm_on_validation_and_pairs_seeds(tmp_path):
     assert fl["gap"]["per_seed"] == pytest.approx(expected)
     text = protocol.markdown(result)
     assert "| 2 | mode=fl |" in text and "(reference)" in text and "-> " in text
+    # Scale-free divergence of the FL arm at its chosen rate (CL has no client axis).
+    d = fl["divergence"]
+    assert cl["divergence"] is None and d["layers"] == ["conv_0", "conv_1", "head"]
+    rows = [json.loads(x) for x in (tmp_path / (
+        f"mode-fl_learning_rate-{fl['chosen_lr']}_seed-0") / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
+    assert d["update_round1_body_per_seed"][0] == pytest.approx(np.mean(
+        [rows[0][f"divergence/conv_{i}/kernel/update"] for i in (0, 1)]))  # fmt: skip
+    assert d["update_last_head_per_seed"][0] == pytest.approx(
+        rows[-1]["divergence/head/kernel/update"]
+    )
+    assert "Scale-free divergence" in text
     assert cli.main(["compare", str(tmp_path), "--window", "2"]) == 0
+    assert (tmp_path / "divergence.png").stat().st_size > 2000
     assert (tmp_path / "curves.png").stat().st_size > 2000
     saved = json.loads((tmp_path / "compare.json").read_text())
     assert saved["groups"]["2"]["mode=fl"]["chosen_lr"] == fl["chosen_lr"]
