@@ -391,8 +391,11 @@ def plot_curves(result: Mapping, path) -> None:
             stack = np.stack([c[:length] for c in curves])
             rounds = np.asarray(next(iter(a["per_seed"].values()))["rounds"][:length])
             color = colors[names.index(name) % len(colors)]
-            ax.plot(rounds, stack.mean(0), color=color, label=f"{name} (lr {a['chosen_lr']:g})")
+            ax.plot(rounds, stack.mean(0), color=color, label=name)
             ax.fill_between(rounds, stack.min(0), stack.max(0), color=color, alpha=0.2)
+            # Each panel's own chosen learning rates, bottom right (where late curves are not).
+            ax.text(0.97, 0.04 + 0.08 * names.index(name), f"lr {a['chosen_lr']:g}",
+                    transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color=color)  # fmt: skip
         ax.set_title(f"{result['group'].rsplit('.', 1)[-1]} = {gv}")
         ax.set_xlabel("round")
         ax.grid(alpha=0.3)
