@@ -305,19 +305,20 @@ def _batches(items, device_cache: dict):
         for p, d, c, prep in items:
             yield [(p.name, (experiment_lib.build(p.config, prep, device_cache), d, c))]
         return
-    batches: dict[str, list] = {}
-    for p, d, c, prep in items:
-        run = experiment_lib.build(p.config, prep, device_cache)
-        key = _signature(run) if run.mesh is None and not run.on_host else f"alone {p.name}"
-        batches.setdefault(key, []).append((p.name, (run, d, c)))
+    # At most as many members as fit in memory are built at once; among them, those whose state
+    # shapes agree share a program.
     need = max(prep.memory["total"] for *_, prep in items)
-    for batch in batches.values():
-        size = _members_that_fit(len(batch), need, batch[0][1][0].config)
-        for start in range(0, len(batch), size):
-            yield batch[start : start + size]
+    size = _members_that_fit(len(items), need)
+    for start in range(0, len(items), size):
+        batches: dict[str, list] = {}
+        for p, d, c, prep in items[start : start + size]:
+            run = experiment_lib.build(p.config, prep, device_cache)
+            key = _signature(run) if run.mesh is None and not run.on_host else f"alone {p.name}"
+            batches.setdefault(key, []).append((p.name, (run, d, c)))
+        yield from batches.values()
 
 
-def _members_that_fit(count: int, need_per_member: int, config) -> int:
+def _members_that_fit(count: int, need_per_member: int) -> int:
     """How many members of a group one program may hold: each member's estimated need
     (``experiment.estimate_memory``: under ``vmap`` everything is per member; under ``lax.map``
     that bounds it from above) against the memory available; the rest run in further programs of
