@@ -27,7 +27,8 @@ export MPLBACKEND=Agg
 export FEDJAX_DEEP_COMPILE_CACHE="$DIR/jax_cache"
 
 need="jax flax optax orbax.checkpoint ml_collections chex numpy sklearn matplotlib tqdm pytest"
-missing=$($PY - "$need" <<'EOF' || echo "python ($PY) itself"
+missing_packages() {  # the modules of $need that python cannot import (a missing parent counts)
+  $PY - "$need" <<'EOF' || echo "python ($PY) itself"
 import importlib.util, sys
 def absent(m):
     try:
@@ -36,19 +37,11 @@ def absent(m):
         return True
 print(" ".join(m for m in sys.argv[1].split() if absent(m)))
 EOF
-)
+}
+missing=$(missing_packages)
 if [ -n "$missing" ] && [ -d wheels ]; then
   $PY -m pip install -q --no-index --find-links wheels $(ls wheels/*.whl) >/dev/null 2>&1
-  missing=$($PY - "$need" <<'EOF' || echo "python ($PY) itself"
-import importlib.util, sys
-def absent(m):
-    try:
-        return importlib.util.find_spec(m) is None
-    except Exception:  # a missing parent package (orbax for orbax.checkpoint)
-        return True
-print(" ".join(m for m in sys.argv[1].split() if absent(m)))
-EOF
-)
+  missing=$(missing_packages)
 fi
 if [ -n "$missing" ]; then
   echo "gpu_check: missing python packages: $missing (put their wheels in ./wheels and rerun; nothing is fetched from the internet)" >&2
