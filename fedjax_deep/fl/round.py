@@ -418,12 +418,8 @@ def sweep_over_members(fn, how: str = "vmap", in_axes=0):
         stacked = tuple(a for a, ax in zip(args, axes, strict=True) if ax == 0)
 
         def one(xs):
-            # Barriers keep XLA from fusing the member's slice (and the write of its result) into
-            # the round's own computations, which could reorder float sums: each member then
-            # computes exactly what it computes alone.
-            it = iter(jax.lax.optimization_barrier(xs))
-            out = fn(*(next(it) if ax == 0 else a for a, ax in zip(args, axes, strict=True)))
-            return jax.lax.optimization_barrier(out)
+            it = iter(xs)
+            return fn(*(next(it) if ax == 0 else a for a, ax in zip(args, axes, strict=True)))
 
         return jax.lax.map(one, stacked)
 
