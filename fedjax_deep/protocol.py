@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from fedjax_deep.report import dict_field, fmt_ci
+
 WINDOW = 5  # evaluations
 TOL = 0.005  # accuracy (half a point)
 
@@ -106,6 +108,11 @@ def paired_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95)
     return {**out, "mean": mean, "half": half, "sd": sd, "resolved": abs(mean) > half}
 
 
+def interval(values: Sequence[float], level: float = 0.95) -> dict:
+    """One arm's values over seeds: :func:`paired_interval` against zero (mean and t-interval)."""
+    return paired_interval(values, [0.0] * len(values), level)
+
+
 def seeds_needed(sd: float, half_width: float, level: float = 0.95, most: int = 1000) -> int:
     """The fewest seeds whose paired t-interval has half-width <= ``half_width`` at standard
     deviation ``sd`` of the differences (at least 2)."""
@@ -142,13 +149,6 @@ def grid_edge(chosen: float, grid: Sequence[float]) -> str | None:
 
 
 # -- a tuned comparison read back from a sweep's run directories -------------------------------
-
-
-def _get(config: Mapping, field: str):
-    node = config
-    for part in field.split("."):
-        node = node[part]
-    return node
 
 
 def load_runs(sweep_dir) -> tuple[dict, list[dict]]:
@@ -197,8 +197,8 @@ def compare(
     table: dict = {}
     for run in runs:
         c = run["config"]
-        key = (_get(c, group), tuple((f, _get(c, f)) for f in arm_fields))
-        table.setdefault(key, {}).setdefault(_get(c, tune), {})[c["seed"]] = run
+        key = (dict_field(c, group), tuple((f, dict_field(c, f)) for f in arm_fields))
+        table.setdefault(key, {}).setdefault(dict_field(c, tune), {})[c["seed"]] = run
     out = {"group": group, "tune": tune, "reference": reference, "window": window, "tol": tol,
            "groups": {}}  # fmt: skip
     for (g, arm), by_lr in sorted(table.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
@@ -217,7 +217,7 @@ def compare(
             per_seed[s] = {
                 "final": None if run["stopped"] else plateau_value(acc, window),
                 "plateau_round": plateau_round(rounds, acc, window, tol),
-                "area": curve_area(rounds, acc, _get(run["config"], "num_rounds")),
+                "area": curve_area(rounds, acc, dict_field(run["config"], "num_rounds")),
                 "rounds": rounds.tolist(),
                 "accuracy": acc.tolist(),
             }
@@ -234,7 +234,7 @@ def compare(
         for a in arms.values():
             seeds = sorted(a["per_seed"])
             finals = [a["per_seed"][s]["final"] for s in seeds]
-            a["final"] = paired_interval(finals, [0.0] * len(finals))
+            a["final"] = interval(finals)
             if ref is None or a is ref:
                 continue
             common = [s for s in seeds if s in ref["per_seed"]]
@@ -251,7 +251,7 @@ def compare(
                     hit.append(r)
                 reached = [float(r) for r in hit if r is not None]
                 a[f"rounds_to_{int(frac * 100)}"] = {
-                    **paired_interval(reached, [0.0] * len(reached)),
+                    **interval(reached),
                     "not_reached": sum(r is None for r in hit), "per_seed": hit,
                 }  # fmt: skip
     return out
@@ -296,21 +296,12 @@ def layer_divergence(runs: Sequence[Mapping]) -> dict | None:
 
 
 def _fmt(stat: Mapping | None, scale: float = 100.0) -> str:
-    if not stat or not math.isfinite(stat.get("mean", math.nan)):
-        return "-"
-    text = f"{stat['mean'] * scale:.1f}"
-    if math.isfinite(stat["half"]):
-        text += f" ± {stat['half'] * scale:.1f}"
-    return text
+    return fmt_ci(stat["mean"], stat["half"], scale) if stat else "-"
 
 
 def _fmt3(d: Mapping, key: str) -> str:
-    values = [v for v in d.get(key) or [] if math.isfinite(v)]
-    if not values:
-        return "-"
-    stat = paired_interval(values, [0.0] * len(values))
-    half = f" ± {stat['half']:.3f}" if math.isfinite(stat["half"]) else ""
-    return f"{stat['mean']:.3f}{half}"
+    stat = interval([v for v in d.get(key) or [] if math.isfinite(v)])
+    return fmt_ci(stat["mean"], stat["half"], 1.0, digits=3)
 
 
 def markdown(result: Mapping) -> str:

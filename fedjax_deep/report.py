@@ -40,7 +40,7 @@ def mean_ci(values) -> tuple[float, float, int]:
     return float(v.mean()), float(half), len(v)
 
 
-def _fmt(mean: float, half: float, scale: float = 1.0, digits: int = 1) -> str:
+def fmt_ci(mean: float, half: float, scale: float = 1.0, digits: int = 1) -> str:
     if not math.isfinite(mean):
         return "-"
     text = f"{mean * scale:.{digits}f}"
@@ -55,7 +55,7 @@ def _fmt_sci(mean: float, half: float) -> str:
     return f"{mean:.2e}" + (f" ± {half:.1e}" if math.isfinite(half) else "")
 
 
-def _get(config: dict, field: str):
+def dict_field(config: dict, field: str):
     node = config
     for part in field.split("."):
         node = node[part]
@@ -83,7 +83,7 @@ def collect(sweep_dir: pathlib.Path) -> tuple[list[str], dict]:
     groups: dict = defaultdict(lambda: defaultdict(list))
     for run_dir in sorted(p.parent for p in sweep_dir.glob("*/summary.json")):
         run = read_run(run_dir)
-        key = tuple(_get(run["config"], f) for f in fields)
+        key = tuple(dict_field(run["config"], f) for f in fields)
         groups[key][run["config"]["mode"]].append(run)
     return fields, dict(sorted(groups.items()))
 
@@ -124,12 +124,12 @@ def sweep_table(fields: list[str], groups: dict) -> str:
         div_first = mean_ci([r["rows"][0].get("divergence/mean/relative") for r in fl])
         div_last = mean_ci([r["rows"][-1].get("divergence/mean/relative") for r in fl])
         cells += [
-            _fmt(*mean_ci(acc["cl", -1])[:2], 100),
-            _fmt(*mean_ci(acc["fl", -1])[:2], 100),
-            _fmt(*gaps[-1][:2], 100),
-            _fmt(*mean_ci(acc["cl", 0])[:2], 100),
-            _fmt(*mean_ci(acc["fl", 0])[:2], 100),
-            _fmt(*gaps[0][:2], 100),
+            fmt_ci(*mean_ci(acc["cl", -1])[:2], 100),
+            fmt_ci(*mean_ci(acc["fl", -1])[:2], 100),
+            fmt_ci(*gaps[-1][:2], 100),
+            fmt_ci(*mean_ci(acc["cl", 0])[:2], 100),
+            fmt_ci(*mean_ci(acc["fl", 0])[:2], 100),
+            fmt_ci(*gaps[0][:2], 100),
             _fmt_sci(*div_first[:2]),
             _fmt_sci(*div_last[:2]),
             _fmt_sci(*mean_ci([r["rows"][0].get("divergence/mean/relative") for r in null])[:2]),
