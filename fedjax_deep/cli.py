@@ -47,8 +47,13 @@ def _parser() -> argparse.ArgumentParser:
         help="each arm of a sweep at its learning rate tuned on validation accuracy, against the "
         "reference arm, seeds paired (fedjax_deep.protocol): compare.md, compare.json, curves.png",
     )
-    compare.add_argument("workdir")
-    compare.add_argument("--group", default="model.depth", help="the field compared across")
+    compare.add_argument("workdirs", nargs="+", metavar="workdir",
+                         help="one sweep, or several read together (a control sweep and the "
+                         "baseline sweep it shares seeds with)")  # fmt: skip
+    compare.add_argument("--out", default="", help="where to write (default: the first workdir)")
+    compare.add_argument("--group", default="model.depth",
+                         help="the field compared across, or several comma-separated (each "
+                         "combination is a group with its own reference arm)")  # fmt: skip
     compare.add_argument("--tune", default="client_opt.learning_rate", help="the tuned field")
     compare.add_argument("--reference", default="mode=centralized",
                          help="the reference arm: FIELD=VALUE[,FIELD=VALUE...]")  # fmt: skip
@@ -85,25 +90,16 @@ def _prepare(args) -> int:
 
 
 def _compare(args) -> int:
-    import json
-    import pathlib
-
     from fedjax_deep import protocol
 
-    pairs = [part.partition("=") for part in args.reference.split(",")]
-    if not all(field and value for field, _, value in pairs):
-        print(f"error: --reference={args.reference!r}: use FIELD=VALUE[,FIELD=VALUE], e.g. "
-              "mode=centralized", file=sys.stderr)  # fmt: skip
+    try:
+        reference = protocol.parse_reference(args.reference)
+    except ValueError as e:
+        print(f"error: --reference={args.reference!r}: {e}", file=sys.stderr)
         return 2
-    reference = {field: value for field, _, value in pairs}
-    result = protocol.compare(args.workdir, group=args.group, tune=args.tune,
-                              reference=reference, window=args.window)  # fmt: skip
-    out = pathlib.Path(args.workdir)
-    (out / "compare.json").write_text(json.dumps(protocol.plain(result), indent=1) + "\n")
-    (out / "compare.md").write_text(protocol.markdown(result))
-    protocol.plot_curves(result, out / "curves.png")
-    protocol.plot_divergence(result, out / "divergence.png")
-    print(out / "compare.md")
+    path = protocol.write_comparison(args.workdirs, args.out or args.workdirs[0], group=args.group,
+                                     tune=args.tune, reference=reference, window=args.window)  # fmt: skip
+    print(path)
     return 0
 
 
@@ -142,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         result = train.run(config, args.workdir, progress=not args.no_progress)
         if config.sweep and train.is_writer():
             print(report.write_sweep_report(args.workdir))
+            if config.compare.reference:
+                from fedjax_deep import protocol
+
+                print(protocol.write_comparison(
+                    [args.workdir], args.workdir, group=config.compare.group,
+                    reference=protocol.parse_reference(config.compare.reference)))  # fmt: skip
         if config.sweep:
             stopped = [name for name, s in result.items() if s.get("status") == "stopped"]
             if stopped:

@@ -134,7 +134,11 @@ FIELDS: dict[str, Field] = {
     "model.width": F(32, "channels of plain nets", low=1, high=MAX_WIDTH),
     "model.kernel_size": F(3, "odd", low=1, high=63),
     "model.norm": F("group", choices=NORMS),
-    "model.norm_groups": F(8, low=1, high=MAX_WIDTH),
+    "model.norm_groups": F(8, "GroupNorm: gcd(norm_groups, channels) groups (one channel per "
+                           "group when channels <= norm_groups)", low=1, high=MAX_WIDTH),
+    "model.norm_group_size": F(0, "GroupNorm: > 0 sets channels per group instead of "
+                               "norm_groups (the same grouping at every width)", low=0,
+                               high=MAX_WIDTH),
     "model.skip": F(False, "residual connections in the plain CNN"),
     "model.head": F("flatten", choices=HEADS),
     "model.widths": F((), "per-layer channels (overrides width), e.g. (16, 32, 64, 64)",
@@ -192,6 +196,11 @@ FIELDS: dict[str, Field] = {
     "eval.batch_size": F(512, low=1, high=2**20),
     "log.tensorboard": F("auto", "TensorBoard event files beside metrics.jsonl: 'auto' (when "
                          "tensorboardX is installed), 'on' or 'off'", choices=("auto", "on", "off")),
+    "compare.reference": F("", "after a sweep, also write the tuned comparison (fedjax_deep."
+                           "protocol: compare.md, curves.png) against this arm, e.g. "
+                           "'mode=centralized,fl.batch_size=36' ('': none)"),
+    "compare.group": F("model.depth", "the comparison's groups: a field, or several "
+                       "comma-separated"),
     "sweep": F((), "((dotted field, (values...)), ...): cartesian product of sub-runs "
                "(fedjax_deep.sweep)"),
     "precision": F("default", "float32 matmul precision and compute dtype: 'default' (the "
@@ -401,6 +410,30 @@ def _per_layer_tuples(c) -> None:
                  f"give () or {c.model.depth} values (one per layer of model.depth)")  # fmt: skip
 
 
+def _group_size(c) -> None:
+    size = c.model.norm_group_size
+    if not size or c.model.norm != "group" or c.model.name not in ("plain_cnn", "plain_mlp"):
+        return  # vgg/resnet channel counts are checked when the model is built
+    for w in tuple(c.model.widths) or (c.model.width,):
+        _require(w % size == 0, "model.norm_group_size", size,
+                 f"must divide every layer's width ({w} here): use a divisor, or 0")  # fmt: skip
+
+
+def _compare_reference(c) -> None:
+    text = c.compare.reference
+    if not text:
+        return
+    pairs = [part.partition("=") for part in text.split(",")]
+    _require(all(f.strip() and v.strip() for f, _, v in pairs), "compare.reference", text,
+             "use FIELD=VALUE[,FIELD=VALUE], e.g. 'mode=centralized' ('' for no comparison)")  # fmt: skip
+    for f, _, _ in pairs:
+        _require(f.strip() in FIELDS, "compare.reference", text,
+                 f"{f.strip()!r} is not a config field; name swept fields, e.g. 'mode'")  # fmt: skip
+    for f in c.compare.group.split(","):
+        _require(f.strip() in FIELDS, "compare.group", c.compare.group,
+                 f"{f.strip()!r} is not a config field; e.g. 'model.depth'")  # fmt: skip
+
+
 def _clients(c) -> None:
     _require(c.fl.cohort_size <= c.fl.num_clients, "fl.cohort_size", c.fl.cohort_size,
              f"must be <= fl.num_clients={c.fl.num_clients} (0 = every client every round)")  # fmt: skip
@@ -436,6 +469,8 @@ RULES = (
     _algorithm,
     _odd_kernels,
     _per_layer_tuples,
+    _group_size,
+    _compare_reference,
     _clients,
     _augment_needs_images,
     _sweep_is_a_tuple,

@@ -22,6 +22,7 @@ the paired statistics a report states. Decided before any outcome is looked at (
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -169,39 +170,88 @@ def load_runs(sweep_dir) -> tuple[dict, list[dict]]:
     return read_config(sweep_dir), runs
 
 
+def _sort_key(value):
+    """Numbers in order, then labels with their numbers compared as numbers (depth=8 before 16)."""
+    import re
+
+    if isinstance(value, int | float):
+        return (0, value, "")
+    parts = re.split(r"(-?\d+\.?\d*)", str(value))
+    return (1, 0, [(0, float(p), "") if re.fullmatch(r"-?\d+\.?\d*", p) else (1, 0, p)
+                   for p in parts if p])  # fmt: skip
+
+
+def _value(config: Mapping, field: str):
+    """``field`` of a run's config; a run made before the field existed ran at its default."""
+    try:
+        return dict_field(config, field)
+    except (KeyError, TypeError):
+        from fedjax_deep.config import FIELDS
+
+        if field not in FIELDS:
+            raise
+        default = FIELDS[field].default
+        return list(default) if isinstance(default, tuple) else default
+
+
 def compare(
-    sweep_dir,
+    sweep_dirs,
     *,
-    group: str = "model.depth",
+    group: str | Sequence[str] = "model.depth",
     tune: str = "client_opt.learning_rate",
     reference: Mapping[str, object] | None = None,
     window: int = WINDOW,
     tol: float = TOL,
 ) -> dict:
-    """Every arm of a sweep at its own tuned learning rate, against the reference arm, per value of
-    ``group``, with seeds paired.
+    """Every arm of one or several sweeps at its own tuned learning rate, against the reference
+    arm, per value of ``group``, with seeds paired.
 
-    The sweep's fields other than ``group``, ``tune`` and ``seed`` name the arms (``mode``, say,
-    or ``mode`` and local steps). For each group and arm: the learning rate chosen on validation
+    ``sweep_dirs`` is one sweep's workdir or several (a control sweep read together with the
+    baseline sweep it shares seeds with: the same seed gives the same split, partition and
+    initialization). ``group`` is a field or several (comma-separated): each combination of their
+    values is one group with its own reference arm (the CL of the same architecture, say). The
+    swept fields other than ``group``, ``tune`` and ``seed`` name the arms (``mode``, say, or
+    ``mode`` and local steps). For each group and arm: the learning rate chosen on validation
     accuracy (:func:`choose_learning_rate`, each arm alone), and at that rate, per seed, the test
     plateau value, the plateau round, the curve area and the rounds to reach 50% and 80% of the
     reference arm's plateau value on the same seed; for arms other than the reference, the paired
     differences (reference minus arm) of the plateau value and the curve area.
     """
     reference = dict(reference or {"mode": "centralized"})
-    sweep_config, runs = load_runs(sweep_dir)
-    fields = []
-    for entry_fields, _ in sweep_config["sweep"]:
-        fields += [entry_fields] if isinstance(entry_fields, str) else list(entry_fields)
-    arm_fields = [f for f in fields if f not in (group, tune, "seed")]
+    group_fields = [g.strip() for g in group.split(",")] if isinstance(group, str) else list(group)
+    if isinstance(sweep_dirs, str | bytes) or not isinstance(sweep_dirs, Sequence):
+        sweep_dirs = [sweep_dirs]
+    fields, runs = [], []
+    for sweep_dir in sweep_dirs:
+        sweep_config, sweep_runs = load_runs(sweep_dir)
+        runs += sweep_runs
+        for entry_fields, _ in sweep_config["sweep"]:
+            for f in [entry_fields] if isinstance(entry_fields, str) else entry_fields:
+                if f not in fields:
+                    fields.append(f)
+    arm_fields = [f for f in fields if f not in (*group_fields, tune, "seed")]
+    group_values = {f: {str(_value(r["config"], f)) for r in runs} for f in group_fields}
+    shown = [f for f in group_fields if len(group_values[f]) > 1] or group_fields[:1]
     table: dict = {}
     for run in runs:
         c = run["config"]
-        key = (dict_field(c, group), tuple((f, dict_field(c, f)) for f in arm_fields))
-        table.setdefault(key, {}).setdefault(dict_field(c, tune), {})[c["seed"]] = run
-    out = {"group": group, "tune": tune, "reference": reference, "window": window, "tol": tol,
-           "groups": {}}  # fmt: skip
-    for (g, arm), by_lr in sorted(table.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        if len(group_fields) == 1:
+            g = _value(c, group_fields[0])
+        else:
+            g = ", ".join(f"{f.rsplit('.', 1)[-1]}={_value(c, f)}" for f in shown)
+        key = (g, tuple((f, _value(c, f)) for f in arm_fields))
+        table.setdefault(key, {}).setdefault(_value(c, tune), {})[c["seed"]] = run
+    group_name = group_fields[0] if len(group_fields) == 1 else "group"
+    out = {"group": group_name, "group_fields": group_fields, "tune": tune, "reference": reference,
+           "window": window, "tol": tol, "sweeps": [str(d) for d in sweep_dirs], "groups": {}}  # fmt: skip
+    # Arms are named by the fields that tell them apart (short names unless two would clash).
+    varying = [f for f in arm_fields if len({str(_value(r["config"], f)) for r in runs}) > 1]
+    shorts = [f.rsplit(".", 1)[-1] for f in varying]
+    label = {f: (f if shorts.count(short) > 1 else short)
+             for f, short in zip(varying, shorts, strict=True)}  # fmt: skip
+    order = sorted(table.items(), key=lambda kv: (_sort_key(kv[0][0]), str(kv[0][1])))
+    null_runs: dict = {}
+    for (g, arm), by_lr in order:
         scores = {}
         for lr, by_seed in by_lr.items():
             scores[lr] = [
@@ -221,21 +271,26 @@ def compare(
                 "rounds": rounds.tolist(),
                 "accuracy": acc.tolist(),
             }
-        arm_name = ", ".join(f"{f.rsplit('.', 1)[-1]}={v}" for f, v in arm) or "run"
+        arm_name = ", ".join(f"{label[f]}={v}" for f, v in arm if f in label) or "run"
+        if dict(arm).get("mode") == "independent":  # the null reference: every rate it ran at
+            null_runs[g] = {lr: list(by_seed.values()) for lr, by_seed in by_lr.items()}
         out["groups"].setdefault(g, {})[arm_name] = {
             "arm": dict(arm), "chosen_lr": chosen, "grid": dict(sorted(means.items())),
             "grid_warning": grid_edge(chosen, list(means)), "per_seed": per_seed,
             "divergence": layer_divergence([by_lr[chosen][s] for s in seeds]),
         }  # fmt: skip
-    for arms in out["groups"].values():
+    for g, arms in out["groups"].items():
         ref = next((a for a in arms.values()
                     if all(str(a["arm"].get(k)) == str(v) for k, v in reference.items())),
                    None)  # fmt: skip
+        nulls = {name: a for name, a in arms.items() if a["arm"].get("mode") == "independent"}
         for a in arms.values():
             seeds = sorted(a["per_seed"])
             finals = [a["per_seed"][s]["final"] for s in seeds]
             a["final"] = interval(finals)
-            if ref is None or a is ref:
+            if a["arm"].get("mode") == "fl" and nulls:
+                a["null_ratio"] = null_ratio(a, next(iter(nulls.values())), null_runs[g])
+            if ref is None or a is ref or a["arm"].get("mode") == "independent":
                 continue
             common = [s for s in seeds if s in ref["per_seed"]]
             rf = [ref["per_seed"][s]["final"] for s in common]
@@ -260,6 +315,26 @@ def compare(
 SCALE_FREE = ("update", "cosine", "grad")  # U_l, the mean update cosine, gradient divergence
 
 
+def null_ratio(fl_arm: Mapping, null_arm: Mapping, null_runs_by_lr: Mapping) -> dict | None:
+    """FL's per-layer divergence after round 1 over the null reference's (``mode='independent'``:
+    K SGD runs from the same initialization on all the data, never averaged, as many steps; E7),
+    per layer kernel: ``relative`` (``D_l``) and ``update`` (``U_l``). Both arms' runs after round
+    1 are compared, seeds paired, the null taken at FL's chosen learning rate when it ran there
+    (else at its own). A ratio near 1 says a layer's drift is what SGD noise alone gives; above 1,
+    what splitting the data adds. None without divergence rows."""
+    lr = fl_arm["chosen_lr"] if fl_arm["chosen_lr"] in null_runs_by_lr else null_arm["chosen_lr"]
+    fl_div, null_div = fl_arm.get("divergence"), layer_divergence(null_runs_by_lr[lr])
+    if not fl_div or not null_div or fl_div["layers"] != null_div["layers"]:
+        return None
+    out = {"layers": fl_div["layers"], "null_lr": lr}
+    for metric in ("relative", "update"):
+        fl_v = np.asarray(fl_div[f"{metric}_round1"], float)
+        null_v = np.asarray(null_div[f"{metric}_round1"], float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[metric] = [float(x) for x in fl_v / null_v]
+    return out
+
+
 def layer_divergence(runs: Sequence[Mapping]) -> dict | None:
     """The scale-free per-layer divergence of an arm's runs (the seeds at its chosen learning rate)
     after round 1 and after the last round: per metric and layer kernel (input side first), the
@@ -280,15 +355,17 @@ def layer_divergence(runs: Sequence[Mapping]) -> dict | None:
         return None
     out = {"layers": layers}
     for when, index in (("round1", 0), ("last", -1)):
-        for metric in SCALE_FREE:
+        for metric in (*SCALE_FREE, "relative"):
             keys = [f"divergence/{layer}/kernel/{metric}" for layer in layers]
             per_seed = np.asarray([[r["rows"][index].get(k, math.nan) for k in keys] for r in usable],
                                   float)  # fmt: skip
-            out[f"{metric}_{when}"] = [float(x) for x in np.nanmean(per_seed, 0)]
             body = [i for i, layer in enumerate(layers) if layer != "head"]
-            out[f"{metric}_{when}_body_per_seed"] = [
-                float(np.nanmean(row[body])) for row in per_seed
-            ]
+            with warnings.catch_warnings():  # a metric a mode does not log (grad: the null)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out[f"{metric}_{when}"] = [float(x) for x in np.nanmean(per_seed, 0)]
+                out[f"{metric}_{when}_body_per_seed"] = [
+                    float(np.nanmean(row[body])) for row in per_seed
+                ]
             if "head" in layers:
                 out[f"{metric}_{when}_head_per_seed"] = [float(row[layers.index("head")])
                                                           for row in per_seed]  # fmt: skip
@@ -325,6 +402,8 @@ def markdown(result: Mapping) -> str:
                     _fmt(r80, 1) + (f" ({r80['not_reached']} never)" if r80["not_reached"] else ""),
                     _fmt(a["area_gap"]),
                 ]  # fmt: skip
+            elif a["arm"].get("mode") == "independent":
+                cells += ["(null reference: its divergence after round 1)", "", "", "", ""]
             else:
                 cells += ["(reference)", "", "", "", ""]
             cells.append(str(len(a["per_seed"])))
@@ -349,6 +428,20 @@ def markdown(result: Mapping) -> str:
                   "t-interval; body = the mean over the layers before the head; U = update "
                   "dispersion, 1 - 1/C for updates with no shared direction):", "",
                   "| " + " | ".join(div_head) + " |", "|" + "---|" * len(div_head), *div_lines]  # fmt: skip
+    ratio_lines = []
+    for gv, arms in result["groups"].items():
+        for name, a in arms.items():
+            r = a.get("null_ratio")
+            if not r:
+                continue
+            for metric, what in (("relative", "D_l"), ("update", "U_l")):
+                cells = ", ".join(f"{x:.2f}" for x in r[metric])
+                ratio_lines.append(f"- {g}={gv}, {name}, {what}: {cells}")
+    if ratio_lines:
+        lines += ["", "FL over the null reference (K SGD runs from the same initialization on all "
+                  "the data, never averaged, as many steps), per layer after round 1, input side "
+                  "first, the head last; 1 = no more drift than SGD noise alone:", "",
+                  *ratio_lines]  # fmt: skip
     lines += ["", "Learning-rate grids (mean validation accuracy at the plateau, per arm; "
               "-inf: a seed stopped on non-finite values):", ""]  # fmt: skip
     for gv, arms in result["groups"].items():
@@ -369,12 +462,16 @@ def plot_curves(result: Mapping, path) -> None:
     import matplotlib.pyplot as plt
 
     groups = list(result["groups"].items())
-    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups) + 2, 3.2), squeeze=False,
+    cols = min(len(groups), 4)
+    rows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 2, 3.0 * rows), squeeze=False,
                              sharey=True)  # fmt: skip
+    for ax in axes.flat[len(groups) :]:
+        ax.set_visible(False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     names = sorted({n for _, arms in groups for n in arms})
-    for ax, (gv, arms) in zip(axes[0], groups, strict=True):
-        for name, a in arms.items():
+    for ax, (gv, arms) in zip(axes.flat, groups, strict=False):
+        for k, (name, a) in enumerate(arms.items()):
             curves = [np.asarray(p["accuracy"]) * 100 for p in a["per_seed"].values()]
             length = min(len(c) for c in curves)
             if length == 0:
@@ -385,13 +482,23 @@ def plot_curves(result: Mapping, path) -> None:
             ax.plot(rounds, stack.mean(0), color=color, label=name)
             ax.fill_between(rounds, stack.min(0), stack.max(0), color=color, alpha=0.2)
             # Each panel's own chosen learning rates, bottom right (where late curves are not).
-            ax.text(0.97, 0.04 + 0.08 * names.index(name), f"lr {a['chosen_lr']:g}",
+            ax.text(0.97, 0.04 + 0.07 * k, f"lr {a['chosen_lr']:g}",
                     transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color=color)  # fmt: skip
-        ax.set_title(f"{result['group'].rsplit('.', 1)[-1]} = {gv}")
+        title = (
+            str(gv)
+            if result["group"] == "group"
+            else f"{result['group'].rsplit('.', 1)[-1]} = {gv}"
+        )
+        ax.set_title(title, fontsize=8)
         ax.set_xlabel("round")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test accuracy (%): mean, band = seed range")
-    handles, labels = axes[0][-1].get_legend_handles_labels()
+    for row in axes:
+        row[0].set_ylabel("test accuracy (%)\nmean; band: seed range")
+    handles, labels = {}, {}
+    for ax in axes.flat:  # every arm once, whichever panel it appears in
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    handles, labels = list(handles.values()), list(handles)
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -431,6 +538,68 @@ def plot_divergence(result: Mapping, path, metric: str = "update") -> bool:
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return True
+
+
+def plot_null_ratio(result: Mapping, path) -> bool:
+    """FL's per-layer ``D_l`` and ``U_l`` after round 1 over the null reference's, against
+    relative depth, one line per group; returns False when no arm has a null reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = [(gv, name, a["null_ratio"]) for gv, arms in result["groups"].items()
+             for name, a in arms.items() if a.get("null_ratio")]  # fmt: skip
+    if not lines:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    cmap = plt.get_cmap("viridis")
+    for k, (gv, name, r) in enumerate(lines):
+        n = len(r["layers"])
+        x = [(i + 1) / n for i in range(n)]
+        for ax, metric in zip(axes, ("relative", "update"), strict=True):
+            ax.plot(x, r[metric], "-o", ms=3, color=cmap(k / max(1, len(lines) - 1)),
+                    label=f"{result['group'].rsplit('.', 1)[-1]}={gv} ({name})")  # fmt: skip
+    for ax, what in zip(axes, ("D_l (relative dispersion)", "U_l (update dispersion)"),
+                        strict=True):  # fmt: skip
+        ax.axhline(1, color="gray", lw=0.8)
+        ax.set_title(f"FL / null: {what}, after round 1", fontsize=9)
+        ax.set_xlabel("relative depth l / L (the head is at 1)")
+        ax.grid(alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("FL over null (mean over seeds)")
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+def parse_reference(text: str) -> dict:
+    """``'mode=centralized,fl.batch_size=36'`` -> ``{'mode': 'centralized', 'fl.batch_size': '36'}``
+    (values compare as strings)."""
+    pairs = [part.partition("=") for part in text.split(",")]
+    if not text or not all(field and value for field, _, value in pairs):
+        raise ValueError("use FIELD=VALUE[,FIELD=VALUE], e.g. mode=centralized")
+    return {field.strip(): value.strip() for field, _, value in pairs}
+
+
+def write_comparison(sweep_dirs, out_dir, **kwargs):
+    """:func:`compare` written out: ``compare.md``, ``compare.json``, ``curves.png`` and, where
+    logged, ``divergence.png`` and ``null_ratio.png``; returns the path of ``compare.md``."""
+    import json
+    import pathlib
+
+    result = compare(sweep_dirs, **kwargs)
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(plain(result), indent=1) + "\n")
+    (out / "compare.md").write_text(markdown(result))
+    plot_curves(result, out / "curves.png")
+    plot_divergence(result, out / "divergence.png")
+    plot_null_ratio(result, out / "null_ratio.png")
+    return out / "compare.md"
 
 
 def plain(value):

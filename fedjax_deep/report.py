@@ -77,9 +77,11 @@ def collect(sweep_dir: pathlib.Path) -> tuple[list[str], dict]:
     fields = []
     for entry_fields, _ in config["sweep"]:
         entry_fields = [entry_fields] if isinstance(entry_fields, str) else list(entry_fields)
-        # Fields that move with mode or seed (a zipped sweep entry) do not form groups either.
-        if not set(entry_fields) & set(IGNORED):
-            fields += entry_fields
+        # Fields zipped with the seed vary within a group. Fields zipped with the mode (a
+        # steps-matched CL arm, an FL-only algorithm) do form groups: FL is paired with the CL
+        # of the same group only, and an arm without a partner is shown alone.
+        if "seed" not in entry_fields:
+            fields += [f for f in entry_fields if f not in IGNORED]
     groups: dict = defaultdict(lambda: defaultdict(list))
     for run_dir in sorted(p.parent for p in sweep_dir.glob("*/summary.json")):
         run = read_run(run_dir)
@@ -322,6 +324,64 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
     return written
 
 
+SETTINGS = (
+    ("data.partition", "partition"),
+    ("fl.num_clients", "clients"),
+    ("model.name", "model"),
+    ("model.depth", "depth"),
+    ("model.width", "width"),
+    ("model.kernel_size", "kernel"),
+    ("model.norm", "norm"),
+    ("model.norm_groups", "norm groups"),
+    ("model.norm_group_size", "channels per group"),
+    ("model.skip", "skip"),
+    ("fl.local_epochs", "local epochs"),
+    ("fl.local_steps", "local steps"),
+    ("fl.batch_size", "batch"),
+    ("num_rounds", "rounds"),
+    ("algorithm.name", "algorithm"),
+    ("client_opt.name", "client optimizer"),
+    ("client_opt.learning_rate", "lr"),
+    ("client_opt.momentum", "momentum"),
+    ("client_opt.weight_decay", "weight decay"),
+    ("precision", "precision"),
+)
+
+
+def _setting(config: dict, field: str):
+    try:
+        return dict_field(config, field)
+    except (KeyError, TypeError):
+        return None  # a run made before the field existed
+
+
+def settings_as_run(fields: list[str], groups: dict) -> tuple[str, list[str]]:
+    """The settings every point shares, read from the points' own configs (one line), and one
+    line per group and mode for the settings that differ between points but are not the group's
+    own columns (a zipped arm's batch size, a mode's algorithm, an overridden round count)."""
+    runs = [(key, mode, r) for key, by_mode in groups.items() for mode, rs in by_mode.items()
+            for r in rs]  # fmt: skip
+    values = {f: {str(_setting(r["config"], f)) for _, _, r in runs} for f, _ in SETTINGS}
+    info = runs[0][2]["run_info"]
+    fixed = [f"dataset {info.get('dataset')} ({info.get('num_train')} train"
+             + (f" / {info['num_validation']} validation" if info.get("num_validation") else "")
+             + f" / {info.get('num_test')} test)"]  # fmt: skip
+    fixed += [f"{name} {next(iter(values[f]))}" for f, name in SETTINGS
+              if len(values[f]) == 1 and values[f] != {"None"}]  # fmt: skip
+    varying = [(f, name) for f, name in SETTINGS if len(values[f]) > 1 and f not in fields]
+    lines = []
+    if varying:
+        seen = {}
+        for key, mode, r in runs:
+            label = ", ".join(f"{f.rsplit('.', 1)[-1]}={k}" for f, k in zip(fields, key,
+                                                                             strict=False))  # fmt: skip
+            text = ", ".join(f"{name} {_setting(r['config'], f)}" for f, name in varying)
+            seen.setdefault((label, mode), set()).add(text)
+        lines = [f"- {label + ': ' if label else ''}{mode}: {' | '.join(sorted(texts))}"
+                 for (label, mode), texts in seen.items()]  # fmt: skip
+    return "; ".join(fixed), lines
+
+
 def write_sweep_report(sweep_dir: str | pathlib.Path) -> pathlib.Path:
     """Writes ``report.md`` and the plots into a sweep's workdir; returns the report's path."""
     sweep_dir = pathlib.Path(sweep_dir)
@@ -331,24 +391,7 @@ def write_sweep_report(sweep_dir: str | pathlib.Path) -> pathlib.Path:
     config = read_config(sweep_dir)
     table = sweep_table(fields, groups)
     plots = plot_sweep(fields, groups, sweep_dir)
-    first = next(iter(groups.values()))
-    info = next(iter(first.values()))[0]["run_info"]
-    settings = (
-        f"dataset {info['dataset']} ({info['num_train']} train / {info['num_test']} test); "
-        f"model {config['model']['name']} width {config['model']['width']}, "
-        f"norm {config['model']['norm']}, kernel {config['model']['kernel_size']}; "
-        f"FL: {config['fl']['num_clients']} IID clients, "
-        + (
-            f"{config['fl']['local_steps']} local steps"
-            if config["fl"]["local_steps"]
-            else f"{config['fl']['local_epochs']} local epochs"
-        )
-        + f", batch {config['fl']['batch_size']}; {config['num_rounds']} rounds; "
-        f"client SGD lr {config['client_opt']['learning_rate']} momentum "
-        f"{config['client_opt']['momentum']} weight decay {config['client_opt']['weight_decay']}; "
-        "CL trains the same model with the same optimizer on the union of the client data, "
-        "seeing the same number of examples per round."
-    )
+    fixed, per_point = settings_as_run(fields, groups)
     text = [
         "# Sweep report",
         "",
@@ -358,8 +401,15 @@ def write_sweep_report(sweep_dir: str | pathlib.Path) -> pathlib.Path:
         "centralized: one learner, same examples per round; independent: K SGD runs from one "
         "initialization, never averaged, the null reference).",
         "",
-        f"Settings (our choices where the paper is silent): {settings}",
+        "Settings as run (read from each point's config.json, not the sweep root's; our choices "
+        f"where the paper is silent): {fixed}. CL trains the same model with the same optimizer "
+        "on the union of the client data, seeing the same number of examples per round.",
         "",
+        *(
+            ["Settings that vary by point (beyond the table's own columns):", "", *per_point, ""]
+            if per_point
+            else []
+        ),  # fmt: skip
         "Accuracy in %, gap = CL - FL in points; divergence = FL relative dispersion "
         "sum_k p_k ||W_k - Wbar||^2 / ||Wbar||^2 averaged over layer kernels, measured after local "
         "training. Cells are mean ± 95% t-interval half-width over seeds (no interval: one seed).",

@@ -108,3 +108,15 @@ def test_missing_field_is_named():
     with pytest.raises(ConfigError, match=r"config.fl.batch_size=None: missing"):
         validate(config)
     assert isinstance(config, ml_collections.ConfigDict)
+
+
+def test_group_size_and_comparison_fields_are_checked_before_a_run():
+    config = apply_overrides(default_config(), ["--config.model.width=8",
+                                                "--config.model.norm_group_size=3"])  # fmt: skip
+    with pytest.raises(ConfigError, match=r"norm_group_size=3: must divide every layer's width"):
+        validate(config)
+    validate(apply_overrides(config, ["--config.model.norm_group_size=4"]))
+    for value, fix in (("mode", "use FIELD=VALUE"), ("nope=1", "'nope' is not a config field")):
+        config = apply_overrides(default_config(), [f"--config.compare.reference={value}"])
+        with pytest.raises(ConfigError, match=fix):
+            validate(config)

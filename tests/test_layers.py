@@ -111,3 +111,29 @@ def test_batchnorm_mask_ignores_padding():
         state_masked,
         state_real,
     )
+
+
+def test_group_norm_with_fixed_channels_per_group():
+    """``norm_group_size`` fixes channels per group at every width; the default
+    ``gcd(norm_groups, width)`` is one channel per group (InstanceNorm) at widths up to 8."""
+    from flax import nnx
+
+    from fedjax_deep.models.layers import make_norm
+
+    rngs = nnx.Rngs(0)
+    assert make_norm("group", 8, groups=8, rngs=rngs).num_groups == 8  # InstanceNorm
+    assert make_norm("group", 8, group_size=4, rngs=rngs).num_groups == 2
+    assert make_norm("group", 32, group_size=4, rngs=rngs).num_groups == 8
+    with pytest.raises(ValueError, match="norm_group_size=3 does not divide a layer of 8"):
+        make_norm("group", 8, group_size=3, rngs=rngs)
+    # The model normalizes each group of 4 channels together: a per-channel offset within a
+    # group changes the output only through the group's shared statistics.
+    x = jax.random.normal(jax.random.key(3), (2, 40, 1))
+    outs = {}
+    for size in (0, 4):
+        model, params, state = build_model(
+            model_config(depth=2, width=8, kernel_size=5, norm_group_size=size),
+            (40, 1), 10, jax.random.key(0),
+        )  # fmt: skip
+        outs[size] = model.apply(params, state, x, train=False)[0]
+    assert not np.allclose(outs[0], outs[4])

@@ -114,3 +114,108 @@ def test_compare_tunes_each_arm_on_validation_and_pairs_seeds(tmp_path):
     saved = json.loads((tmp_path / "compare.json").read_text())
     assert saved["groups"]["2"]["mode=fl"]["chosen_lr"] == fl["chosen_lr"]
     assert (tmp_path / "compare.md").read_text() == text
+
+
+def test_compare_reads_a_control_sweep_with_its_baseline_and_pairs_each_group(tmp_path):
+    """A control sweep (residual nets, and FedProx on the baseline net, zipped with the mode) read
+    together with the baseline sweep it shares seeds with: each architecture is a group with its
+    own CL reference, the FL-only FedProx arm is paired with the baseline's CL, and a run whose
+    config predates a field is read at that field's default."""
+    import json
+    import pathlib
+
+    from fedjax_deep import cli, report
+
+    tiny = str(pathlib.Path(__file__).parents[1] / "configs" / "digits_tiny.py")
+    common = ["--no-progress", "--config.num_rounds=2", "--config.data.validation_fraction=0.2",
+              "--config.compile_cache=off"]  # fmt: skip
+    base, control = tmp_path / "base", tmp_path / "control"
+    sweep = "(('mode', ('fl', 'centralized')), ('seed', (0, 1)))"
+    assert cli.main(["train", "--config", tiny, "--workdir", str(base), *common,
+                     f"--config.sweep={sweep}"]) == 0  # fmt: skip
+    sweep = (
+        "((('model.skip', 'mode', 'algorithm.name'), ((True, 'fl', 'fedavg'), "
+        "(True, 'centralized', 'fedavg'), (False, 'fl', 'fedprox'))), ('seed', (0, 1)))"
+    )
+    assert cli.main(["train", "--config", tiny, "--workdir", str(control), *common,
+                     f"--config.sweep={sweep}"]) == 0  # fmt: skip
+    # The baseline's runs predate model.norm_group_size (as E1's do): drop it from one config.
+    old = base / "mode-fl_seed-0" / "config.json"
+    config = json.loads(old.read_text())
+    del config["model"]["norm_group_size"]
+    old.write_text(json.dumps(config))
+
+    result = protocol.compare([base, control], group="model.depth,model.skip", window=1)
+    assert result["group"] == "group" and set(result["groups"]) == {"skip=False", "skip=True"}
+    plain_arms, residual_arms = result["groups"]["skip=False"], result["groups"]["skip=True"]
+    assert set(plain_arms) == {"mode=fl, name=fedavg", "mode=centralized, name=fedavg",
+                               "mode=fl, name=fedprox"}  # fmt: skip
+    assert set(residual_arms) == {"mode=fl, name=fedavg", "mode=centralized, name=fedavg"}
+
+    def final(sweep_dir, name):
+        rows = [
+            json.loads(x) for x in (sweep_dir / name / "metrics.jsonl").read_text().splitlines()
+        ]
+        return rows[-1]["eval/accuracy"]
+
+    prox = plain_arms["mode=fl, name=fedprox"]["gap"]["per_seed"]
+    assert prox == pytest.approx([
+        final(base, f"mode-centralized_seed-{s}")
+        - final(control, f"skip-False_mode-fl_name-fedprox_seed-{s}") for s in (0, 1)])  # fmt: skip
+    res = residual_arms["mode=fl, name=fedavg"]["gap"]["per_seed"]
+    assert res == pytest.approx([
+        final(control, f"skip-True_mode-centralized_name-fedavg_seed-{s}")
+        - final(control, f"skip-True_mode-fl_name-fedavg_seed-{s}") for s in (0, 1)])  # fmt: skip
+
+    out = tmp_path / "both"
+    assert cli.main(["compare", str(base), str(control), "--out", str(out), "--group",
+                     "model.depth,model.skip", "--window", "1"]) == 0  # fmt: skip
+    assert "| skip=True | mode=fl, name=fedavg |" in (out / "compare.md").read_text()
+    assert (out / "curves.png").stat().st_size > 2000
+
+    # The sweep report pairs FL with the CL of its own group and shows FedProx alone; its
+    # settings are the points' own (the root config is plain FedAvg without skips).
+    fields, groups = report.collect(control)
+    assert fields == ["model.skip", "algorithm.name"]
+    assert set(groups[(False, "fedprox")]) == {"fl"}
+    assert set(groups[(True, "fedavg")]) == {"fl", "centralized"}
+    text = report.write_sweep_report(control).read_text()
+    assert "rounds 2" in text and "Settings as run" in text
+
+
+def test_train_writes_the_comparison_with_the_null_reference(tmp_path):
+    """``compare.reference`` in a config: one ``train`` command writes the sweep report and the
+    comparison; FL's per-layer divergence after round 1 is divided by the null reference's
+    (``mode='independent'``, one round), seeds paired, and the null arm is not compared to CL."""
+    import json
+    import pathlib
+
+    from fedjax_deep import cli
+
+    tiny = str(pathlib.Path(__file__).parents[1] / "configs" / "digits_tiny.py")
+    sweep = ("((('mode', 'data.partition', 'num_rounds'), (('fl', 'iid', 2), "
+             "('centralized', 'iid', 2), ('independent', 'full', 1))), ('seed', (0, 1)))")  # fmt: skip
+    assert cli.main(["train", "--config", tiny, "--workdir", str(tmp_path), "--no-progress",
+                     "--config.data.validation_fraction=0.2", "--config.compile_cache=off",
+                     f"--config.sweep={sweep}", "--config.compare.reference=mode=centralized",
+                     "--config.fl.local_steps=3"]) == 0  # fmt: skip
+    saved = json.loads((tmp_path / "compare.json").read_text())
+    arms = saved["groups"]["2"]
+    fl = arms["mode=fl, partition=iid, num_rounds=2"]
+    null = arms["mode=independent, partition=full, num_rounds=1"]
+    assert "gap" in fl and "gap" not in null and "null_ratio" not in null
+
+    def first_row(name):
+        return json.loads((tmp_path / name / "metrics.jsonl").read_text().splitlines()[0])
+
+    layer = "conv_0"
+    by_hand = np.mean([first_row(f"mode-fl_partition-iid_num_rounds-2_seed-{s}")[
+        f"divergence/{layer}/kernel/relative"] for s in (0, 1)]) / np.mean([
+        first_row(f"mode-independent_partition-full_num_rounds-1_seed-{s}")[
+            f"divergence/{layer}/kernel/relative"] for s in (0, 1)])  # fmt: skip
+    assert fl["null_ratio"]["layers"][0] == layer
+    assert fl["null_ratio"]["relative"][0] == pytest.approx(by_hand)
+    text = (tmp_path / "compare.md").read_text()
+    assert "FL over the null reference" in text and "(null reference" in text
+    assert (tmp_path / "null_ratio.png").stat().st_size > 2000
+    assert (tmp_path / "report.md").exists()

@@ -54,6 +54,7 @@ def _plain_cnn(cfg, input_shape, num_classes, rngs):
         kernel_size=cfg.kernel_size,
         norm=cfg.norm,
         norm_groups=cfg.norm_groups,
+        norm_group_size=cfg.norm_group_size,
         skip=cfg.skip,
         head=cfg.head,
         widths=tuple(cfg.widths),
@@ -81,6 +82,7 @@ def _plain_mlp(cfg, input_shape, num_classes, rngs):
         width=cfg.width,
         norm=cfg.norm,
         norm_groups=cfg.norm_groups,
+        norm_group_size=cfg.norm_group_size,
         skip=cfg.skip,
         rngs=rngs,
     )
@@ -96,6 +98,7 @@ def _vgg(cfg, input_shape, num_classes, rngs):
         kernel_size=cfg.kernel_size,
         norm=cfg.norm,
         norm_groups=cfg.norm_groups,
+        norm_group_size=cfg.norm_group_size,
         head_pool=cfg.head_pool,
         classifier=tuple(cfg.classifier),
         conv_impl=cfg.conv_impl,
@@ -117,6 +120,7 @@ def _resnet(cfg, input_shape, num_classes, rngs):
         stem_pool=cfg.stem_pool,
         norm=cfg.norm,
         norm_groups=cfg.norm_groups,
+        norm_group_size=cfg.norm_group_size,
         conv_impl=cfg.conv_impl,
         rngs=rngs,
     )

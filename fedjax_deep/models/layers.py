@@ -210,13 +210,18 @@ class Conv(nnx.Module):
         return y
 
 
-def make_norm(kind: str, features: int, *, groups: int = 8, rngs: nnx.Rngs) -> nnx.Module | None:
+def make_norm(
+    kind: str, features: int, *, groups: int = 8, group_size: int = 0, rngs: nnx.Rngs
+) -> nnx.Module | None:
     """The normalization layer named ``kind``: ``'none'`` (None), ``'batch'``, ``'group'`` or
     ``'layer'``.
 
     BatchNorm statistics are ``nnx.BatchStat`` variables: in the functional round they are per-client
     state on the client axis and are never synchronised across clients (no ``axis_name``).
-    GroupNorm uses ``gcd(groups, features)`` groups so that any width is valid. LayerNorm normalizes
+    GroupNorm uses ``gcd(groups, features)`` groups so that any width is valid (at widths up to
+    ``groups`` that is one channel per group: InstanceNorm); with ``group_size > 0`` it uses
+    ``features // group_size`` groups instead, the same number of channels per group at every width
+    (``features`` must then be a multiple of ``group_size``). LayerNorm normalizes
     each position over its channels (the ConvNeXt form for feature maps; the usual one for an MLP).
     """
     if kind not in NORMS:
@@ -225,6 +230,11 @@ def make_norm(kind: str, features: int, *, groups: int = 8, rngs: nnx.Rngs) -> n
         # momentum 0.9 (PyTorch's 0.1): running statistics must settle within a few local epochs.
         return nnx.BatchNorm(features, momentum=0.9, rngs=rngs)
     if kind == "group":
+        if group_size:
+            if features % group_size:
+                raise ValueError(f"model.norm_group_size={group_size} does not divide a layer of "
+                                 f"{features} channels: use a divisor of every layer's width")  # fmt: skip
+            return nnx.GroupNorm(features, num_groups=features // group_size, rngs=rngs)
         return nnx.GroupNorm(features, num_groups=math.gcd(groups, features), rngs=rngs)
     if kind == "layer":
         return nnx.LayerNorm(features, rngs=rngs)

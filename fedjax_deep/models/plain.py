@@ -54,6 +54,7 @@ class PlainCNN(nnx.Module):
         kernel_size: int = 3,
         norm: str = "group",
         norm_groups: int = 8,
+        norm_group_size: int = 0,
         skip: bool = False,
         head: str = "flatten",
         widths: tuple[int, ...] = (),
@@ -89,7 +90,11 @@ class PlainCNN(nnx.Module):
                     rngs=rngs,
                 ),
             )
-            setattr(self, f"norm_{i}", make_norm(norm, w, groups=norm_groups, rngs=rngs))
+            setattr(
+                self,
+                f"norm_{i}",
+                make_norm(norm, w, groups=norm_groups, group_size=norm_group_size, rngs=rngs),
+            )
             in_features = w
             spatial = [(n - 1) // s + 1 for n in spatial]  # symmetric (k - 1) // 2 padding
             if i == 0 and stem_pool:
@@ -131,6 +136,7 @@ class PlainMLP(nnx.Module):
         width: int,
         norm: str = "none",
         norm_groups: int = 8,
+        norm_group_size: int = 0,
         skip: bool = False,
         rngs: nnx.Rngs,
     ):
@@ -140,7 +146,11 @@ class PlainMLP(nnx.Module):
         init = jax.nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
         for i in range(depth):
             setattr(self, f"fc_{i}", nnx.Linear(features, width, kernel_init=init, rngs=rngs))
-            setattr(self, f"norm_{i}", make_norm(norm, width, groups=norm_groups, rngs=rngs))
+            setattr(
+                self,
+                f"norm_{i}",
+                make_norm(norm, width, groups=norm_groups, group_size=norm_group_size, rngs=rngs),
+            )
             features = width
         self.head = nnx.Linear(features, num_classes, rngs=rngs)
 

@@ -39,6 +39,7 @@ class Block(nnx.Module):
     """A basic (two kxk convs) or bottleneck (1x1, kxk, 1x1 x4) residual block."""
 
     def __init__(self, kind, cin, planes, stride, *, rank, kernel_size, norm, norm_groups,
+                 norm_group_size=0,
                  conv_impl, rngs):  # fmt: skip
         self.kind = kind
         cout = planes * EXPANSION[kind]
@@ -53,12 +54,18 @@ class Block(nnx.Module):
         for i, (a, b, kern, s) in enumerate(specs):
             setattr(self, f"conv{i + 1}", Conv(a, b, kern, strides=s, use_bias=bias, impl=conv_impl,
                                                rngs=rngs))  # fmt: skip
-            setattr(self, f"norm{i + 1}", make_norm(norm, b, groups=norm_groups, rngs=rngs))
+            setattr(
+                self,
+                f"norm{i + 1}",
+                make_norm(norm, b, groups=norm_groups, group_size=norm_group_size, rngs=rngs),
+            )
         self.has_shortcut = stride != 1 or cin != cout
         if self.has_shortcut:
             self.shortcut = Conv(cin, cout, one, strides=stride, use_bias=bias, impl=conv_impl,
                                  rngs=rngs)  # fmt: skip
-            self.shortcut_norm = make_norm(norm, cout, groups=norm_groups, rngs=rngs)
+            self.shortcut_norm = make_norm(
+                norm, cout, groups=norm_groups, group_size=norm_group_size, rngs=rngs
+            )
 
     def __call__(self, x, *, train, mask):
         y = x
@@ -92,6 +99,7 @@ class ResNet(nnx.Module):
         stem_pool: bool = False,
         norm: str = "batch",
         norm_groups: int = 32,
+        norm_group_size: int = 0,
         conv_impl: str = "im2col",
         rngs: nnx.Rngs,
     ):
@@ -100,7 +108,9 @@ class ResNet(nnx.Module):
         stem_out = _channels(STAGE_CHANNELS[0], width_mult)
         self.stem = Conv(input_shape[-1], stem_out, (stem_kernel,) * rank, strides=stem_stride,
                          use_bias=norm == "none", impl=conv_impl, rngs=rngs)  # fmt: skip
-        self.stem_norm = make_norm(norm, stem_out, groups=norm_groups, rngs=rngs)
+        self.stem_norm = make_norm(
+            norm, stem_out, groups=norm_groups, group_size=norm_group_size, rngs=rngs
+        )
         self.stem_pool = stem_pool
         self.block_names = []
         cin = stem_out
@@ -110,7 +120,8 @@ class ResNet(nnx.Module):
                 stride = 2 if (s > 0 and b == 0) else 1
                 name = f"stage{s + 1}_block{b}"
                 block = Block(kind, cin, planes, stride, rank=rank, kernel_size=kernel_size,
-                              norm=norm, norm_groups=norm_groups, conv_impl=conv_impl, rngs=rngs)  # fmt: skip
+                              norm=norm, norm_groups=norm_groups,
+                              norm_group_size=norm_group_size, conv_impl=conv_impl, rngs=rngs)  # fmt: skip
                 setattr(self, name, block)
                 self.block_names.append(name)
                 cin = planes * EXPANSION[kind]

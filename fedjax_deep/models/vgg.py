@@ -44,6 +44,7 @@ class VGG(nnx.Module):
         kernel_size: int = 3,
         norm: str = "none",
         norm_groups: int = 8,
+        norm_group_size: int = 0,
         head_pool: int = 1,
         classifier: tuple[int, ...] = (),
         conv_impl: str = "im2col",
@@ -65,7 +66,11 @@ class VGG(nnx.Module):
                 Conv(cin, cout, (kernel_size,) * rank, use_bias=norm == "none", impl=conv_impl,
                      rngs=rngs),
             )  # fmt: skip
-            setattr(self, f"norm_{i}", make_norm(norm, cout, groups=norm_groups, rngs=rngs))
+            setattr(
+                self,
+                f"norm_{i}",
+                make_norm(norm, cout, groups=norm_groups, group_size=norm_group_size, rngs=rngs),
+            )
             self.conv_names.append(f"conv_{i}")
             cin = cout
         self.head_pool = head_pool
