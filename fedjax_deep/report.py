@@ -182,12 +182,57 @@ def _finish_field_plot(fig, ax, label, xs, positions, ylabel, path) -> str:
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])
     elif not numeric:
-        ax.set_xticks(positions, [str(x) for x in xs])
+        long = len(xs) > 6 or max(len(str(x)) for x in xs) > 10
+        ax.set_xticks(positions, [str(x) for x in xs], rotation=60 if long else 0,
+                      ha="right" if long else "center", fontsize=7 if long else None)  # fmt: skip
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # off the data
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path.name
+
+
+def _plot_curves(fields: list[str], groups: dict, path: pathlib.Path) -> str:
+    """Test accuracy against round, FL and CL (and the null reference), one panel per group: the
+    mean over seeds and a band from the lowest to the highest seed."""
+    import matplotlib.pyplot as plt
+
+    items = list(groups.items())
+    cols = min(len(items), 4)
+    rows = -(-len(items) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 1.5, 2.8 * rows), squeeze=False,
+                             sharey=True)  # fmt: skip
+    for ax in axes.flat[len(items) :]:
+        ax.set_visible(False)
+    colors = {"centralized": "tab:blue", "fl": "tab:red", "independent": "tab:gray"}
+    names = {"centralized": "CL", "fl": "FL", "independent": "null (K runs)"}
+    for ax, (key, by_mode) in zip(axes.flat, items, strict=False):
+        for mode, runs in by_mode.items():
+            curves = [[(r["round"], r["eval/accuracy"] * 100) for r in run["rows"]
+                       if r.get("eval/accuracy") is not None] for run in runs]  # fmt: skip
+            length = min(len(c) for c in curves)
+            if length == 0:
+                continue
+            x = [p[0] for p in curves[0][:length]]
+            stack = np.asarray([[p[1] for p in c[:length]] for c in curves])
+            ax.plot(x, stack.mean(0), color=colors.get(mode), label=names.get(mode, mode))
+            ax.fill_between(x, stack.min(0), stack.max(0), color=colors.get(mode), alpha=0.2)
+        title = ", ".join(f"{f.rsplit('.', 1)[-1]}={k}" for f, k in zip(fields, key, strict=True))
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("round")
+        ax.grid(alpha=0.3)
+    for row in axes:
+        row[0].set_ylabel("test accuracy (%)\nmean; band: seed range")
+    handles = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="center left",
+               bbox_to_anchor=(1.0, 0.5), fontsize=8)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path.name
 
@@ -198,9 +243,9 @@ def _save_log_plot(fig, ax, path: pathlib.Path, legend_size: int = 7) -> str:
 
     ax.set_yscale("log")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=legend_size, ncol=2)
+    ax.legend(fontsize=legend_size, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the data
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path.name
 
@@ -213,12 +258,17 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
     import matplotlib.pyplot as plt
 
     written = []
-    label = fields[0].rsplit(".", 1)[-1] if fields else "run"
-    xs = [k[0] if fields else i for i, k in enumerate(groups)]
+    if len(fields) > 1:  # several swept fields: each group's values, in order
+        label = ", ".join(f.rsplit(".", 1)[-1] for f in fields)
+        xs = [", ".join(str(v) for v in k) for k in groups]
+    else:
+        label = fields[0].rsplit(".", 1)[-1] if fields else "run"
+        xs = [k[0] if fields else i for i, k in enumerate(groups)]
     numeric = all(isinstance(x, int | float) for x in xs)
     positions = xs if numeric else list(range(len(xs)))
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    clipped = False
     for mode, color in (("centralized", "tab:blue"), ("fl", "tab:red")):
         for index, style, when in ((-1, "-o", "last round"), (0, "--s", "round 1")):
             stats = [
@@ -229,20 +279,27 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
             halves = np.nan_to_num(np.array([s[1] for s in stats]) * 100)
             if np.all(np.isnan(means)):
                 continue
+            # Accuracy lies in [0, 100]; a t-interval of few seeds can reach past it. The bars
+            # stop at the bounds, and the axis label says so.
+            low, high = np.minimum(halves, means), np.minimum(halves, 100 - means)
+            clipped |= bool(np.any((low < halves) | (high < halves)))
             name = "CL" if mode == "centralized" else "FL"
             ax.errorbar(
                 positions,
                 means,
-                yerr=halves,
+                yerr=np.stack([low, high]),
                 fmt=style,
                 color=color,
                 capsize=3,
                 label=f"{name}, {when}",
                 alpha=1.0 if index == -1 else 0.6,
             )
-    ax.set_ylim(0, 100)  # t-intervals of 2-3 seeds can reach past the possible range
-    written.append(_finish_field_plot(fig, ax, label, xs, positions, "test accuracy (%)",
+    seeds = max(len(rs) for by_mode in groups.values() for rs in by_mode.values())
+    ylabel = (f"test accuracy (%)\nbars: 95% t-interval over {seeds} seeds"
+              + (" (cut at 0 and 100)" if clipped else ""))  # fmt: skip
+    written.append(_finish_field_plot(fig, ax, label, xs, positions, ylabel,
                                       out_dir / "accuracy.png"))  # fmt: skip
+    written.append(_plot_curves(fields, groups, out_dir / "curves.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     cmap = plt.get_cmap("viridis")
@@ -300,27 +357,45 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
             halves = np.nan_to_num(np.array([g[1] for g in gaps[index]]) * 100)
             ax.errorbar(positions, means, yerr=halves, fmt=style, capsize=3, label=when)
         ax.axhline(0, color="gray", lw=0.8)
-        written.append(_finish_field_plot(fig, ax, label, xs, positions,
-                                          "CL - FL test accuracy (points)", out_dir / "gap.png"))  # fmt: skip
+        written.append(_finish_field_plot(
+            fig, ax, label, xs, positions,
+            "CL - FL test accuracy (points)\nbars: paired 95% t-interval over seeds",
+            out_dir / "gap.png"))  # fmt: skip
 
-    # Per-layer divergence over rounds (the paper's figure 2a) for the last group's FL run.
-    last = list(groups.values())[-1].get("fl", [])
-    if last:
-        run = last[0]
-        layers = run["run_info"]["layers"]
-        fig, ax = plt.subplots(figsize=(6, 4))
-        rounds = [r["round"] for r in run["rows"]]
-        for i, name in enumerate(layers):
-            values = [r.get(f"divergence/{name}/kernel/relative") for r in run["rows"]]
-            values = [np.nan if v is None else v for v in values]
-            ax.plot(rounds, values, color=cmap(i / max(len(layers) - 1, 1)), lw=1.2,
-                    label=name if len(layers) <= 12 or i in (0, len(layers) - 1) else None)  # fmt: skip
-        ax.set_xlabel("round")
-        ax.set_ylabel("relative dispersion D_l")
-        key = list(groups)[-1]
-        ax.set_title(", ".join(f"{f.rsplit('.', 1)[-1]}={k}" for f, k in zip(fields, key, strict=True)) +
-                     f", seed {run['config']['seed']} (dark: input side)", fontsize=9)  # fmt: skip
-        written.append(_save_log_plot(fig, ax, out_dir / "divergence_over_rounds.png"))
+    # Per-layer divergence over rounds (the paper's figure 2a): every group's FL runs, the mean
+    # over seeds, one panel per group, colour = the layer's relative depth (colourbar).
+    fl_groups = [(key, by_mode["fl"]) for key, by_mode in groups.items() if by_mode.get("fl")]
+    if fl_groups:
+        cols = min(len(fl_groups), 4)
+        rows = -(-len(fl_groups) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 1, 2.9 * rows),
+                                 squeeze=False, sharey=True)  # fmt: skip
+        for ax in axes.flat[len(fl_groups) :]:
+            ax.set_visible(False)
+        for ax, (key, runs) in zip(axes.flat, fl_groups, strict=False):
+            layers = runs[0]["run_info"]["layers"]
+            rounds = [r["round"] for r in runs[0]["rows"]]
+            for i, name in enumerate(layers):
+                per_seed = [[np.nan if r.get(f"divergence/{name}/kernel/relative") is None
+                             else r[f"divergence/{name}/kernel/relative"] for r in run["rows"]]
+                            for run in runs if len(run["rows"]) == len(rounds)]  # fmt: skip
+                ax.plot(rounds, np.nanmean(np.asarray(per_seed, float), 0), lw=1.1,
+                        color=cmap(i / max(len(layers) - 1, 1)))  # fmt: skip
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3, which="both")
+            ax.set_xlabel("round")
+            title = ", ".join(f"{f.rsplit('.', 1)[-1]}={k}"
+                              for f, k in zip(fields, key, strict=True))  # fmt: skip
+            ax.set_title(f"{title} ({len(runs)} seeds)" if title else f"{len(runs)} seeds",
+                         fontsize=8)  # fmt: skip
+        for row in axes:
+            row[0].set_ylabel("FL relative dispersion D_l\n(mean over seeds)")
+        bar = fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1)),
+                           ax=axes, fraction=0.03)  # fmt: skip
+        bar.set_label("layer l / L (0: input side, 1: the head)")
+        fig.savefig(out_dir / "divergence_over_rounds.png", dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        written.append("divergence_over_rounds.png")
     return written
 
 
