@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import pathlib
+import warnings
 from collections import defaultdict
 
 import numpy as np
@@ -71,6 +72,15 @@ def _accuracy_at(rows: list[dict], index: int):
     return with_eval[index]["eval/accuracy"]
 
 
+def short_names(fields: list[str]) -> list[str]:
+    """Each dotted field's last part, or the whole field where two last parts clash
+    (``algorithm.name`` and ``server_opt.name``)."""
+    shorts = [f.rsplit(".", 1)[-1] for f in fields]
+    return [
+        f if shorts.count(short) > 1 else short for f, short in zip(fields, shorts, strict=True)
+    ]
+
+
 def collect(sweep_dir: pathlib.Path) -> tuple[list[str], dict]:
     """Group the sweep's runs: ``(group fields, {group values: {mode: [run, ...]}})``."""
     config = read_config(sweep_dir)
@@ -92,7 +102,7 @@ def collect(sweep_dir: pathlib.Path) -> tuple[list[str], dict]:
 
 def sweep_table(fields: list[str], groups: dict) -> str:
     """The markdown table of a sweep (accuracies in percent, gaps in points)."""
-    header = [f.rsplit(".", 1)[-1] for f in fields] + [
+    header = short_names(fields) + [
         "model",
         "RF",
         "CL acc (last)",
@@ -172,6 +182,14 @@ def layer_profile(run: dict, round_index: int = 0, metric: str = "relative"):
     return positions, np.asarray([np.nan if v is None else v for v in values], float)
 
 
+def _tight(fig) -> None:
+    """``tight_layout``, quietly: where long labels leave it no room, ``bbox_inches="tight"``
+    at saving makes the room instead."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
+
+
 def _finish_field_plot(fig, ax, label, xs, positions, ylabel, path) -> str:
     """Labels an against-the-swept-field plot (log2 axis for wide numeric ranges), saves it."""
     import matplotlib.pyplot as plt
@@ -188,7 +206,7 @@ def _finish_field_plot(fig, ax, label, xs, positions, ylabel, path) -> str:
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # off the data
-    fig.tight_layout()
+    _tight(fig)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path.name
@@ -219,7 +237,7 @@ def _plot_curves(fields: list[str], groups: dict, path: pathlib.Path) -> str:
             stack = np.asarray([[p[1] for p in c[:length]] for c in curves])
             ax.plot(x, stack.mean(0), color=colors.get(mode), label=names.get(mode, mode))
             ax.fill_between(x, stack.min(0), stack.max(0), color=colors.get(mode), alpha=0.2)
-        title = ", ".join(f"{f.rsplit('.', 1)[-1]}={k}" for f, k in zip(fields, key, strict=True))
+        title = ", ".join(f"{f}={k}" for f, k in zip(short_names(fields), key, strict=True))
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("round")
         ax.grid(alpha=0.3)
@@ -231,7 +249,7 @@ def _plot_curves(fields: list[str], groups: dict, path: pathlib.Path) -> str:
             handles.setdefault(lab, h)
     fig.legend(list(handles.values()), list(handles), loc="center left",
                bbox_to_anchor=(1.0, 0.5), fontsize=8)  # fmt: skip
-    fig.tight_layout()
+    _tight(fig)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path.name
@@ -244,7 +262,7 @@ def _save_log_plot(fig, ax, path: pathlib.Path, legend_size: int = 7) -> str:
     ax.set_yscale("log")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=legend_size, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the data
-    fig.tight_layout()
+    _tight(fig)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path.name
@@ -259,7 +277,7 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
 
     written = []
     if len(fields) > 1:  # several swept fields: each group's values, in order
-        label = ", ".join(f.rsplit(".", 1)[-1] for f in fields)
+        label = ", ".join(short_names(fields))
         xs = [", ".join(str(v) for v in k) for k in groups]
     else:
         label = fields[0].rsplit(".", 1)[-1] if fields else "run"
@@ -299,7 +317,7 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
               + (" (cut at 0 and 100)" if clipped else ""))  # fmt: skip
     written.append(_finish_field_plot(fig, ax, label, xs, positions, ylabel,
                                       out_dir / "accuracy.png"))  # fmt: skip
-    written.append(_plot_curves(fields, groups, out_dir / "curves.png"))
+    written.append(_plot_curves(fields, groups, out_dir / "learning_curves.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     cmap = plt.get_cmap("viridis")
@@ -311,7 +329,7 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
         profiles = [layer_profile(r) for r in runs]
         pos = profiles[0][0]
         mean = np.nanmean(np.stack([p[1] for p in profiles]), axis=0)
-        name = ", ".join(f"{f.rsplit('.', 1)[-1]}={k}" for f, k in zip(fields, key, strict=False))
+        name = ", ".join(f"{f}={k}" for f, k in zip(short_names(fields), key, strict=False))
         ax.plot(pos, mean, "-o", ms=3, color=cmap(i / max(len(groups) - 1, 1)), label=name or "FL")
         plotted = True
     if plotted:
@@ -326,9 +344,7 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
         fig, ax = plt.subplots(figsize=(6, 4))
         for i, (key, by_mode) in enumerate(groups.items()):
             color = cmap(i / max(len(groups) - 1, 1))
-            name = ", ".join(
-                f"{f.rsplit('.', 1)[-1]}={k}" for f, k in zip(fields, key, strict=False)
-            )
+            name = ", ".join(f"{f}={k}" for f, k in zip(short_names(fields), key, strict=False))
             for mode, style, what in (("fl", "-o", "FL"), ("independent", "--x", "null")):
                 profiles = [layer_profile(r) for r in by_mode.get(mode, [])]
                 if profiles:
@@ -384,8 +400,8 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
             ax.set_yscale("log")
             ax.grid(alpha=0.3, which="both")
             ax.set_xlabel("round")
-            title = ", ".join(f"{f.rsplit('.', 1)[-1]}={k}"
-                              for f, k in zip(fields, key, strict=True))  # fmt: skip
+            title = ", ".join(f"{f}={k}"
+                              for f, k in zip(short_names(fields), key, strict=True))  # fmt: skip
             ax.set_title(f"{title} ({len(runs)} seeds)" if title else f"{len(runs)} seeds",
                          fontsize=8)  # fmt: skip
         for row in axes:
@@ -448,7 +464,7 @@ def settings_as_run(fields: list[str], groups: dict) -> tuple[str, list[str]]:
     if varying:
         seen = {}
         for key, mode, r in runs:
-            label = ", ".join(f"{f.rsplit('.', 1)[-1]}={k}" for f, k in zip(fields, key,
+            label = ", ".join(f"{f}={k}" for f, k in zip(short_names(fields), key,
                                                                              strict=False))  # fmt: skip
             text = ", ".join(f"{name} {_setting(r['config'], f)}" for f, name in varying)
             seen.setdefault((label, mode), set()).add(text)
