@@ -17,7 +17,8 @@ baseline (plain CNN of width 8, GroupNorm with gcd(8, 8) = 8 groups of one chann
 - at depths 8 and 16, FL only (their CL is E1's): FedProx (mu 0.01), SCAFFOLD and FedDyn
   (alpha 0.01), the coefficients fixed at common defaults (only the learning rate is tuned);
 - learning-rate grids, per arm: FL (0.03, 0.1, 0.3) and CL (0.01, 0.03, 0.1), one step either side of
-  what E1 chose (FL 0.03-0.1, CL 0.01-0.03); a choice at a grid's edge is flagged in the report.
+  what E1 chose (FL 0.03-0.1, CL 0.01-0.03); an arm that chooses a grid's end is flagged
+  and, as in E1, run again one step further on that side (configs/e1_widen_mnist1d.py).
 
 210 runs. Expected time on two CPU cores, alone: about 55 minutes. Results:
 docs/results/e1_controls_mnist1d.

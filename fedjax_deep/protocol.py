@@ -2,7 +2,8 @@
 the paired statistics a report states. Decided before any outcome is looked at (issue 14).
 
 - **Tuning.** Each arm (FL, CL, steps-matched CL, ...) picks its own learning rate from a stated
-  grid by its *validation* accuracy at the plateau (mean over seeds of :func:`plateau_value`),
+  grid by its *validation* accuracy at the plateau (mean of :func:`plateau_value` over the seeds
+  that every rate of the grid ran: seeds added later at the chosen rate confirm, never choose),
   never by test accuracy (``data.validation_fraction`` carves the validation split). A run that
   stopped on non-finite values scores ``-inf``. Ties go to the smaller learning rate.
 - **Plateau.** A curve has plateaued at the first evaluation ``i`` after which the mean of the next
@@ -252,12 +253,16 @@ def compare(
     order = sorted(table.items(), key=lambda kv: (_sort_key(kv[0][0]), str(kv[0][1])))
     null_runs: dict = {}
     for (g, arm), by_lr in order:
+        # Tuning compares the rates on the seeds every rate ran (extra seeds run later at the
+        # chosen rate only, to confirm, cannot move the choice).
+        tuning_seeds = sorted(set.intersection(*(set(b) for b in by_lr.values())))
         scores = {}
         for lr, by_seed in by_lr.items():
             scores[lr] = [
-                None if r["stopped"] else plateau_value(curve(r["rows"], "val/accuracy")[1], window)
-                for r in by_seed.values()
-            ]
+                None if by_seed[s]["stopped"]
+                else plateau_value(curve(by_seed[s]["rows"], "val/accuracy")[1], window)
+                for s in tuning_seeds
+            ]  # fmt: skip
         chosen, means = choose_learning_rate(scores)
         seeds = sorted(by_lr[chosen])
         per_seed = {}
@@ -277,6 +282,7 @@ def compare(
         out["groups"].setdefault(g, {})[arm_name] = {
             "arm": dict(arm), "chosen_lr": chosen, "grid": dict(sorted(means.items())),
             "grid_warning": grid_edge(chosen, list(means)), "per_seed": per_seed,
+            "tuning_seeds": tuning_seeds,
             "divergence": layer_divergence([by_lr[chosen][s] for s in seeds]),
         }  # fmt: skip
     for g, arms in out["groups"].items():

@@ -219,3 +219,31 @@ def test_train_writes_the_comparison_with_the_null_reference(tmp_path):
     assert "FL over the null reference" in text and "(null reference" in text
     assert (tmp_path / "null_ratio.png").stat().st_size > 2000
     assert (tmp_path / "report.md").exists()
+
+
+def test_seeds_added_at_the_chosen_rate_confirm_but_never_choose(monkeypatch):
+    """Rates are compared on the seeds every rate ran; a later sweep that adds seeds at one rate
+    only (a confirmation run) adds them to that rate's per-seed values, not to its score."""
+
+    def run(lr, seed, val):
+        rows = [{"round": r, "val/accuracy": val, "eval/accuracy": val} for r in (1, 2)]
+        config = {"seed": seed, "mode": "fl", "num_rounds": 2, "model": {"depth": 2},
+                  "client_opt": {"learning_rate": lr}}  # fmt: skip
+        return {"name": f"{lr}-{seed}", "config": config, "run_info": {}, "rows": rows,
+                "stopped": False}  # fmt: skip
+
+    sweep = {"sweep": [["client_opt.learning_rate", [0.1, 0.01]], ["seed", [0, 1]]]}
+    tuning = [run(0.1, 0, 0.80), run(0.1, 1, 0.80), run(0.01, 0, 0.70), run(0.01, 1, 0.70)]
+    # The confirmation seeds at 0.01 are excellent: pooled, they would flip the choice to 0.01.
+    extra = [run(0.01, s, 0.99) for s in range(2, 12)]
+    sources = {"tuning": (sweep, tuning), "extra": ({"sweep": [["seed", list(range(2, 12))]]},
+                                                    extra)}  # fmt: skip
+    monkeypatch.setattr(protocol, "load_runs", lambda d: sources[d])
+    arm = protocol.compare(["tuning", "extra"], window=1)["groups"][2]["run"]
+    assert arm["chosen_lr"] == 0.1 and arm["tuning_seeds"] == [0, 1]
+    assert arm["grid"] == pytest.approx({0.01: 0.70, 0.1: 0.80})
+    # Had the extra seeds been at the chosen rate, they would count in its per-seed values.
+    extra = [run(0.1, s, 0.5) for s in range(2, 12)]
+    sources["extra"] = ({"sweep": [["seed", list(range(2, 12))]]}, extra)
+    arm = protocol.compare(["tuning", "extra"], window=1)["groups"][2]["run"]
+    assert arm["chosen_lr"] == 0.1 and sorted(arm["per_seed"]) == list(range(12))
