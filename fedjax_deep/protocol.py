@@ -23,6 +23,7 @@ the paired statistics a report states. Decided before any outcome is looked at (
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -495,7 +496,7 @@ def plot_curves(result: Mapping, path) -> None:
             if result["group"] == "group"
             else f"{result['group'].rsplit('.', 1)[-1]} = {gv}"
         )
-        ax.set_title(title, fontsize=8)
+        ax.set_title(textwrap.fill(title, 42), fontsize=7)
         ax.set_xlabel("round")
         ax.grid(alpha=0.3)
     for row in axes:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import pathlib
+import textwrap
 import warnings
 from collections import defaultdict
 
@@ -238,7 +239,7 @@ def _plot_curves(fields: list[str], groups: dict, path: pathlib.Path) -> str:
             ax.plot(x, stack.mean(0), color=colors.get(mode), label=names.get(mode, mode))
             ax.fill_between(x, stack.min(0), stack.max(0), color=colors.get(mode), alpha=0.2)
         title = ", ".join(f"{f}={k}" for f, k in zip(short_names(fields), key, strict=True))
-        ax.set_title(title, fontsize=8)
+        ax.set_title(textwrap.fill(title, 42), fontsize=7)
         ax.set_xlabel("round")
         ax.grid(alpha=0.3)
     for row in axes:
@@ -402,7 +403,8 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
             ax.set_xlabel("round")
             title = ", ".join(f"{f}={k}"
                               for f, k in zip(short_names(fields), key, strict=True))  # fmt: skip
-            ax.set_title(f"{title} ({len(runs)} seeds)" if title else f"{len(runs)} seeds",
+            ax.set_title(textwrap.fill(f"{title} ({len(runs)} seeds)", 42) if title
+                         else f"{len(runs)} seeds",
                          fontsize=8)  # fmt: skip
         for row in axes:
             row[0].set_ylabel("FL relative dispersion D_l\n(mean over seeds)")
