@@ -1,0 +1,208 @@
+"""The tables of E1's reviewer controls, read from a ``fedjax-deep compare`` result (compare.json).
+
+    fedjax-deep compare runs/e1_tuned runs/e1_controls runs/e1_data_models runs/e1_widen_a \\
+        runs/e1_widen_b --out runs/e1_all --reference mode=centralized,fl.batch_size=36 \\
+        --group model.depth,model.name,model.width,model.kernel_size,model.skip,model.norm,model.norm_group_size
+    python scripts/e1_summary.py runs/e1_all/compare.json > runs/e1_all/summary.md
+
+Every number is compare's: the plateau test accuracy of each arm at its own learning rate (chosen
+on validation), and paired 95% t-intervals over seeds of the differences. This script only names
+the arms, lays the groups out by question (depth, architecture, algorithm, remedy) and adds the
+paired differences between two arms that are not the reference (an algorithm against FedAvg,
+full-data clients against 360-signal clients), from the same per-seed values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from fedjax_deep.protocol import paired_interval
+from fedjax_deep.report import fmt_ci
+
+BASE = {"name": "plain_cnn", "width": "8", "kernel_size": "5", "skip": "False", "norm": "group",
+        "norm_group_size": "0"}  # fmt: skip
+ALGORITHMS = {"fedprox": "FedProx", "scaffold": "SCAFFOLD", "feddyn": "FedDyn"}
+
+
+def parse_group(label: str) -> dict:
+    return dict(part.split("=", 1) for part in label.split(", "))
+
+
+def arm_role(arm: dict) -> str:
+    mode = arm.get("mode")
+    if mode == "independent":
+        return "null"
+    if mode == "centralized":
+        return "steps-matched CL" if int(arm.get("fl.batch_size", 36)) > 36 else "CL"
+    if arm.get("data.partition") == "full":
+        return "FL, full-data clients"
+    return ALGORITHMS.get(arm.get("algorithm.name", "fedavg"), "FL")
+
+
+def collect(result: dict) -> dict:
+    """``{(depth, architecture key): {role: arm}}``; an architecture key is the group's fields
+    other than depth, defaults filled in."""
+    out: dict = {}
+    for label, arms in result["groups"].items():
+        g = {**BASE, **parse_group(label)}
+        arch = tuple(sorted((k, v) for k, v in g.items() if k != "depth"))
+        for arm in arms.values():
+            out.setdefault((int(g["depth"]), arch), {})[arm_role(arm["arm"])] = arm
+    return out
+
+
+def _ci(stat: dict, scale: float) -> str:
+    """``fmt_ci`` of a JSON interval (JSON has no nan: a missing value is None)."""
+    mean, half = (math.nan if stat.get(k) is None else stat[k] for k in ("mean", "half"))
+    return fmt_ci(mean, half, scale)
+
+
+def acc(arm: dict | None) -> str:
+    if not arm:
+        return "-"
+    text = _ci(arm["final"], 100.0)
+    edge = "*" if arm.get("grid_warning") else ""
+    return f"{text} ({arm['chosen_lr']:g}{edge})"
+
+
+def gap(arm: dict | None) -> str:
+    if not arm or "gap" not in arm:
+        return "-"
+    g = arm["gap"]
+    return _ci(g, 100.0) + ("" if g["resolved"] else " (n.r.)")
+
+
+def paired(a: dict | None, b: dict | None) -> str:
+    """``a - b`` in points over their common seeds (paired t-interval)."""
+    if not a or not b:
+        return "-"
+    seeds = sorted(set(a["per_seed"]) & set(b["per_seed"]))
+    p = paired_interval([a["per_seed"][s]["final"] for s in seeds],
+                        [b["per_seed"][s]["final"] for s in seeds])  # fmt: skip
+    if not math.isfinite(p["mean"]):
+        return "-"
+    return fmt_ci(p["mean"], p["half"], 100.0) + ("" if p["resolved"] else " (n.r.)")
+
+
+def plateaued(arm: dict | None) -> str:
+    if not arm:
+        return "-"
+    return f"{sum(p['plateau_round'] is not None for p in arm['per_seed'].values())}/" + str(
+        len(arm["per_seed"])
+    )
+
+
+def rounds80(arm: dict | None) -> str:
+    if not arm or "rounds_to_80" not in arm:
+        return "-"
+    r = arm["rounds_to_80"]
+    never = f" ({r['not_reached']} never)" if r["not_reached"] else ""
+    return (_ci(r, 1.0) if r["n"] else "-") + never
+
+
+def arch_name(arch: dict) -> str:
+    if arch["name"] == "plain_mlp":
+        return f"MLP w{arch['width']}, GroupNorm {arch['norm_group_size']} ch/group"
+    parts = [f"CNN w{arch['width']} k{arch['kernel_size']}"]
+    if arch["skip"] == "True":
+        parts.append("residual")
+    norm = {"batch": "BatchNorm", "none": "no norm"}.get(arch["norm"])
+    if norm:
+        parts.append(norm)
+    elif arch["norm_group_size"] != "0":
+        parts.append(f"GroupNorm {arch['norm_group_size']} ch/group")
+    else:
+        parts.append("GroupNorm gcd(8, w) groups")
+    return ", ".join(parts)
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def summary(result: dict) -> str:
+    data = collect(result)
+    base = tuple(sorted(BASE.items()))
+    out = ["Test accuracy at the plateau in % (learning rate chosen on validation; * = an end of "
+           "its grid); gaps and differences in points, paired 95% t-intervals over seeds "
+           "(n.r. = the interval includes 0).", ""]  # fmt: skip
+
+    rows = []
+    for depth in sorted(d for d, a in data if a == base):
+        arms = data[(depth, base)]
+        fl, full = arms.get("FL"), arms.get("FL, full-data clients")
+        rows.append([str(depth), acc(arms.get("CL")), acc(arms.get("steps-matched CL")), acc(fl),
+                     acc(full), gap(fl), paired(arms.get("steps-matched CL"), fl), gap(full),
+                     paired(full, fl), rounds80(fl), plateaued(fl)])  # fmt: skip
+    out += ["### Depth (plain CNN, width 8): FL with 360-signal and with full-data clients", "",
+            table(["depth", "CL", "steps-matched CL", "FL", "FL, full-data clients", "CL - FL",
+                   "steps-matched CL - FL", "CL - FL (full data)", "full data - 360 signals",
+                   "FL rounds to 80% of CL", "FL plateaued"], rows), ""]  # fmt: skip
+
+    rows = []
+    for (depth, arch), arms in sorted(data.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        a = dict(arch)
+        if a["name"] != "plain_cnn" or a["width"] != "8" or a["kernel_size"] != "5":
+            continue
+        if depth != 16 or "CL" not in arms:
+            continue
+        fl = arms.get("FL")
+        rows.append([arch_name(a), acc(arms.get("CL")), acc(fl), gap(fl), rounds80(fl),
+                     plateaued(fl)])  # fmt: skip
+    out += ["### Architecture at depth 16 (width 8)", "",
+            table(["architecture", "CL", "FL", "CL - FL", "FL rounds to 80% of CL",
+                   "FL plateaued"], rows), ""]  # fmt: skip
+
+    rows = []
+    for (depth, arch), arms in sorted(data.items()):
+        if dict(arch)["name"] != "plain_mlp":
+            continue
+        fl = arms.get("FL")
+        rows.append([str(depth), acc(arms.get("CL")), acc(fl), gap(fl), plateaued(fl)])
+    if rows:
+        out += ["### Plain MLP (width 32) by depth", "",
+                table(["depth", "CL", "FL", "CL - FL", "FL plateaued"], rows), ""]  # fmt: skip
+
+    rows = []
+    for depth in sorted(d for d, a in data if a == base):
+        arms = data[(depth, base)]
+        for alg in ALGORITHMS.values():
+            if alg in arms:
+                rows.append([str(depth), alg, acc(arms[alg]), gap(arms[alg]),
+                             paired(arms[alg], arms.get("FL")), plateaued(arms[alg])])  # fmt: skip
+    if rows:
+        out += ["### Drift correction (plain CNN, width 8)", "",
+                table(["depth", "algorithm", "FL accuracy", "CL - algorithm",
+                       "algorithm - FedAvg", "plateaued"], rows), ""]  # fmt: skip
+
+    rows = []
+    for (depth, arch), arms in sorted(data.items()):
+        a = dict(arch)
+        if depth != 8 or a["name"] != "plain_cnn" or "steps-matched CL" not in arms:
+            continue
+        if a["skip"] != "False" or a["norm"] != "group" or a["norm_group_size"] != "0":
+            continue
+        fl = arms.get("FL")
+        rows.append([arch_name(a), acc(arms.get("CL")), acc(arms.get("steps-matched CL")), acc(fl),
+                     gap(fl), paired(arms.get("steps-matched CL"), fl), rounds80(fl)])  # fmt: skip
+    out += ["### The paper's remedies at depth 8: width and receptive field", "",
+            table(["model", "CL", "steps-matched CL", "FL", "CL - FL", "steps-matched CL - FL",
+                   "FL rounds to 80% of CL"], rows), ""]  # fmt: skip
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("compare_json")
+    args = parser.parse_args(argv)
+    with open(args.compare_json) as f:
+        print(summary(json.load(f)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
