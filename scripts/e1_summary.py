@@ -28,6 +28,8 @@ ALGORITHMS = {"fedprox": "FedProx", "scaffold": "SCAFFOLD", "feddyn": "FedDyn"}
 
 
 def parse_group(label: str) -> dict:
+    if "=" not in label:  # a comparison grouped by depth alone (the main job)
+        return {"depth": label}
     return dict(part.split("=", 1) for part in label.split(", "))
 
 
@@ -144,6 +146,23 @@ def summary(result: dict) -> str:
                    "FL rounds to 80% of CL", "FL plateaued"], rows), ""]  # fmt: skip
 
     rows = []
+    for depth in sorted(d for d, a in data if a == base):
+        fl = data[(depth, base)].get("FL")
+        r = fl and fl.get("null_ratio")
+        if not r:
+            continue
+        body = [i for i, layer in enumerate(r["layers"]) if layer != "head"]
+        cells = [str(depth)]
+        for metric in ("relative", "update"):
+            v = [r[metric][i] for i in body]
+            cells += [f"{min(v):.2f}-{max(v):.2f}", f"{r[metric][-1]:.2f}"]
+        rows.append(cells)
+    if rows:
+        out += ["### FL over the null reference after round 1 (per layer, mean over seeds)", "",
+                table(["depth", "D_l ratio, conv layers (range)", "D_l ratio, head",
+                       "U_l ratio, conv layers (range)", "U_l ratio, head"], rows), ""]  # fmt: skip
+
+    rows = []
     for (depth, arch), arms in sorted(data.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         a = dict(arch)
         if a["name"] != "plain_cnn" or a["width"] != "8" or a["kernel_size"] != "5":
@@ -153,7 +172,8 @@ def summary(result: dict) -> str:
         fl = arms.get("FL")
         rows.append([arch_name(a), acc(arms.get("CL")), acc(fl), gap(fl), rounds80(fl),
                      plateaued(fl)])  # fmt: skip
-    out += ["### Architecture at depth 16 (width 8)", "",
+    if len(rows) > 1:
+        out += ["### Architecture at depth 16 (width 8)", "",
             table(["architecture", "CL", "FL", "CL - FL", "FL rounds to 80% of CL",
                    "FL plateaued"], rows), ""]  # fmt: skip
 
@@ -189,7 +209,8 @@ def summary(result: dict) -> str:
         fl = arms.get("FL")
         rows.append([arch_name(a), acc(arms.get("CL")), acc(arms.get("steps-matched CL")), acc(fl),
                      gap(fl), paired(arms.get("steps-matched CL"), fl), rounds80(fl)])  # fmt: skip
-    out += ["### The paper's remedies at depth 8: width and receptive field", "",
+    if len(rows) > 1:
+        out += ["### The paper's remedies at depth 8: width and receptive field", "",
             table(["model", "CL", "steps-matched CL", "FL", "CL - FL", "steps-matched CL - FL",
                    "FL rounds to 80% of CL"], rows), ""]  # fmt: skip
     return "\n".join(out)
