@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from fedjax_deep.report import dict_field, fmt_ci
+from fedjax_deep.report import dict_field, figure_legend, fmt_ci, panel_grid
 
 WINDOW = 5  # evaluations
 TOL = 0.005  # accuracy (half a point)
@@ -469,12 +469,7 @@ def plot_curves(result: Mapping, path) -> None:
     import matplotlib.pyplot as plt
 
     groups = list(result["groups"].items())
-    cols = min(len(groups), 4)
-    rows = -(-len(groups) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 2, 3.0 * rows), squeeze=False,
-                             sharey=True)  # fmt: skip
-    for ax in axes.flat[len(groups) :]:
-        ax.set_visible(False)
+    fig, axes = panel_grid(len(groups), 3.2, 3.0, 2.0)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     names = sorted({n for _, arms in groups for n in arms})
     for ax, (gv, arms) in zip(axes.flat, groups, strict=False):
@@ -501,12 +496,7 @@ def plot_curves(result: Mapping, path) -> None:
         ax.grid(alpha=0.3)
     for row in axes:
         row[0].set_ylabel("test accuracy (%)\nmean; band: seed range")
-    handles, labels = {}, {}
-    for ax in axes.flat:  # every arm once, whichever panel it appears in
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(lab, h)
-    handles, labels = list(handles.values()), list(handles)
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
+    figure_legend(fig, axes)  # every arm once, whichever panel it appears in
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

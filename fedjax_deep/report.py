@@ -213,18 +213,36 @@ def _finish_field_plot(fig, ax, label, xs, positions, ylabel, path) -> str:
     return path.name
 
 
+def panel_grid(n: int, width: float = 3.2, height: float = 2.8, extra: float = 1.5):
+    """A figure of ``n`` panels, at most 4 a row, sharing y; unused panels hidden."""
+    import matplotlib.pyplot as plt
+
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols + extra, height * rows),
+                             squeeze=False, sharey=True)  # fmt: skip
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def figure_legend(fig, axes) -> None:
+    """One legend for every panel's lines (each label once), outside the panels on the right."""
+    handles = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="center left",
+               bbox_to_anchor=(1.0, 0.5), fontsize=7)  # fmt: skip
+
+
 def _plot_curves(fields: list[str], groups: dict, path: pathlib.Path) -> str:
     """Test accuracy against round, FL and CL (and the null reference), one panel per group: the
     mean over seeds and a band from the lowest to the highest seed."""
     import matplotlib.pyplot as plt
 
     items = list(groups.items())
-    cols = min(len(items), 4)
-    rows = -(-len(items) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 1.5, 2.8 * rows), squeeze=False,
-                             sharey=True)  # fmt: skip
-    for ax in axes.flat[len(items) :]:
-        ax.set_visible(False)
+    fig, axes = panel_grid(len(items))
     colors = {"centralized": "tab:blue", "fl": "tab:red", "independent": "tab:gray"}
     names = {"centralized": "CL", "fl": "FL", "independent": "null (K runs)"}
     for ax, (key, by_mode) in zip(axes.flat, items, strict=False):
@@ -244,12 +262,7 @@ def _plot_curves(fields: list[str], groups: dict, path: pathlib.Path) -> str:
         ax.grid(alpha=0.3)
     for row in axes:
         row[0].set_ylabel("test accuracy (%)\nmean; band: seed range")
-    handles = {}
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(lab, h)
-    fig.legend(list(handles.values()), list(handles), loc="center left",
-               bbox_to_anchor=(1.0, 0.5), fontsize=8)  # fmt: skip
+    figure_legend(fig, axes)
     _tight(fig)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -383,12 +396,7 @@ def plot_sweep(fields: list[str], groups: dict, out_dir: pathlib.Path) -> list[s
     # over seeds, one panel per group, colour = the layer's relative depth (colourbar).
     fl_groups = [(key, by_mode["fl"]) for key, by_mode in groups.items() if by_mode.get("fl")]
     if fl_groups:
-        cols = min(len(fl_groups), 4)
-        rows = -(-len(fl_groups) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 1, 2.9 * rows),
-                                 squeeze=False, sharey=True)  # fmt: skip
-        for ax in axes.flat[len(fl_groups) :]:
-            ax.set_visible(False)
+        fig, axes = panel_grid(len(fl_groups), 3.4, 2.9, 1.0)
         for ax, (key, runs) in zip(axes.flat, fl_groups, strict=False):
             layers = runs[0]["run_info"]["layers"]
             rounds = [r["round"] for r in runs[0]["rows"]]
