@@ -18,7 +18,7 @@ give the same split, partition and initialization as E1, whose runs are the base
   32 (kernel 5), and kernel 3 (width 8; receptive field 17 instead of 33);
 - learning-rate grids, per arm: FL and steps-matched CL (0.03, 0.1, 0.3), CL (0.01, 0.03, 0.1), one
   step either side of what E1 chose; an arm that chooses a grid's end is flagged and, as
-  in E1, run again one step further on that side (configs/e1_widen_mnist1d.py).
+  in E1, run again one step further on that side (configs/e1_widen_*_mnist1d.py).
 
 FedProx, SCAFFOLD and FedDyn at depth 8 are in configs/e1_controls_mnist1d.py. 270 runs. Expected
 time on two CPU cores, alone: about 50 minutes. Results: docs/results/e1_controls_mnist1d.
