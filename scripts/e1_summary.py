@@ -89,6 +89,24 @@ def paired(a: dict | None, b: dict | None) -> str:
     return fmt_ci(p["mean"], p["half"], 100.0) + ("" if p["resolved"] else " (n.r.)")
 
 
+def gap_change(arms: dict, base: dict, minus: str = "CL") -> str:
+    """``(minus - FL)`` of ``arms`` less the same gap of ``base``, in points, paired over the
+    seeds all four arms share: does this model's gap differ from the baseline's?"""
+    if arms is base:
+        return "(baseline)"
+    four = [arms.get(minus), arms.get("FL"), base.get(minus), base.get("FL")]
+    if not all(four):
+        return "-"
+    seeds = sorted(set.intersection(*(set(a["per_seed"]) for a in four)))
+    finals = [[a["per_seed"][s]["final"] for s in seeds] for a in four]
+    this = [None if None in (c, f) else c - f for c, f in zip(finals[0], finals[1], strict=True)]
+    that = [None if None in (c, f) else c - f for c, f in zip(finals[2], finals[3], strict=True)]
+    p = paired_interval(this, that)
+    if not math.isfinite(p["mean"]):
+        return "-"
+    return fmt_ci(p["mean"], p["half"], 100.0) + ("" if p["resolved"] else " (n.r.)")
+
+
 def plateaued(arm: dict | None) -> str:
     if not arm:
         return "-"
@@ -170,12 +188,13 @@ def summary(result: dict) -> str:
         if depth != 16 or "CL" not in arms:
             continue
         fl = arms.get("FL")
-        rows.append([arch_name(a), acc(arms.get("CL")), acc(fl), gap(fl), rounds80(fl),
+        rows.append([arch_name(a), acc(arms.get("CL")), acc(fl), gap(fl),
+                     gap_change(arms, data.get((16, base), {})), rounds80(fl),
                      plateaued(fl)])  # fmt: skip
     if len(rows) > 1:
         out += ["### Architecture at depth 16 (width 8)", "",
-            table(["architecture", "CL", "FL", "CL - FL", "FL rounds to 80% of CL",
-                   "FL plateaued"], rows), ""]  # fmt: skip
+            table(["architecture", "CL", "FL", "CL - FL", "gap - baseline's gap (seeds 0-4)",
+                   "FL rounds to 80% of CL", "FL plateaued"], rows), ""]  # fmt: skip
 
     rows = []
     for (depth, arch), arms in sorted(data.items()):
@@ -207,12 +226,15 @@ def summary(result: dict) -> str:
         if a["skip"] != "False" or a["norm"] != "group" or a["norm_group_size"] != "0":
             continue
         fl = arms.get("FL")
+        b8 = data.get((8, base), {})
         rows.append([arch_name(a), acc(arms.get("CL")), acc(arms.get("steps-matched CL")), acc(fl),
-                     gap(fl), paired(arms.get("steps-matched CL"), fl), rounds80(fl)])  # fmt: skip
+                     gap(fl), gap_change(arms, b8), paired(arms.get("steps-matched CL"), fl),
+                     gap_change(arms, b8, "steps-matched CL"), rounds80(fl)])  # fmt: skip
     if len(rows) > 1:
         out += ["### The paper's remedies at depth 8: width and receptive field", "",
-            table(["model", "CL", "steps-matched CL", "FL", "CL - FL", "steps-matched CL - FL",
-                   "FL rounds to 80% of CL"], rows), ""]  # fmt: skip
+            table(["model", "CL", "steps-matched CL", "FL", "CL - FL", "change vs w8 k5",
+                   "steps-matched CL - FL", "change vs w8 k5", "FL rounds to 80% of CL"], rows),
+            ""]  # fmt: skip
     return "\n".join(out)
 
 
