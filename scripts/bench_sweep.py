@@ -4,7 +4,7 @@
 
 Two parts, both on whatever backend JAX finds:
 
-1. **End to end** (``main``: the README's main job, configs/e1_depth_mnist1d.py, 24 runs in 8
+1. **End to end** (``main``: the 5-round depth sweep that was the README's main job until issue 14, configs/e1_depth_mnist1d.py, 24 runs in 8
    shape groups; ``grid``: a learning-rate x seed grid, 4 x 3 = 12 members of one shape). Each arm
    is the real command, ``fedjax-deep train --no-progress`` in a fresh process and a fresh workdir,
    timed from start to exit (imports, data, compilation, training, files, report). Arms:

@@ -11,7 +11,7 @@
 #                             same device, one big-batch model, matmul ceilings (fp32, bf16)
 #   bench_precision.md        the main round's rate at precision default, highest and bf16
 #   bench_sweep.{json,md}     R sweep members in one program vs one member (throughput)
-#   main/                     the README's main job, timed (main_job.txt)
+#   main/                     the 5-round depth sweep (configs/e1_depth_mnist1d.py, the main job until issue 14), timed (main_job.txt)
 #   summary.md                each step's exit code and wall time
 # It installs nothing from the internet: a package that is missing is named in one line (exit 2,
 # nothing written); wheels placed in ./wheels (pip download on a networked machine) are installed
@@ -48,7 +48,7 @@ if [ -n "$missing" ]; then
   exit 2
 fi
 mkdir -p "$DIR"
-# mnist1d (the main job's data) is optional here: without it the main job is skipped, said below.
+# mnist1d (that sweep's data) is optional here: without it the main job is skipped, said below.
 has_mnist1d=$($PY -c "import importlib.util; print(int(importlib.util.find_spec('mnist1d') is not None))")
 
 {
