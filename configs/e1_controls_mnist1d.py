@@ -25,7 +25,7 @@ sweeps) so that the algorithms could run first; the 90 are this config's points,
 Expected time on two CPU cores, alone: about 20 minutes. Results: docs/results/e1_controls_mnist1d.
 """
 
-from fedjax_deep.presets import cpu_mnist1d
+from fedjax_deep.presets import e1_protocol
 
 FL_LRS = (0.03, 0.1, 0.3)
 CL_LRS = (0.01, 0.03, 0.1)
@@ -44,10 +44,6 @@ def points():
 
 
 def get_config():
-    config = cpu_mnist1d()
-    config.data.validation_fraction = 0.1
-    config.fl.local_epochs = 1
-    config.fl.batch_size = 36
-    config.num_rounds = 80
+    config = e1_protocol()
     config.sweep = ((FIELDS, points()), ("seed", SEEDS))
     return config

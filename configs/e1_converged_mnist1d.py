@@ -20,7 +20,7 @@ null_ratio.png: FL's per-layer divergence after round 1 over the null reference'
 - SGD momentum 0.9, weight decay 5e-4; 80 rounds; seeds 0-4.
 """
 
-from fedjax_deep.presets import cpu_mnist1d
+from fedjax_deep.presets import e1_protocol
 
 # depth -> (CL, steps-matched CL, FL) learning rates chosen by E1's protocol (compare.md there).
 CHOSEN = {2: (0.03, 0.3, 0.1), 8: (0.01, 0.1, 0.1), 16: (0.01, 0.1, 0.03)}
@@ -38,11 +38,7 @@ def points():
 
 
 def get_config():
-    config = cpu_mnist1d()
-    config.data.validation_fraction = 0.1
-    config.fl.local_epochs = 1
-    config.fl.batch_size = 36
-    config.num_rounds = 80
+    config = e1_protocol()
     config.sweep = ((FIELDS, points()), ("seed", (0, 1, 2, 3, 4)))
     config.compare.reference = "mode=centralized,fl.batch_size=36"
     return config

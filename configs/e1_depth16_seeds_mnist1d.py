@@ -15,17 +15,13 @@ settings otherwise: validation split 0.1, batch 36, 1 local epoch, 80 rounds.
 57 runs. Expected time on two CPU cores, alone: about 18 minutes.
 """
 
-from fedjax_deep.presets import cpu_mnist1d
+from fedjax_deep.presets import e1_protocol
 
 ARMS = (("mode", "fl.batch_size", "fl.local_steps", "client_opt.learning_rate"),
         (("fl", 36, 0, 0.03), ("centralized", 36, 0, 0.01), ("centralized", 360, 1, 0.1)))  # fmt: skip
 
 
 def get_config():
-    config = cpu_mnist1d(depth=16)
-    config.data.validation_fraction = 0.1
-    config.fl.local_epochs = 1
-    config.fl.batch_size = 36
-    config.num_rounds = 80
+    config = e1_protocol(depth=16)
     config.sweep = (("model.depth", (16,)), ARMS, ("seed", tuple(range(5, 24))))
     return config

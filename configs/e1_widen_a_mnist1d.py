@@ -15,7 +15,7 @@ holds the arms whose sweeps had finished when the rule was first applied; the se
   depth 8 (chose 0.01), FL 0.01 at depth 16 (chose 0.03).
 """
 
-from fedjax_deep.presets import cpu_mnist1d
+from fedjax_deep.presets import e1_protocol
 
 FIELDS = ("model.depth", "model.name", "model.width", "model.skip", "model.norm_group_size",
           "mode", "client_opt.learning_rate")  # fmt: skip
@@ -30,10 +30,6 @@ POINTS = (
 
 
 def get_config():
-    config = cpu_mnist1d()
-    config.data.validation_fraction = 0.1
-    config.fl.local_epochs = 1
-    config.fl.batch_size = 36
-    config.num_rounds = 80
+    config = e1_protocol()
     config.sweep = ((FIELDS, POINTS), ("seed", (0, 1, 2, 3, 4)))
     return config

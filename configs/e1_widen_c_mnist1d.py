@@ -13,7 +13,7 @@ Grids step by about 3x (..., 0.001, 0.003, 0.01, 0.03, 0.1, 0.3). 25 runs.
 - plain MLP at depth 16: CL 0.001 (chose 0.003 of 0.003-0.1).
 """
 
-from fedjax_deep.presets import cpu_mnist1d
+from fedjax_deep.presets import e1_protocol
 
 FIELDS = ("model.depth", "model.name", "model.width", "model.norm", "model.norm_group_size",
           "mode", "client_opt.learning_rate")  # fmt: skip
@@ -27,10 +27,6 @@ POINTS = (
 
 
 def get_config():
-    config = cpu_mnist1d()
-    config.data.validation_fraction = 0.1
-    config.fl.local_epochs = 1
-    config.fl.batch_size = 36
-    config.num_rounds = 80
+    config = e1_protocol()
     config.sweep = ((FIELDS, POINTS), ("seed", (0, 1, 2, 3, 4)))
     return config

@@ -15,7 +15,7 @@ chooses the new end again is flagged in the report and not widened further (time
 - plain MLP at depth 16: CL 0.0003 (chose 0.001 of 0.001-0.1).
 """
 
-from fedjax_deep.presets import cpu_mnist1d
+from fedjax_deep.presets import e1_protocol
 
 FIELDS = ("model.depth", "model.name", "model.width", "model.kernel_size", "model.norm",
           "model.norm_group_size", "mode", "fl.batch_size", "fl.local_steps",
@@ -31,10 +31,6 @@ POINTS = (
 
 
 def get_config():
-    config = cpu_mnist1d()
-    config.data.validation_fraction = 0.1
-    config.fl.local_epochs = 1
-    config.fl.batch_size = 36
-    config.num_rounds = 80
+    config = e1_protocol()
     config.sweep = ((FIELDS, POINTS), ("seed", (0, 1, 2, 3, 4)))
     return config

@@ -33,6 +33,18 @@ def cpu_mnist1d(depth: int = 8, width: int = 8):
     return c
 
 
+def e1_protocol(depth: int = 8, width: int = 8):
+    """E1 under the comparison protocol (configs/e1_tuned_mnist1d.py and its controls):
+    :func:`cpu_mnist1d` with a 10% validation split, 1 local epoch of batch 36 (10 steps) a round
+    and 80 rounds. The sweeps set the learning rates and seeds."""
+    c = cpu_mnist1d(depth, width)
+    c.data.validation_fraction = 0.1
+    c.fl.local_epochs = 1
+    c.fl.batch_size = 36
+    c.num_rounds = 80
+    return c
+
+
 def paper_cifar100(model: str = "resnet", depth: int = 18):
     """CIFAR-100 with the paper's families, crop+flip, 10 IID clients x 8 local epochs, 40 rounds,
     batch 64, SGD lr 0.05, BatchNorm (statistics averaged), CIFAR stem."""
