@@ -419,16 +419,26 @@ def _group_size(c) -> None:
                  f"must divide every layer's width ({w} here): use a divisor, or 0")  # fmt: skip
 
 
+def parse_reference(text: str) -> dict:
+    """``'mode=centralized,fl.batch_size=36'`` -> ``{'mode': 'centralized', 'fl.batch_size': '36'}``
+    (values compare as strings): the reference arm of ``fedjax_deep.protocol.compare``."""
+    pairs = [part.partition("=") for part in text.split(",")]
+    if not text or not all(f.strip() and v.strip() for f, _, v in pairs):
+        raise ValueError("use FIELD=VALUE[,FIELD=VALUE], e.g. mode=centralized")
+    return {f.strip(): v.strip() for f, _, v in pairs}
+
+
 def _compare_reference(c) -> None:
     text = c.compare.reference
     if not text:
         return
-    pairs = [part.partition("=") for part in text.split(",")]
-    _require(all(f.strip() and v.strip() for f, _, v in pairs), "compare.reference", text,
-             "use FIELD=VALUE[,FIELD=VALUE], e.g. 'mode=centralized' ('' for no comparison)")  # fmt: skip
-    for f, _, _ in pairs:
-        _require(f.strip() in FIELDS, "compare.reference", text,
-                 f"{f.strip()!r} is not a config field; name swept fields, e.g. 'mode'")  # fmt: skip
+    try:
+        fields = parse_reference(text)
+    except ValueError as e:
+        raise ConfigError("compare.reference", text, f"{e} ('' for no comparison)") from None
+    for f in fields:
+        _require(f in FIELDS, "compare.reference", text,
+                 f"{f!r} is not a config field; name swept fields, e.g. 'mode'")  # fmt: skip
     for f in c.compare.group.split(","):
         _require(f.strip() in FIELDS, "compare.group", c.compare.group,
                  f"{f.strip()!r} is not a config field; e.g. 'model.depth'")  # fmt: skip

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from fedjax_deep.config import parse_reference  # noqa: F401  (the CLI's and train's entry)
 from fedjax_deep.report import dict_field, figure_legend, fmt_ci, panel_grid
 
 WINDOW = 5  # evaluations
@@ -379,6 +380,15 @@ def layer_divergence(runs: Sequence[Mapping]) -> dict | None:
     return out
 
 
+def arms_with(result: Mapping, key: str):
+    """``(group value, arm name, arm, arm[key])`` for every arm of a comparison that holds a value
+    at ``key`` (divergence, null ratio), in order."""
+    for gv, arms in result["groups"].items():
+        for name, a in arms.items():
+            if a.get(key):
+                yield gv, name, a, a[key]
+
+
 def _fmt(stat: Mapping | None, scale: float = 100.0) -> str:
     return fmt_ci(stat["mean"], stat["half"], scale) if stat else "-"
 
@@ -417,33 +427,23 @@ def markdown(result: Mapping) -> str:
             lines.append("| " + " | ".join(cells) + " |")
     div_head = [g, "arm", "U body (round 1)", "U body (last)", "U head (last)",
                 "cosine body (last)", "cosine head (last)", "grad div body (round 1)"]  # fmt: skip
-    div_lines = []
-    for gv, arms in result["groups"].items():
-        for name, a in arms.items():
-            d = a.get("divergence")
-            if not d:
-                continue
-
-            div_lines.append("| " + " | ".join([
-                str(gv), name, _fmt3(d, "update_round1_body_per_seed"),
-                _fmt3(d, "update_last_body_per_seed"), _fmt3(d, "update_last_head_per_seed"),
-                _fmt3(d, "cosine_last_body_per_seed"), _fmt3(d, "cosine_last_head_per_seed"),
-                _fmt3(d, "grad_round1_body_per_seed"),
-            ]) + " |")  # fmt: skip
+    div_lines = [
+        "| " + " | ".join([str(gv), name] + [_fmt3(d, k) for k in (
+            "update_round1_body_per_seed", "update_last_body_per_seed",
+            "update_last_head_per_seed", "cosine_last_body_per_seed",
+            "cosine_last_head_per_seed", "grad_round1_body_per_seed")]) + " |"
+        for gv, name, _, d in arms_with(result, "divergence")
+    ]  # fmt: skip
     if div_lines:
         lines += ["", "Scale-free divergence at the chosen learning rate (mean over seeds ± 95% "
                   "t-interval; body = the mean over the layers before the head; U = update "
                   "dispersion, 1 - 1/C for updates with no shared direction):", "",
                   "| " + " | ".join(div_head) + " |", "|" + "---|" * len(div_head), *div_lines]  # fmt: skip
-    ratio_lines = []
-    for gv, arms in result["groups"].items():
-        for name, a in arms.items():
-            r = a.get("null_ratio")
-            if not r:
-                continue
-            for metric, what in (("relative", "D_l"), ("update", "U_l")):
-                cells = ", ".join(f"{x:.2f}" for x in r[metric])
-                ratio_lines.append(f"- {g}={gv}, {name}, {what}: {cells}")
+    ratio_lines = [
+        f"- {g}={gv}, {name}, {what}: " + ", ".join(f"{x:.2f}" for x in r[metric])
+        for gv, name, _, r in arms_with(result, "null_ratio")
+        for metric, what in (("relative", "D_l"), ("update", "U_l"))
+    ]
     if ratio_lines:
         lines += ["", "FL over the null reference (K SGD runs from the same initialization on all "
                   "the data, never averaged, as many steps), per layer after round 1, input side "
@@ -511,8 +511,7 @@ def plot_divergence(result: Mapping, path, metric: str = "update") -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = [(gv, name, a["divergence"]) for gv, arms in result["groups"].items()
-             for name, a in arms.items() if a.get("divergence")]  # fmt: skip
+    lines = [(gv, name, d) for gv, name, _, d in arms_with(result, "divergence")]
     if not lines:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
@@ -545,8 +544,7 @@ def plot_null_ratio(result: Mapping, path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = [(gv, name, a["null_ratio"]) for gv, arms in result["groups"].items()
-             for name, a in arms.items() if a.get("null_ratio")]  # fmt: skip
+    lines = [(gv, name, r) for gv, name, _, r in arms_with(result, "null_ratio")]
     if not lines:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -571,15 +569,6 @@ def plot_null_ratio(result: Mapping, path) -> bool:
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return True
-
-
-def parse_reference(text: str) -> dict:
-    """``'mode=centralized,fl.batch_size=36'`` -> ``{'mode': 'centralized', 'fl.batch_size': '36'}``
-    (values compare as strings)."""
-    pairs = [part.partition("=") for part in text.split(",")]
-    if not text or not all(field and value for field, _, value in pairs):
-        raise ValueError("use FIELD=VALUE[,FIELD=VALUE], e.g. mode=centralized")
-    return {field.strip(): value.strip() for field, _, value in pairs}
 
 
 def write_comparison(sweep_dirs, out_dir, **kwargs):
