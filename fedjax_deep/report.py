@@ -483,6 +483,25 @@ def settings_as_run(fields: list[str], groups: dict) -> tuple[str, list[str]]:
     return "; ".join(fixed), lines
 
 
+def _unpaired_note(groups: dict, sweep_dir: pathlib.Path, config: dict) -> list[str]:
+    """A warning when the sweep has FL and CL runs but no row holds both: each arm's own settings
+    (its tuned learning rate, a steps-matched batch) make its own rows, so the gap columns are
+    empty and the pairing is the comparison protocol's (``compare.md``)."""
+    has = {m for g in groups.values() for m in g}
+    together = any("fl" in g and "centralized" in g for g in groups.values())
+    if together or not {"fl", "centralized"} <= has:
+        return []
+    written = (sweep_dir / "compare.md").exists() or (config.get("compare") or {}).get("reference")
+    where = "`compare.md` beside this report" if written else (
+        "`fedjax-deep compare` (it writes `compare.md`)")  # fmt: skip
+    return [
+        "**No row pairs FL with CL**: each arm's settings (a learning rate of its own, a "
+        "steps-matched batch) put it on its own rows, so the gap columns are empty. The paired "
+        f"comparison, each arm at its rate tuned on validation accuracy, is {where}.",
+        "",
+    ]
+
+
 def write_sweep_report(sweep_dir: str | pathlib.Path) -> pathlib.Path:
     """Writes ``report.md`` and the plots into a sweep's workdir; returns the report's path."""
     sweep_dir = pathlib.Path(sweep_dir)
@@ -498,6 +517,7 @@ def write_sweep_report(sweep_dir: str | pathlib.Path) -> pathlib.Path:
         "",
         f"Swept: {', '.join(f'`{f}` = {list(v)}' for f, v in config['sweep'])}.",
         "",
+        *_unpaired_note(groups, sweep_dir, config),
         "Runs: " + ", ".join(sorted({m for g in groups.values() for m in g})) + " (fl: federated; "
         "centralized: one learner, same examples per round; independent: K SGD runs from one "
         "initialization, never averaged, the null reference).",

@@ -181,6 +181,7 @@ def test_compare_reads_a_control_sweep_with_its_baseline_and_pairs_each_group(tm
     assert set(groups[(True, "fedavg")]) == {"fl", "centralized"}
     text = report.write_sweep_report(control).read_text()
     assert "rounds 2" in text and "Settings as run" in text
+    assert "No row pairs FL with CL" not in text  # the residual row pairs them
 
 
 def test_train_writes_the_comparison_with_the_null_reference(tmp_path):
@@ -218,7 +219,27 @@ def test_train_writes_the_comparison_with_the_null_reference(tmp_path):
     text = (tmp_path / "compare.md").read_text()
     assert "FL over the null reference" in text and "(null reference" in text
     assert (tmp_path / "null_ratio.png").stat().st_size > 2000
-    assert (tmp_path / "report.md").exists()
+    assert "No row pairs FL with CL" not in (tmp_path / "report.md").read_text()  # they share a row
+
+
+def test_report_says_when_no_row_pairs_fl_with_cl(tmp_path):
+    """Each arm at its own learning rate (the main job) puts FL and CL on different rows: the
+    report says the gap columns are empty and where the paired comparison is."""
+    from fedjax_deep import report
+
+    def groups(*rows):
+        return {key: {mode: [{}] for mode in modes} for key, modes in rows}
+
+    apart = groups(((8, 0.1), ("fl",)), ((8, 0.01), ("centralized",)), ((8, 0.3), ("independent",)))
+    note = " ".join(report._unpaired_note(apart, tmp_path, {"compare": {"reference": ""}}))
+    assert "No row pairs FL with CL" in note and "`fedjax-deep compare`" in note
+    note = " ".join(
+        report._unpaired_note(apart, tmp_path, {"compare": {"reference": "mode=centralized"}})
+    )
+    assert "`compare.md` beside this report" in note
+    together = groups(((8, 0.1), ("fl", "centralized")), ((16, 0.1), ("fl",)))
+    assert report._unpaired_note(together, tmp_path, {}) == []
+    assert report._unpaired_note(groups(((8, 0.1), ("fl",))), tmp_path, {}) == []  # FL only
 
 
 def test_seeds_added_at_the_chosen_rate_confirm_but_never_choose(monkeypatch):
