@@ -19,11 +19,13 @@ import json
 import math
 import sys
 
+from fedjax_deep.models import receptive_field as receptive_field_of
 from fedjax_deep.protocol import paired_interval
 from fedjax_deep.report import fmt_ci
 
 BASE = {"name": "plain_cnn", "width": "8", "kernel_size": "5", "skip": "False", "norm": "group",
-        "norm_group_size": "0"}  # fmt: skip
+        "norm_group_size": "0", "stem_stride": "1"}  # fmt: skip
+COEFFICIENT = {"fedprox": "algorithm.mu", "feddyn": "algorithm.alpha"}  # their defaults: 0.01
 ALGORITHMS = {"fedprox": "FedProx", "scaffold": "SCAFFOLD", "feddyn": "FedDyn"}
 
 
@@ -41,7 +43,19 @@ def arm_role(arm: dict) -> str:
         return "steps-matched CL" if int(arm.get("fl.batch_size", 36)) > 36 else "CL"
     if arm.get("data.partition") == "full":
         return "FL, full-data clients"
-    return ALGORITHMS.get(arm.get("algorithm.name", "fedavg"), "FL")
+    if arm.get("data.partition") == "dirichlet":
+        return f"FL, Dirichlet({arm.get('data.dirichlet_alpha', 0.5):g})"
+    name = arm.get("algorithm.name", "fedavg")
+    if name in COEFFICIENT:
+        field = COEFFICIENT[name]
+        return f"{ALGORITHMS[name]} ({field.split('.')[1]} {arm.get(field, 0.01):g})"
+    return ALGORITHMS.get(name, "FL")
+
+
+def validation(arm: dict) -> float:
+    """The arm's mean validation accuracy at its chosen rate (on its tuning seeds)."""
+    scores = {float(lr): v for lr, v in (arm.get("grid") or {}).items()}
+    return scores.get(float(arm["chosen_lr"]), -math.inf)
 
 
 def collect(result: dict) -> dict:
@@ -127,6 +141,8 @@ def arch_name(arch: dict) -> str:
     if arch["name"] == "plain_mlp":
         return f"MLP w{arch['width']}, GroupNorm {arch['norm_group_size']} ch/group"
     parts = [f"CNN w{arch['width']} k{arch['kernel_size']}"]
+    if arch.get("stem_stride", "1") != "1":
+        parts.append(f"stem stride {arch['stem_stride']}")
     if arch["skip"] == "True":
         parts.append("residual")
     norm = {"batch": "BatchNorm", "none": "no norm"}.get(arch["norm"])
@@ -137,6 +153,13 @@ def arch_name(arch: dict) -> str:
     else:
         parts.append("GroupNorm gcd(8, w) groups")
     return ", ".join(parts)
+
+
+def receptive_field(arch: dict, depth: int) -> int:
+    """The plain CNN's receptive field: ``1 + (k - 1) (1 + s (depth - 1))`` for block and stem
+    kernel k and stem stride s (fedjax_deep.models.receptive_field on its path)."""
+    k, s = int(arch["kernel_size"]), int(arch["stem_stride"])
+    return receptive_field_of([(k, s, 1)] + [(k, 1, 1)] * (depth - 1))
 
 
 def table(head: list[str], rows: list[list[str]]) -> str:
@@ -185,7 +208,7 @@ def summary(result: dict) -> str:
         a = dict(arch)
         if a["name"] != "plain_cnn" or a["width"] != "8" or a["kernel_size"] != "5":
             continue
-        if depth != 16 or "CL" not in arms:
+        if depth != 16 or "CL" not in arms or a["stem_stride"] != "1":
             continue
         fl = arms.get("FL")
         rows.append([arch_name(a), acc(arms.get("CL")), acc(fl), gap(fl),
@@ -210,31 +233,71 @@ def summary(result: dict) -> str:
     for depth in sorted(d for d, a in data if a == base):
         arms = data[(depth, base)]
         for alg in ALGORITHMS.values():
-            if alg in arms:
-                rows.append([str(depth), alg, acc(arms[alg]), gap(arms[alg]),
-                             paired(arms[alg], arms.get("FL")), plateaued(arms[alg])])  # fmt: skip
+            variants = sorted(r for r in arms if r == alg or r.startswith(alg + " ("))
+            best = max(variants, key=lambda r: validation(arms[r]), default=None)
+            for role in variants:
+                mark = " (chosen)" if len(variants) > 1 and role == best else ""
+                rows.append([str(depth), role + mark, f"{100 * validation(arms[role]):.1f}",
+                             acc(arms[role]), gap(arms[role]), paired(arms[role], arms.get("FL")),
+                             plateaued(arms[role])])  # fmt: skip
     if rows:
         out += ["### Drift correction (plain CNN, width 8)", "",
-                table(["depth", "algorithm", "FL accuracy", "CL - algorithm",
-                       "algorithm - FedAvg", "plateaued"], rows), ""]  # fmt: skip
+                "An algorithm's coefficient is chosen like its learning rate, on validation "
+                "accuracy: (chosen) marks the best of its variants.", "",
+                table(["depth", "algorithm", "validation at its rate", "FL accuracy",
+                       "CL - algorithm", "algorithm - FedAvg", "plateaued"], rows), ""]  # fmt: skip
+
+    rows = []
+    for depth in sorted(d for d, a in data if a == base):
+        arms = data[(depth, base)]
+        for role in sorted(r for r in arms if r.startswith("FL, Dirichlet")):
+            rows.append([str(depth), role, acc(arms.get("FL")), acc(arms[role]), gap(arms[role]),
+                         paired(arms[role], arms.get("FL")), plateaued(arms[role])])  # fmt: skip
+    if rows:
+        out += ["### Non-IID clients (plain CNN, width 8, FedAvg)", "",
+                table(["depth", "partition", "FL, IID", "FL, non-IID", "CL - FL (non-IID)",
+                       "non-IID - IID", "plateaued"], rows), ""]  # fmt: skip
+
+    for depth in (8, 16):
+        rows = []
+        for (d, arch), arms in sorted(data.items()):
+            a = dict(arch)
+            if d != depth or a["name"] != "plain_cnn" or "steps-matched CL" not in arms:
+                continue
+            if a["skip"] != "False" or a["norm"] != "group" or a["norm_group_size"] != "0":
+                continue
+            fl, ref = arms.get("FL"), data.get((depth, base), {})
+            rows.append([arch_name(a), str(receptive_field(a, depth)), acc(arms.get("CL")),
+                         acc(arms.get("steps-matched CL")), acc(fl), gap(fl),
+                         gap_change(arms, ref), paired(arms.get("steps-matched CL"), fl),
+                         gap_change(arms, ref, "steps-matched CL"), rounds80(fl)])  # fmt: skip
+        rows.sort(key=lambda r: r[-4] != "(baseline)")  # the baseline first
+        if len(rows) > 1:
+            out += [f"### The paper's remedies at depth {depth}: width and receptive field", "",
+                table(["model", "RF", "CL", "steps-matched CL", "FL", "CL - FL", "change vs w8 k5",
+                       "steps-matched CL - FL", "change vs w8 k5", "FL rounds to 80% of CL"],
+                      rows), ""]  # fmt: skip
 
     rows = []
     for (depth, arch), arms in sorted(data.items()):
         a = dict(arch)
-        if depth != 8 or a["name"] != "plain_cnn" or "steps-matched CL" not in arms:
+        if a["name"] != "plain_cnn" or a["kernel_size"] != "5" or a["stem_stride"] != "1":
             continue
         if a["skip"] != "False" or a["norm"] != "group" or a["norm_group_size"] != "0":
             continue
+        if "steps-matched CL" not in arms or a["width"] not in ("8", "32"):
+            continue
         fl = arms.get("FL")
-        b8 = data.get((8, base), {})
-        rows.append([arch_name(a), acc(arms.get("CL")), acc(arms.get("steps-matched CL")), acc(fl),
-                     gap(fl), gap_change(arms, b8), paired(arms.get("steps-matched CL"), fl),
-                     gap_change(arms, b8, "steps-matched CL"), rounds80(fl)])  # fmt: skip
-    if len(rows) > 1:
-        out += ["### The paper's remedies at depth 8: width and receptive field", "",
-            table(["model", "CL", "steps-matched CL", "FL", "CL - FL", "change vs w8 k5",
-                   "steps-matched CL - FL", "change vs w8 k5", "FL rounds to 80% of CL"], rows),
-            ""]  # fmt: skip
+        rows.append([str(depth), a["width"], acc(arms.get("CL")), acc(arms.get("steps-matched CL")),
+                     acc(fl), gap(fl), paired(arms.get("steps-matched CL"), fl),
+                     gap_change(arms, data.get((depth, base), {})),
+                     gap_change(arms, data.get((depth, base), {}), "steps-matched CL")])  # fmt: skip
+    rows.sort(key=lambda r: (int(r[0]), int(r[1])))
+    if any(r[1] == "32" for r in rows):
+        out += ["### Depth at widths 8 and 32 (plain CNN, kernel 5)", "",
+                table(["depth", "width", "CL", "steps-matched CL", "FL", "CL - FL",
+                       "steps-matched CL - FL", "CL - FL change vs width 8",
+                       "steps-matched change vs width 8"], rows), ""]  # fmt: skip
     return "\n".join(out)
 
 

@@ -30,3 +30,35 @@ def test_depth_table_repeats_compare_and_pairs_non_reference_arms():
     assert cells[6].startswith(f"{sum(d) / len(d) * 100:.1f} ± ")
     assert cells[6].endswith("(n.r.)")  # E1: 4.1 ± 9.3 at depth 16
     assert e1.arm_role(sm["arm"]) == "steps-matched CL" and e1.arm_role(fl["arm"]) == "FL"
+
+
+def test_coefficient_variants_are_chosen_on_validation_and_remedies_carry_their_rf():
+    e1 = _load()
+    assert e1.arm_role({"mode": "fl", "algorithm.name": "fedprox", "algorithm.mu": 0.1}) == (
+        "FedProx (mu 0.1)"
+    )
+    assert e1.arm_role({"mode": "fl", "algorithm.name": "feddyn"}) == "FedDyn (alpha 0.01)"
+    dirichlet = {"mode": "fl", "data.partition": "dirichlet", "data.dirichlet_alpha": 0.1}
+    assert e1.arm_role(dirichlet) == "FL, Dirichlet(0.1)"
+    # Receptive fields by hand: 1 + (k - 1)(1 + s (depth - 1)).
+    assert e1.receptive_field({"kernel_size": "5", "stem_stride": "1"}, 16) == 65
+    assert e1.receptive_field({"kernel_size": "3", "stem_stride": "1"}, 16) == 33
+    assert e1.receptive_field({"kernel_size": "5", "stem_stride": "2"}, 16) == 125
+
+    def arm(fields, lr, val, finals):
+        per_seed = {str(s): {"final": f, "plateau_round": 5} for s, f in enumerate(finals)}
+        return {"arm": {"mode": "fl", **fields}, "chosen_lr": lr, "grid": {f"{lr:g}": val},
+                "grid_warning": None, "per_seed": per_seed,
+                "final": {"mean": sum(finals) / len(finals), "half": 0.01}}  # fmt: skip
+
+    prox = {"algorithm.name": "fedprox"}
+    result = {"groups": {"depth=16": {
+        "fl": arm({}, 0.1, 0.80, [0.8, 0.82, 0.81]),
+        "a": arm({**prox, "algorithm.mu": 0.001}, 0.1, 0.83, [0.7, 0.72, 0.71]),
+        "b": arm({**prox, "algorithm.mu": 0.1}, 0.03, 0.79, [0.9, 0.92, 0.91])}}}  # fmt: skip
+    rows = {line.split("|")[2].strip(): line for line in e1.summary(result).splitlines()
+            if line.startswith("| 16 | FedProx")}  # fmt: skip
+    # The best validation score chooses, not the best test accuracy.
+    assert set(rows) == {"FedProx (mu 0.001) (chosen)", "FedProx (mu 0.1)"}
+    assert "| 83.0 |" in rows["FedProx (mu 0.001) (chosen)"]
+    assert "-10.0 ± " in rows["FedProx (mu 0.001) (chosen)"]  # paired against FedAvg's FL
