@@ -19,13 +19,15 @@ import json
 import math
 import sys
 
+from fedjax_deep.config import default_config, get_field
 from fedjax_deep.models import receptive_field as receptive_field_of
 from fedjax_deep.protocol import paired_interval
 from fedjax_deep.report import fmt_ci
 
 BASE = {"name": "plain_cnn", "width": "8", "kernel_size": "5", "skip": "False", "norm": "group",
         "norm_group_size": "0", "stem_stride": "1"}  # fmt: skip
-COEFFICIENT = {"fedprox": "algorithm.mu", "feddyn": "algorithm.alpha"}  # their defaults: 0.01
+COEFFICIENT = {"fedprox": "algorithm.mu", "feddyn": "algorithm.alpha"}
+DEFAULTS = default_config()  # a field a sweep did not set was run at its default
 ALGORITHMS = {"fedprox": "FedProx", "scaffold": "SCAFFOLD", "feddyn": "FedDyn"}
 
 
@@ -44,11 +46,13 @@ def arm_role(arm: dict) -> str:
     if arm.get("data.partition") == "full":
         return "FL, full-data clients"
     if arm.get("data.partition") == "dirichlet":
-        return f"FL, Dirichlet({arm.get('data.dirichlet_alpha', 0.5):g})"
+        alpha = arm.get("data.dirichlet_alpha", get_field(DEFAULTS, "data.dirichlet_alpha"))
+        return f"FL, Dirichlet({alpha:g})"
     name = arm.get("algorithm.name", "fedavg")
     if name in COEFFICIENT:
         field = COEFFICIENT[name]
-        return f"{ALGORITHMS[name]} ({field.split('.')[1]} {arm.get(field, 0.01):g})"
+        value = arm.get(field, get_field(DEFAULTS, field))
+        return f"{ALGORITHMS[name]} ({field.split('.')[1]} {value:g})"
     return ALGORITHMS.get(name, "FL")
 
 
