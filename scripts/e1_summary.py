@@ -49,6 +49,9 @@ def arm_role(arm: dict) -> str:
         alpha = arm.get("data.dirichlet_alpha", get_field(DEFAULTS, "data.dirichlet_alpha"))
         return f"FL, Dirichlet({alpha:g})"
     name = arm.get("algorithm.name", "fedavg")
+    steps = int(arm.get("fl.local_steps", 0))
+    if steps > 0 and name == "fedavg":  # E5: a fixed number of local steps a round
+        return f"FL, {steps} local step{'s' if steps > 1 else ''}"
     if name in COEFFICIENT:
         field = COEFFICIENT[name]
         value = arm.get(field, get_field(DEFAULTS, field))
@@ -302,6 +305,29 @@ def summary(result: dict) -> str:
                 table(["depth", "width", "CL", "steps-matched CL", "FL", "CL - FL",
                        "steps-matched CL - FL", "CL - FL change vs width 8",
                        "steps-matched change vs width 8"], rows), ""]  # fmt: skip
+    rows = []
+    for depth in sorted(d for d, a in data if a == base):
+        arms = data[(depth, base)]
+        one, forty, fl = (
+            arms.get("FL, 1 local step"),
+            arms.get("FL, 40 local steps"),
+            arms.get("FL"),
+        )
+        if not (one or forty):
+            continue
+        rows.append([str(depth), acc(arms.get("CL")), acc(arms.get("steps-matched CL")), acc(one),
+                     acc(fl), acc(forty), paired(arms.get("steps-matched CL"), one),
+                     paired(one, fl), paired(one, forty), gap(one), gap(fl), gap(forty),
+                     " / ".join(plateaued(a) for a in (one, fl, forty))])  # fmt: skip
+    if rows:
+        out += ["### Local steps at 800 local steps in all (plain CNN, width 8, FedAvg)", "",
+                "1 step x 800 rounds, 10 steps x 80 rounds (E1's FL) and 40 steps x 20 rounds: "
+                "every client takes 800 steps of batch 36; steps-matched CL takes 800 of batch "
+                "360, the 1-step arm's large-batch limit.", "",
+                table(["depth", "CL", "steps-matched CL", "FL 1 step", "FL 10 steps",
+                       "FL 40 steps", "steps-matched CL - FL 1", "FL 1 - FL 10", "FL 1 - FL 40",
+                       "CL - FL 1", "CL - FL 10", "CL - FL 40", "plateaued (1 / 10 / 40)"],
+                      rows), ""]  # fmt: skip
     return "\n".join(out)
 
 

@@ -62,3 +62,29 @@ def test_coefficient_variants_are_chosen_on_validation_and_remedies_carry_their_
     assert set(rows) == {"FedProx (mu 0.001) (chosen)", "FedProx (mu 0.1)"}
     assert "| 83.0 |" in rows["FedProx (mu 0.001) (chosen)"]
     assert "-10.0 ± " in rows["FedProx (mu 0.001) (chosen)"]  # paired against FedAvg's FL
+
+
+def test_local_steps_arms_get_their_own_rows_paired_against_the_one_step_limit():
+    e1 = _load()
+    assert e1.arm_role({"mode": "fl", "fl.local_steps": 0}) == "FL"  # E1's 1 epoch a round
+    assert e1.arm_role({"mode": "fl", "fl.local_steps": 1}) == "FL, 1 local step"
+    assert e1.arm_role({"mode": "fl", "fl.local_steps": 40}) == "FL, 40 local steps"
+
+    def arm(fields, finals):
+        per_seed = {str(s): {"final": f, "plateau_round": 5} for s, f in enumerate(finals)}
+        return {"arm": fields, "chosen_lr": 0.1, "grid": {"0.1": 0.5}, "grid_warning": None,
+                "per_seed": per_seed, "final": {"mean": sum(finals) / 3, "half": 0.01}}  # fmt: skip
+
+    fl = {"mode": "fl", "fl.batch_size": 36}
+    result = {"groups": {"8": {
+        "sm": arm({"mode": "centralized", "fl.batch_size": 360, "fl.local_steps": 1}, [.9] * 3),
+        "one": arm({**fl, "fl.local_steps": 1}, [0.88, 0.90, 0.89]),
+        "ten": arm({**fl, "fl.local_steps": 0}, [0.80, 0.80, 0.80]),
+        "forty": arm({**fl, "fl.local_steps": 40}, [0.70, 0.71, 0.72])}}}  # fmt: skip
+    section = e1.summary(result).split("### Local steps")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| 8 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3].startswith("89.0 ± ") and cells[5].startswith("71.0 ± ")
+    assert cells[6].startswith("1.0 ± ")  # steps-matched CL - FL 1, paired by seed
+    assert cells[7].startswith("9.0 ± ") and cells[8].startswith("18.0 ± ")
+    assert cells[-1] == "3/3 / 3/3 / 3/3"
