@@ -11,7 +11,8 @@ client; averaging and divergence are reductions over that axis. The public API:
 - :mod:`fedjax_deep.fl.algorithms` (:class:`Algorithm`): FedAvg, FedProx, SCAFFOLD, FedNova, FedDyn,
   FedBN as pure functions the round runs over the client axis.
 - :func:`fedavg`, :class:`ServerRule`, :func:`weighted_mean`: server rules.
-- :func:`divergence_metrics`: per-layer divergence over the client axis.
+- :func:`divergence_metrics`, :func:`cka_metrics`: per-layer divergence (parameters, updates,
+  gradients) and representation similarity over the client axis.
 - :func:`build_model`, :class:`FunctionalModel`: models as a graph definition plus plain dicts.
 - :func:`default_config`, :func:`run`: configs and the experiment runner.
 """
@@ -33,7 +34,7 @@ from fedjax_deep.fl import (
     sweep_over_members,
 )
 from fedjax_deep.fl.algorithms import Algorithm
-from fedjax_deep.metrics import divergence_metrics
+from fedjax_deep.metrics import cka_metrics, divergence_metrics
 from fedjax_deep.models import FunctionalModel, build_model
 from fedjax_deep.train import run
 
@@ -51,6 +52,7 @@ __all__ = [
     "broadcast_clients",
     "algorithms",
     "build_model",
+    "cka_metrics",
     "default_config",
     "divergence_metrics",
     "fedavg",

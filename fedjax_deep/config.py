@@ -171,6 +171,8 @@ FIELDS: dict[str, Field] = {
                       choices=("stop", "skip")),
     "fl.divergence": F(True),
     "fl.grad_divergence": F(True),
+    "fl.cka_probe": F(0, "> 0: each round also logs the linear CKA between client models' layer "
+                      "activations on the first N test examples (0: off)", low=0, high=1_000_000),
     "client_opt.name": F("sgd", choices=("sgd",)),
     "client_opt.learning_rate": F(0.02, low=0.0, high=1e6, open_low=True),
     "client_opt.momentum": F(0.9, low=0.0, high=0.999999),

@@ -202,6 +202,7 @@ def prepare(config: ml_collections.ConfigDict, cache: dict | None = None) -> Pre
                 if cache is not None:
                     cache[val_key] = dataset
         check_model_config(config.model, dataset.input_shape)
+        _cka_probe(config, dataset)  # a probe larger than the test set fails here, not mid-run
         fl_partition = make_partition(config.data, dataset.train_y, config.fl.num_clients, rng)
     if config.mode == "centralized":
         partition = [np.arange(len(dataset.train_y))]
@@ -310,6 +311,21 @@ def estimate_memory(config, dataset: Dataset, num_learners: int, batch_size: int
     return {**terms, "total": need, "available": free or 0}
 
 
+def _cka_probe(config, dataset) -> jax.Array | None:
+    """``fl.cka_probe``: the first N test examples, the fixed batch on which client models'
+    representations are compared (None when off, or without a client axis to compare over)."""
+    n = config.fl.cka_probe
+    if not n or config.mode == "centralized" or not config.fl.divergence:
+        return None
+    if not 2 <= n <= len(dataset.test_y):
+        raise ConfigError(
+            "fl.cka_probe",
+            n,
+            f"must be 0 (off) or between 2 and the {len(dataset.test_y)} test examples",
+        )
+    return jnp.asarray(dataset.test_x[:n])
+
+
 def _data_on_host(config, dataset, partition) -> bool:
     """``data.placement``: ``auto`` keeps client data on the device when it takes less than half
     of the device's free memory."""
@@ -412,6 +428,7 @@ def build(
         # On the host the cohort is drawn (with the same key) and copied over before the round.
         cohort_size=0 if on_host else cohort_size,
         skip_nonfinite=config.fl.nonfinite == "skip",
+        cka_probe=_cka_probe(config, dataset),
     )
     state = init_server_state(
         params,

@@ -352,7 +352,9 @@ def layer_divergence(runs: Sequence[Mapping]) -> dict | None:
     Metrics (``fedjax_deep.metrics.divergence``): ``update`` is ``U_l``, the clients' update
     dispersion relative to their mean update's size (``1 - 1/C`` for updates with no shared
     direction, 0 when they agree); ``cosine`` the mean pairwise cosine of client updates;
-    ``grad`` the dispersion of the clients' gradients at the shared model."""
+    ``grad`` the dispersion of the clients' gradients at the shared model; ``cka``, where the run
+    logged it (``fl.cka_probe``), the mean pairwise linear CKA of the clients' layer activations
+    (a similarity: 1 = the same representation)."""
     layers = list((runs[0].get("run_info") or {}).get("layers") or [])
     usable = [r for r in runs if not r["stopped"] and r["rows"]]
     if (
@@ -363,8 +365,11 @@ def layer_divergence(runs: Sequence[Mapping]) -> dict | None:
         return None
     out = {"layers": layers}
     for when, index in (("round1", 0), ("last", -1)):
-        for metric in (*SCALE_FREE, "relative"):
-            keys = [f"divergence/{layer}/kernel/{metric}" for layer in layers]
+        for metric in (*SCALE_FREE, "relative", "cka"):
+            suffix = "cka" if metric == "cka" else f"kernel/{metric}"
+            keys = [f"divergence/{layer}/{suffix}" for layer in layers]
+            if metric == "cka" and keys[0] not in usable[0]["rows"][0]:
+                continue  # not logged (fl.cka_probe = 0)
             per_seed = np.asarray([[r["rows"][index].get(k, math.nan) for k in keys] for r in usable],
                                   float)  # fmt: skip
             body = [i for i, layer in enumerate(layers) if layer != "head"]
@@ -439,6 +444,20 @@ def markdown(result: Mapping) -> str:
                   "t-interval; body = the mean over the layers before the head; U = update "
                   "dispersion, 1 - 1/C for updates with no shared direction):", "",
                   "| " + " | ".join(div_head) + " |", "|" + "---|" * len(div_head), *div_lines]  # fmt: skip
+    cka_lines = [
+        "| " + " | ".join([str(gv), name] + [_fmt3(d, k) for k in (
+            "cka_round1_body_per_seed", "cka_last_body_per_seed", "cka_last_head_per_seed")]
+            + [", ".join(f"{x:.2f}" for x in d["cka_last"])]) + " |"
+        for gv, name, _, d in arms_with(result, "divergence") if "cka_last" in d
+    ]  # fmt: skip
+    if cka_lines:
+        head = [g, "arm", "CKA body (round 1)", "CKA body (last)", "CKA head (last)",
+                "CKA per layer (last, input side first)"]  # fmt: skip
+        lines += ["", "Representation similarity between client models at the chosen learning "
+                  "rate: mean pairwise linear CKA of their layer activations on a fixed probe "
+                  "batch (1 = the same representation up to rotation and scale; mean over seeds "
+                  "± 95% t-interval):", "", "| " + " | ".join(head) + " |",
+                  "|" + "---|" * len(head), *cka_lines]  # fmt: skip
     ratio_lines = [
         f"- {g}={gv}, {name}, {what}: " + ", ".join(f"{x:.2f}" for x in r[metric])
         for gv, name, _, r in arms_with(result, "null_ratio")
@@ -511,7 +530,8 @@ def plot_divergence(result: Mapping, path, metric: str = "update") -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = [(gv, name, d) for gv, name, _, d in arms_with(result, "divergence")]
+    lines = [(gv, name, d) for gv, name, _, d in arms_with(result, "divergence")
+             if f"{metric}_round1" in d]  # fmt: skip
     if not lines:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
@@ -527,7 +547,8 @@ def plot_divergence(result: Mapping, path, metric: str = "update") -> bool:
         ax.set_title(title)
         ax.set_xlabel("relative depth l / L (the head is at 1)")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"{metric} (mean over seeds)")
+    what = {"update": "U_l (update dispersion)", "cka": "linear CKA between clients"}
+    axes[0].set_ylabel(f"{what.get(metric, metric)}, mean over seeds")
     handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
     fig.tight_layout()
@@ -573,7 +594,7 @@ def plot_null_ratio(result: Mapping, path) -> bool:
 
 def write_comparison(sweep_dirs, out_dir, **kwargs):
     """:func:`compare` written out: ``compare.md``, ``compare.json``, ``curves.png`` and, where
-    logged, ``divergence.png`` and ``null_ratio.png``; returns the path of ``compare.md``."""
+    logged, ``divergence.png``, ``cka.png`` and ``null_ratio.png``; returns the path of ``compare.md``."""
     import json
     import pathlib
 
@@ -584,6 +605,7 @@ def write_comparison(sweep_dirs, out_dir, **kwargs):
     (out / "compare.md").write_text(markdown(result))
     plot_curves(result, out / "curves.png")
     plot_divergence(result, out / "divergence.png")
+    plot_divergence(result, out / "cka.png", metric="cka")
     plot_null_ratio(result, out / "null_ratio.png")
     return out / "compare.md"
 

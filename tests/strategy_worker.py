@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -65,7 +66,15 @@ def run(
     )
     state, client_data = place_round_inputs(execution, state, client_data)
     round_fn = jax.jit(
-        make_round(model, client_opt, rule, batch_size=5, num_local_steps=4, execution=execution),
+        make_round(
+            model,
+            client_opt,
+            rule,
+            batch_size=5,
+            num_local_steps=4,
+            execution=execution,
+            cka_probe=jnp.asarray(ds.test_x[:16]),
+        ),  # fmt: skip
         donate_argnums=0,
     )
     for r in range(2):

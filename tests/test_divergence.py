@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedjax_deep.metrics import divergence_metrics
+from fedjax_deep.metrics import cka_metrics, divergence_metrics, linear_cka
 
 C = 4
 
@@ -111,3 +111,45 @@ def test_identical_clients_give_zero():
         ("l",),
     )
     assert float(unmoved["divergence/l/kernel/update"]) == 0.0  # 0/0 is defined as 0
+
+
+def _np_linear_cka(x, y):
+    """Kornblith et al. (2019), eq. for linear CKA on feature matrices: ||Y^T X||^2 / (||X^T X||
+    ||Y^T Y||) with columns centred."""
+    x = x.reshape(len(x), -1) - x.reshape(len(x), -1).mean(0)
+    y = y.reshape(len(y), -1) - y.reshape(len(y), -1).mean(0)
+    return np.sum((y.T @ x) ** 2) / np.sqrt(np.sum((x.T @ x) ** 2) * np.sum((y.T @ y) ** 2))
+
+
+def test_cka_metrics_are_the_weighted_mean_pairwise_linear_cka():
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((16, 5, 3))
+    reps = {  # 4 clients: the same layer, increasingly different representations
+        "conv_0": np.stack([base + s * rng.standard_normal(base.shape) for s in (0.0, 0.3, 1, 3)]),
+        "head": rng.standard_normal((C, 16, 10)),
+    }
+    reps = {k: v.astype(np.float32) for k, v in reps.items()}
+    for p in (np.full(C, 1 / C), np.array([0.1, 0.2, 0.3, 0.4])):
+        out = cka_metrics({k: jnp.asarray(v) for k, v in reps.items()}, jnp.asarray(p))
+        for name, r in reps.items():
+            num = den = 0.0
+            for k, j in itertools.permutations(range(C), 2):
+                num += p[k] * p[j] * _np_linear_cka(r[k], r[j])
+                den += p[k] * p[j]
+            np.testing.assert_allclose(out[f"divergence/{name}/cka"], num / den, rtol=1e-4)
+        # The mean leaves the head out.
+        np.testing.assert_allclose(out["divergence/mean/cka"], out["divergence/conv_0/cka"])
+    pair = [float(linear_cka(jnp.asarray(reps["conv_0"][0]), jnp.asarray(reps["conv_0"][k])))
+            for k in (1, 2, 3)]  # fmt: skip
+    assert 1 > pair[0] > pair[1] > pair[2] > 0  # more noise, less similar
+
+
+def test_linear_cka_is_invariant_to_rotation_scale_and_shift_only():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((32, 6)).astype(np.float32)
+    q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    y = (3.0 * x @ q + 5.0).astype(np.float32)  # rotated, scaled, shifted: the same representation
+    np.testing.assert_allclose(linear_cka(jnp.asarray(x), jnp.asarray(y)), 1.0, rtol=1e-5)
+    squash = x * np.array([1, 1, 1, 1, 1, 0.01], np.float32)  # not an isotropic scaling
+    assert float(linear_cka(jnp.asarray(x), jnp.asarray(squash))) < 0.95
+    assert float(linear_cka(jnp.asarray(x), jnp.zeros_like(x))) == 0.0  # constant: 0, not NaN

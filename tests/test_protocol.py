@@ -116,6 +116,40 @@ def test_compare_tunes_each_arm_on_validation_and_pairs_seeds(tmp_path):
     assert (tmp_path / "compare.md").read_text() == text
 
 
+def test_cka_probe_logs_representation_similarity_and_compare_reports_it(tmp_path, capsys):
+    import json
+    import pathlib
+
+    from fedjax_deep import cli
+
+    tiny = str(pathlib.Path(__file__).parents[1] / "configs" / "digits_tiny.py")
+    base = ["train", "--config", tiny, "--no-progress", "--config.num_rounds=2",
+            "--config.compile_cache=off", "--config.data.validation_fraction=0.2"]  # fmt: skip
+    bad = tmp_path / "bad"
+    assert cli.main([*base, "--workdir", str(bad), "--config.fl.cka_probe=1"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "fl.cka_probe" in err and "1" in err and "between 2 and" in err
+    assert not bad.exists()  # checked before the run directory is touched
+    sweep = "(('seed', (0, 1)),)"
+    code = cli.main([*base, "--workdir", str(tmp_path / "s"), "--config.fl.cka_probe=64",
+                     f"--config.sweep={sweep}"])  # fmt: skip
+    assert code == 0
+    rows = [json.loads(x) for x in (tmp_path / "s" / "seed-0" / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
+    layers = ["conv_0", "conv_1", "head"]
+    for row in rows:
+        values = [row[f"divergence/{name}/cka"] for name in layers]
+        assert all(0.0 < v <= 1.0 for v in values)  # clients trained apart: similar, not equal
+        assert row["divergence/mean/cka"] == pytest.approx(np.mean(values[:2]))
+    result = protocol.compare(tmp_path / "s", window=1)
+    d = result["groups"][2]["run"]["divergence"]
+    assert d["cka_last"] == pytest.approx([np.mean(
+        [json.loads((tmp_path / "s" / f"seed-{s}" / "metrics.jsonl").read_text().splitlines()[-1])
+         [f"divergence/{name}/cka"] for s in (0, 1)]) for name in layers])  # fmt: skip
+    assert "linear CKA" in protocol.markdown(result)
+    assert cli.main(["compare", str(tmp_path / "s"), "--window", "1"]) == 0
+    assert (tmp_path / "s" / "cka.png").stat().st_size > 2000
+
+
 def test_compare_reads_a_control_sweep_with_its_baseline_and_pairs_each_group(tmp_path):
     """A control sweep (residual nets, and FedProx on the baseline net, zipped with the mode) read
     together with the baseline sweep it shares seeds with: each architecture is a group with its

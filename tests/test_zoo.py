@@ -7,6 +7,7 @@ import numpy as np
 import optax
 import pytest
 from conftest import model_config
+from flax import nnx
 
 from fedjax_deep.aggregation import fedavg, weighted_mean
 from fedjax_deep.config import ConfigError, config_errors
@@ -140,6 +141,25 @@ def test_every_family_trains_under_the_round_and_compiles_once(knobs, num_layers
         assert "kernel" in node, name
         if divergence:
             assert f"divergence/{name}/kernel/relative" in metrics
+
+
+@pytest.mark.parametrize(
+    "knobs", [k for k, _ in FAMILIES[:4]], ids=[f"{k['name']}{k['depth']}" for k, _ in FAMILIES[:4]]
+)
+def test_representations_name_every_layer_in_order_and_end_in_the_logits(knobs):
+    size = 32 if knobs["name"] == "vgg" else 8
+    x = np.random.default_rng(0).standard_normal((5, size, size, 3)).astype(np.float32)
+    model, params, state = build_model(model_config(**knobs), x.shape[1:], 10, jax.random.key(0))
+    reps = model.representations(params, state, x)  # eager: jit returns a dict's keys sorted
+    names = list(reps)
+    assert names[-1] == "head" and all(v.shape[0] == 5 for v in reps.values())
+    if knobs["name"] == "resnet":  # the stem, then every block's output
+        module = nnx.merge(model.graphdef, params, state)
+        assert names == ["stem", *module.block_names, "head"]
+    else:  # one per kernel-owning layer, the divergence metrics' names
+        assert tuple(names) == model.layers
+    logits, _ = model.apply(params, state, x, train=False)
+    np.testing.assert_allclose(reps["head"], logits, rtol=1e-5, atol=1e-6)
 
 
 def test_layer_table_and_flops():

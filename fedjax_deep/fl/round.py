@@ -33,7 +33,7 @@ from fedjax_deep.fl import algorithms
 from fedjax_deep.fl.algorithms import Algorithm
 from fedjax_deep.fl.client import ClientState, make_client_grad, make_client_update
 from fedjax_deep.fl.execution import CLIENT_AXIS, Execution, client_sum, map_clients
-from fedjax_deep.metrics.divergence import divergence_metrics
+from fedjax_deep.metrics.divergence import cka_metrics, divergence_metrics
 from fedjax_deep.types import Metrics, ModelState, Params, PyTree
 
 
@@ -164,6 +164,7 @@ def make_round(
     augment=None,
     cohort_size: int = 0,
     skip_nonfinite: bool = False,
+    cka_probe: jax.Array | None = None,
 ):
     """Builds the pure round function (jit it: ``jax.jit(round_fn, donate_argnums=0)``).
 
@@ -186,6 +187,9 @@ def make_round(
         gathered/scattered by client id.
       skip_nonfinite: drop client updates whose parameters or loss went non-finite (weight 0,
         counted in ``train/skipped_clients``) instead of letting them poison the average.
+      cka_probe: optional fixed inputs ``[P, *input_shape]``: with ``divergence``, every round
+        also logs the linear CKA between the clients' trained models' layer activations on them
+        (``divergence/<layer>/cka``, :func:`~fedjax_deep.metrics.divergence.cka_metrics`).
 
     Returns:
       ``round_fn(server_state, client_data, key) -> (server_state, metrics)`` where
@@ -312,6 +316,13 @@ def make_round(
                     axis_name=axis,
                 )
             )
+            if cka_probe is not None:
+                client_reps = map_clients(
+                    lambda p, s: model.representations(p, s, cka_probe),
+                    (client_state.params, client_state.model_state),
+                    chunk,
+                )
+                metrics.update(cka_metrics(client_reps, weights, axis))
         params, rule_state = algorithm.server_apply(
             server_state.params, server_state.rule_state, outputs, weights, axis
         )

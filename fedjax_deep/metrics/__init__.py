@@ -2,7 +2,9 @@
 
 from fedjax_deep.metrics.divergence import (
     METRICS,
+    cka_metrics,
     divergence_metrics,
+    linear_cka,
     mean_pairwise_cosine,
     relative_dispersion,
     update_dispersion,
@@ -12,7 +14,9 @@ from fedjax_deep.metrics.evaluation import batch_eval_data, make_evaluate
 __all__ = [
     "METRICS",
     "batch_eval_data",
+    "cka_metrics",
     "divergence_metrics",
+    "linear_cka",
     "make_evaluate",
     "mean_pairwise_cosine",
     "relative_dispersion",

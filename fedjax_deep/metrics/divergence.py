@@ -11,6 +11,13 @@ global model ``g`` at the start of the round, with ``Wbar = sum_k p_k W[k]`` and
   Undefined (NaN) for a single client.
 - ``grad``: ``update``'s formula applied to each client's gradient at the shared global model.
 
+- ``cka`` (a similarity, in [0, 1]; 1 = the same representation up to rotation and scale): the
+  weighted mean pairwise linear CKA (Kornblith et al., 2019) between client models' activations of
+  one layer on a fixed probe batch; with ``K[k] = Xc[k] Xc[k]^T`` (``Xc`` the activations centred
+  over the probe examples), CKA is the cosine between ``K[k]`` and ``K[j]``, so it is ``cosine``'s
+  formula over the clients' centred Gram matrices. Keys ``divergence/<layer>/cka``
+  (``FunctionalModel.representations`` names the layers); the ``mean`` leaves out the head.
+
 A zero denominator (identical clients that did not move) gives 0. A *layer* is one module's kernel;
 ``mean/<metric>`` averages the layers' values (depth-normalized aggregate); biases and normalization
 parameters get per-leaf entries but never enter the ``mean``.
@@ -122,4 +129,46 @@ def divergence_metrics(
     for metric, values in per_metric.items():
         if values:
             out[f"divergence/mean/{metric}"] = jnp.mean(jnp.stack(values))
+    return out
+
+
+def centered_gram(x: jax.Array) -> jax.Array:
+    """``x [B, ...]`` (one model's activations) -> ``Xc Xc^T [B, B]``, ``Xc`` centred over ``B``."""
+    flat = x.reshape(x.shape[0], -1)
+    flat = flat - jnp.mean(flat, axis=0, keepdims=True)
+    return flat @ flat.T
+
+
+def linear_cka(x: jax.Array, y: jax.Array) -> jax.Array:
+    """Linear CKA of two models' activations on the same ``B`` examples (``[B, ...]`` each):
+    ``<Kx, Ky>_F / (||Kx||_F ||Ky||_F)`` with centred Gram matrices; 0 when one is constant."""
+    kx, ky = centered_gram(x), centered_gram(y)
+    den = jnp.sqrt(jnp.sum(kx * kx) * jnp.sum(ky * ky))
+    return _safe_div(jnp.sum(kx * ky), den)
+
+
+def cka_metrics(
+    client_representations: dict[str, jax.Array], weights: jax.Array, axis_name: str | None = None
+) -> Metrics:
+    """Mean pairwise linear CKA between client models, per layer.
+
+    Args:
+      client_representations: ``{layer: [C, B, ...]}``, every client's activations on the same
+        probe batch (``FunctionalModel.representations`` under the client map).
+      weights: ``[C]``, normalized client weights (pairs weighted by ``p_k p_j``).
+      axis_name: the client axis's name when it is sharded.
+
+    Returns:
+      ``{'divergence/<layer>/cka': scalar, 'divergence/mean/cka': mean over layers but the head}``.
+    """
+    out: Metrics = {}
+    body = []
+    for name, reps in client_representations.items():
+        grams = jax.vmap(centered_gram)(reps.astype(jnp.float32))
+        value = mean_pairwise_cosine(grams, weights.astype(jnp.float32), axis_name)
+        out[f"divergence/{name}/cka"] = value
+        if name != "head":
+            body.append(value)
+    if body:
+        out["divergence/mean/cka"] = jnp.mean(jnp.stack(body))
     return out

@@ -141,6 +141,13 @@ MODELS: dict[str, Callable[..., tuple[nnx.Module, tuple[str, ...], Any]]] = {
 DEPTHS = {"vgg": tuple(VGG_TABLE), "resnet": tuple(RESNET_TABLE)}
 
 
+def _cast(tree, dtype):
+    """Floating leaves of ``tree`` in ``dtype`` (the others as they are)."""
+    return jax.tree.map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class FunctionalModel:
     """A model as data plus one pure function.
@@ -184,17 +191,28 @@ class FunctionalModel:
         # Mixed precision: the float32 parameters are cast for the forward pass (their gradients
         # come back in float32 through the casts), the logits and the loss are float32.
         dtype = self.compute_dtype
-
-        def cast(tree):
-            return jax.tree.map(
-                lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
-            )
-
-        module = nnx.merge(self.graphdef, cast(params), cast(model_state))
+        module = nnx.merge(self.graphdef, *_cast((params, model_state), dtype))
         logits = module(x.astype(dtype), train=train, mask=mask)
         new_state = nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
         new_state = jax.tree.map(lambda n, o: n.astype(o.dtype), new_state, model_state)
         return logits.astype(jnp.float32), new_state
+
+    def representations(self, params, model_state, x) -> dict[str, jax.Array]:
+        """Every layer's activation on ``x`` in evaluation mode (running statistics):
+        ``{name: [B, ...]}`` in forward order (a jitted call returns the keys sorted, as for any
+        dict pytree), the output of each convolution (after norm, ReLU and any
+        skip), hidden linear layer or ResNet block (``stem`` and ``stage{s}_block{b}``), and
+        ``head`` (the logits). What representation similarity (linear CKA,
+        ``fedjax_deep.metrics.divergence.cka_metrics``) compares across client models."""
+        captured: list = []
+        if self.compute_dtype is None:
+            module = nnx.merge(self.graphdef, params, model_state)
+            module(x, train=False, representations=captured)
+        else:
+            dtype = self.compute_dtype
+            module = nnx.merge(self.graphdef, *_cast((params, model_state), dtype))
+            module(x.astype(dtype), train=False, representations=captured)
+        return {name: value.astype(jnp.float32) for name, value in captured}
 
     @property
     def receptive_field(self) -> int | None:

@@ -290,3 +290,10 @@ def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
         shape += [size, n // size]
     x = x.reshape(*shape, x.shape[-1])
     return jnp.mean(x, axis=tuple(2 + 2 * i for i in range(nd)))
+
+
+def keep(representations: list | None, name: str, x: jax.Array) -> None:
+    """A model's capture hook: appends ``(name, x)`` to ``representations`` when it is a list
+    (``FunctionalModel.representations`` passes one; training passes None and keeps nothing)."""
+    if representations is not None:
+        representations.append((name, x))

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from fedjax_deep.models.layers import Conv, apply_norm, make_norm, max_pool
+from fedjax_deep.models.layers import Conv, apply_norm, keep, make_norm, max_pool
 
 HEADS = ("flatten", "avgpool")
 
@@ -105,7 +105,16 @@ class PlainCNN(nnx.Module):
         head_in = in_features if self.pool else in_features * math.prod(spatial)
         self.head = nnx.Linear(head_in, num_classes, rngs=rngs)
 
-    def __call__(self, x: jax.Array, *, train: bool, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        train: bool,
+        mask: jax.Array | None = None,
+        representations: list | None = None,
+    ) -> jax.Array:
+        """Logits; ``representations`` (a list), if given, receives ``(name, activation)``
+        after every layer (see ``FunctionalModel.representations``)."""
         for i in range(self.depth):
             y = getattr(self, f"conv_{i}")(x)
             y = apply_norm(getattr(self, f"norm_{i}"), y, train=train, mask=mask)
@@ -113,11 +122,14 @@ class PlainCNN(nnx.Module):
             x = x + y if self.skip and y.shape == x.shape else y
             if i == 0 and self.stem_pool:
                 x = max_pool(x, 3, 2, padding=1)
+            keep(representations, f"conv_{i}", x)
         if self.pool:
             x = jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
         else:
             x = x.reshape(x.shape[0], -1)
-        return self.head(x)
+        logits = self.head(x)
+        keep(representations, "head", logits)
+        return logits
 
 
 class PlainMLP(nnx.Module):
@@ -154,10 +166,22 @@ class PlainMLP(nnx.Module):
             features = width
         self.head = nnx.Linear(features, num_classes, rngs=rngs)
 
-    def __call__(self, x: jax.Array, *, train: bool, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        train: bool,
+        mask: jax.Array | None = None,
+        representations: list | None = None,
+    ) -> jax.Array:
+        """Logits; ``representations`` (a list), if given, receives ``(name, activation)``
+        after every layer (see ``FunctionalModel.representations``)."""
         x = x.reshape(x.shape[0], -1)
         for i in range(self.depth):
             y = getattr(self, f"fc_{i}")(x)
             y = jax.nn.relu(apply_norm(getattr(self, f"norm_{i}"), y, train=train, mask=mask))
             x = x + y if self.skip and y.shape == x.shape else y
-        return self.head(x)
+            keep(representations, f"fc_{i}", x)
+        logits = self.head(x)
+        keep(representations, "head", logits)
+        return logits

@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from fedjax_deep.models.layers import Conv, adaptive_avg_pool, apply_norm, make_norm, max_pool
+from fedjax_deep.models.layers import Conv, adaptive_avg_pool, apply_norm, keep, make_norm, max_pool
 
 # depth -> (block kind, blocks per stage)
 RESNET_TABLE: dict[int, tuple[str, tuple[int, ...]]] = {
@@ -127,14 +127,27 @@ class ResNet(nnx.Module):
                 cin = planes * EXPANSION[kind]
         self.head = nnx.Linear(cin, num_classes, rngs=rngs)
 
-    def __call__(self, x: jax.Array, *, train: bool, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        train: bool,
+        mask: jax.Array | None = None,
+        representations: list | None = None,
+    ) -> jax.Array:
+        """Logits; ``representations`` (a list), if given, receives ``(name, activation)``
+        after every layer (see ``FunctionalModel.representations``)."""
         x = jax.nn.relu(apply_norm(self.stem_norm, self.stem(x), train=train, mask=mask))
         if self.stem_pool:
             x = max_pool(x, 3, 2, padding=1)
+        keep(representations, "stem", x)
         for name in self.block_names:
             x = getattr(self, name)(x, train=train, mask=mask)
+            keep(representations, name, x)
         x = adaptive_avg_pool(x, 1).reshape(x.shape[0], -1)
-        return self.head(x)
+        logits = self.head(x)
+        keep(representations, "head", logits)
+        return logits
 
     def layer_names(self) -> tuple[str, ...]:
         names = ["stem"]

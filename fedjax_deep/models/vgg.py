@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from fedjax_deep.models.layers import Conv, adaptive_avg_pool, apply_norm, make_norm, max_pool
+from fedjax_deep.models.layers import Conv, adaptive_avg_pool, apply_norm, keep, make_norm, max_pool
 
 # depth -> channels per conv, 'M' = 2x2 max pool (Simonyan and Zisserman, table 1, configs A B D E)
 VGG_TABLE: dict[int, tuple] = {
@@ -83,7 +83,16 @@ class VGG(nnx.Module):
         self.head = nnx.Linear(features, num_classes, rngs=rngs)
         self.spatial_out = spatial
 
-    def __call__(self, x: jax.Array, *, train: bool, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        train: bool,
+        mask: jax.Array | None = None,
+        representations: list | None = None,
+    ) -> jax.Array:
+        """Logits; ``representations`` (a list), if given, receives ``(name, activation)``
+        after every layer (see ``FunctionalModel.representations``)."""
         i = 0
         for item in self.plan:
             if item == "M":
@@ -91,11 +100,15 @@ class VGG(nnx.Module):
                 continue
             x = getattr(self, f"conv_{i}")(x)
             x = jax.nn.relu(apply_norm(getattr(self, f"norm_{i}"), x, train=train, mask=mask))
+            keep(representations, f"conv_{i}", x)
             i += 1
         x = adaptive_avg_pool(x, self.head_pool).reshape(x.shape[0], -1)
         for name in self.fc_names:
             x = jax.nn.relu(getattr(self, name)(x))
-        return self.head(x)
+            keep(representations, name, x)
+        logits = self.head(x)
+        keep(representations, "head", logits)
+        return logits
 
 
 def vgg_receptive_path(depth: int, kernel_size: int) -> list[tuple[int, int, int]]:
