@@ -51,7 +51,9 @@ def arm_role(arm: dict) -> str:
     name = arm.get("algorithm.name", "fedavg")
     steps = int(arm.get("fl.local_steps", 0))
     if steps > 0 and name == "fedavg":  # E5: a fixed number of local steps a round
-        return f"FL, {steps} local step{'s' if steps > 1 else ''}"
+        role = f"FL, {steps} local step{'s' if steps > 1 else ''}"
+        momentum = float(arm.get("server_opt.momentum", 0.0))
+        return role + (f", server momentum {momentum:g}" if momentum else "")
     if name in COEFFICIENT:
         field = COEFFICIENT[name]
         value = arm.get(field, get_field(DEFAULTS, field))
@@ -313,20 +315,25 @@ def summary(result: dict) -> str:
             arms.get("FL, 40 local steps"),
             arms.get("FL"),
         )
+        one_m = arms.get("FL, 1 local step, server momentum 0.9")
         if not (one or forty):
             continue
-        rows.append([str(depth), acc(arms.get("CL")), acc(arms.get("steps-matched CL")), acc(one),
-                     acc(fl), acc(forty), paired(arms.get("steps-matched CL"), one),
-                     paired(one, fl), paired(one, forty), gap(one), gap(fl), gap(forty),
-                     " / ".join(plateaued(a) for a in (one, fl, forty))])  # fmt: skip
+        sm = arms.get("steps-matched CL")
+        rows.append([str(depth), acc(arms.get("CL")), acc(sm), acc(one_m), acc(one), acc(fl),
+                     acc(forty), paired(sm, one_m), paired(sm, one), paired(one, fl),
+                     paired(fl, forty), gap(one), gap(fl), gap(forty),
+                     " / ".join(plateaued(a) for a in (one_m, one, fl, forty))])  # fmt: skip
     if rows:
         out += ["### Local steps at 800 local steps in all (plain CNN, width 8, FedAvg)", "",
                 "1 step x 800 rounds, 10 steps x 80 rounds (E1's FL) and 40 steps x 20 rounds: "
                 "every client takes 800 steps of batch 36; steps-matched CL takes 800 of batch "
-                "360, the 1-step arm's large-batch limit.", "",
-                table(["depth", "CL", "steps-matched CL", "FL 1 step", "FL 10 steps",
-                       "FL 40 steps", "steps-matched CL - FL 1", "FL 1 - FL 10", "FL 1 - FL 40",
-                       "CL - FL 1", "CL - FL 10", "CL - FL 40", "plateaued (1 / 10 / 40)"],
+                "360. FL 1 step + SM: one local step and server momentum 0.9 (FedAvgM), which "
+                "is steps-matched CL's algorithm (clients restart their optimizer each round, "
+                "so plain FL 1 step has no momentum).", "",
+                table(["depth", "CL", "steps-matched CL", "FL 1 step + SM", "FL 1 step",
+                       "FL 10 steps", "FL 40 steps", "steps-matched CL - FL 1 + SM",
+                       "steps-matched CL - FL 1", "FL 1 - FL 10", "FL 10 - FL 40", "CL - FL 1",
+                       "CL - FL 10", "CL - FL 40", "plateaued (1 + SM / 1 / 10 / 40)"],
                       rows), ""]  # fmt: skip
     return "\n".join(out)
 

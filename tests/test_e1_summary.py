@@ -84,7 +84,10 @@ def test_local_steps_arms_get_their_own_rows_paired_against_the_one_step_limit()
     section = e1.summary(result).split("### Local steps")[1]
     row = next(line for line in section.splitlines() if line.startswith("| 8 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[3].startswith("89.0 ± ") and cells[5].startswith("71.0 ± ")
-    assert cells[6].startswith("1.0 ± ")  # steps-matched CL - FL 1, paired by seed
-    assert cells[7].startswith("9.0 ± ") and cells[8].startswith("18.0 ± ")
-    assert cells[-1] == "3/3 / 3/3 / 3/3"
+    assert cells[3] == "-"  # no server-momentum arm here
+    assert cells[4].startswith("89.0 ± ") and cells[6].startswith("71.0 ± ")
+    assert cells[8].startswith("1.0 ± ")  # steps-matched CL - FL 1, paired by seed
+    assert cells[9].startswith("9.0 ± ") and cells[10].startswith("9.0 ± ")
+    assert cells[-1] == "- / 3/3 / 3/3 / 3/3"
+    momentum = {"mode": "fl", "fl.local_steps": 1, "server_opt.momentum": 0.9}
+    assert e1.arm_role(momentum) == "FL, 1 local step, server momentum 0.9"
