@@ -12,7 +12,7 @@ of the 10 trained client models' activations on the first 256 test signals
 (``fl.cka_probe``; 1 = the same representation up to rotation and scale). The questions: after
 round 1, is FL's similarity below the null's (drift beyond SGD noise) in any layer, and does it
 fall from the output toward the input or with depth (accumulation)? The comparison
-(``compare.md``'s CKA table, ``cka.png``) reads CKA after round 1 and after the last round. 25
+(``compare.md``'s CKA table, ``cka.png``) reads CKA after round 1 and after the last round. 40
 runs.
 """
 

@@ -536,12 +536,17 @@ def plot_divergence(result: Mapping, path, metric: str = "update") -> bool:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
     cmap = plt.get_cmap("viridis")
-    for k, (gv, name, d) in enumerate(lines):
+    # Colour says the group (depth, say), line style the arm (FL, the null reference, ...).
+    group_values = list(dict.fromkeys(gv for gv, _, _ in lines))
+    arm_names = list(dict.fromkeys(name for _, name, _ in lines))
+    styles = ("-o", "--s", ":^", "-.v")
+    for gv, name, d in lines:
         n = len(d["layers"])
         x = [(i + 1) / n for i in range(n)]
-        color = cmap(k / max(1, len(lines) - 1))
+        color = cmap(group_values.index(gv) / max(1, len(group_values) - 1))
+        style = styles[arm_names.index(name) % len(styles)]
         for ax, when in zip(axes, ("round1", "last"), strict=True):
-            ax.plot(x, d[f"{metric}_{when}"], "-o", ms=3, color=color,
+            ax.plot(x, d[f"{metric}_{when}"], style, ms=3, color=color,
                     label=f"{result['group'].rsplit('.', 1)[-1]}={gv} ({name})")  # fmt: skip
     for ax, title in zip(axes, ("after round 1", "after the last round"), strict=True):
         ax.set_title(title)
