@@ -320,8 +320,8 @@ def summary(result: dict) -> str:
             continue
         sm = arms.get("steps-matched CL")
         rows.append([str(depth), acc(arms.get("CL")), acc(sm), acc(one_m), acc(one), acc(fl),
-                     acc(forty), paired(sm, one_m), paired(sm, one), paired(one, fl),
-                     paired(fl, forty), gap(one), gap(fl), gap(forty),
+                     acc(forty), paired(sm, one_m), paired(sm, one), paired(one_m, fl),
+                     paired(one, fl), paired(fl, forty), gap(one), gap(fl), gap(forty),
                      " / ".join(plateaued(a) for a in (one_m, one, fl, forty))])  # fmt: skip
     if rows:
         out += ["### Local steps at 800 local steps in all (plain CNN, width 8, FedAvg)", "",
@@ -332,7 +332,8 @@ def summary(result: dict) -> str:
                 "so plain FL 1 step has no momentum).", "",
                 table(["depth", "CL", "steps-matched CL", "FL 1 step + SM", "FL 1 step",
                        "FL 10 steps", "FL 40 steps", "steps-matched CL - FL 1 + SM",
-                       "steps-matched CL - FL 1", "FL 1 - FL 10", "FL 10 - FL 40", "CL - FL 1",
+                       "steps-matched CL - FL 1", "FL 1 + SM - FL 10", "FL 1 - FL 10",
+                       "FL 10 - FL 40", "CL - FL 1",
                        "CL - FL 10", "CL - FL 40", "plateaued (1 + SM / 1 / 10 / 40)"],
                       rows), ""]  # fmt: skip
     return "\n".join(out)

@@ -87,7 +87,8 @@ def test_local_steps_arms_get_their_own_rows_paired_against_the_one_step_limit()
     assert cells[3] == "-"  # no server-momentum arm here
     assert cells[4].startswith("89.0 ± ") and cells[6].startswith("71.0 ± ")
     assert cells[8].startswith("1.0 ± ")  # steps-matched CL - FL 1, paired by seed
-    assert cells[9].startswith("9.0 ± ") and cells[10].startswith("9.0 ± ")
+    assert cells[9] == "-"  # FL 1 + SM - FL 10: no server-momentum arm
+    assert cells[10].startswith("9.0 ± ") and cells[11].startswith("9.0 ± ")
     assert cells[-1] == "- / 3/3 / 3/3 / 3/3"
     momentum = {"mode": "fl", "fl.local_steps": 1, "server_opt.momentum": 0.9}
     assert e1.arm_role(momentum) == "FL, 1 local step, server momentum 0.9"
