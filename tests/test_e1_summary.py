@@ -92,3 +92,29 @@ def test_local_steps_arms_get_their_own_rows_paired_against_the_one_step_limit()
     assert cells[-1] == "- / 3/3 / 3/3 / 3/3"
     momentum = {"mode": "fl", "fl.local_steps": 1, "server_opt.momentum": 0.9}
     assert e1.arm_role(momentum) == "FL, 1 local step, server momentum 0.9"
+
+
+def test_e5_curves_put_every_arm_on_the_axis_of_local_steps(tmp_path):
+    spec = importlib.util.spec_from_file_location("e5_curves", ROOT / "scripts" / "e5_curves.py")
+    e5 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(e5)
+
+    def arm(fields, rounds):
+        per_seed = {str(s): {"rounds": rounds, "accuracy": [0.1 * s + r / 1000 for r in rounds]}
+                    for s in range(2)}  # fmt: skip
+        return {"arm": fields, "per_seed": per_seed}
+
+    fl = {"mode": "fl", "fl.batch_size": 36}
+    result = {"groups": {"8": {
+        "one": arm({**fl, "fl.local_steps": 1}, [10, 20, 800]),
+        "ten": arm({**fl, "fl.local_steps": 0}, [1, 2, 80]),
+        "forty": arm({**fl, "fl.local_steps": 40}, [1, 2, 20]),
+        "sm": arm({"mode": "centralized", "fl.batch_size": 360, "fl.local_steps": 1}, [1, 80])}}}  # fmt: skip
+    data = e5.curves(result)[8]
+    assert data["FL, 1 local step"][0].tolist() == [10, 20, 800]
+    assert data["FL"][0].tolist() == [10, 20, 800]  # 10 steps a round
+    assert data["FL, 40 local steps"][0].tolist() == [40, 80, 800]
+    assert data["steps-matched CL"][0].tolist() == [10, 800]
+    assert data["FL"][1].shape == (2, 3)
+    e5.plot(result, str(tmp_path / "e5.png"))
+    assert (tmp_path / "e5.png").stat().st_size > 2000
