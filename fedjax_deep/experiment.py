@@ -311,7 +311,7 @@ def estimate_memory(config, dataset: Dataset, num_learners: int, batch_size: int
     return {**terms, "total": need, "available": free or 0}
 
 
-def _cka_probe(config, dataset) -> jax.Array | None:
+def _cka_probe(config, dataset) -> np.ndarray | None:
     """``fl.cka_probe``: the first N test examples, the fixed batch on which client models'
     representations are compared (None when off, or without a client axis to compare over)."""
     n = config.fl.cka_probe
@@ -323,7 +323,7 @@ def _cka_probe(config, dataset) -> jax.Array | None:
             n,
             f"must be 0 (off) or between 2 and the {len(dataset.test_y)} test examples",
         )
-    return jnp.asarray(dataset.test_x[:n])
+    return np.asarray(dataset.test_x[:n])
 
 
 def _data_on_host(config, dataset, partition) -> bool:
