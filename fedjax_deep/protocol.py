@@ -368,8 +368,10 @@ def layer_divergence(runs: Sequence[Mapping]) -> dict | None:
         for metric in (*SCALE_FREE, "relative", "cka"):
             suffix = "cka" if metric == "cka" else f"kernel/{metric}"
             keys = [f"divergence/{layer}/{suffix}" for layer in layers]
-            if metric == "cka" and keys[0] not in usable[0]["rows"][0]:
-                continue  # not logged (fl.cka_probe = 0)
+            if metric == "cka" and not all(k in usable[0]["rows"][0] for k in keys):
+                # Not logged (fl.cka_probe = 0), or logged per block (a ResNet's representations
+                # are its stem and blocks, not its kernels): metrics.jsonl has those.
+                continue
             per_seed = np.asarray([[r["rows"][index].get(k, math.nan) for k in keys] for r in usable],
                                   float)  # fmt: skip
             body = [i for i, layer in enumerate(layers) if layer != "head"]

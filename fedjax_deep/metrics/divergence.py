@@ -10,7 +10,6 @@ global model ``g`` at the start of the round, with ``Wbar = sum_k p_k W[k]`` and
   ``(||sum_k p_k u[k]||^2 - sum_k p_k^2 ||u[k]||^2) / (1 - sum_k p_k^2)`` with ``u = d / ||d||``.
   Undefined (NaN) for a single client.
 - ``grad``: ``update``'s formula applied to each client's gradient at the shared global model.
-
 - ``cka`` (a similarity, in [0, 1]; 1 = the same representation up to rotation and scale): the
   weighted mean pairwise linear CKA (Kornblith et al., 2019) between client models' activations of
   one layer on a fixed probe batch; with ``K[k] = Xc[k] Xc[k]^T`` (``Xc`` the activations centred
