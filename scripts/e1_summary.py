@@ -29,6 +29,7 @@ BASE = {"name": "plain_cnn", "width": "8", "kernel_size": "5", "skip": "False", 
 COEFFICIENT = {"fedprox": "algorithm.mu", "feddyn": "algorithm.alpha"}
 DEFAULTS = default_config()  # a field a sweep did not set was run at its default
 ALGORITHMS = {"fedprox": "FedProx", "scaffold": "SCAFFOLD", "feddyn": "FedDyn"}
+E5_BUDGET = 800  # local steps per client in E5 (configs/e5_local_steps_tuned_mnist1d.py)
 
 
 def parse_group(label: str) -> dict:
@@ -52,6 +53,9 @@ def arm_role(arm: dict) -> str:
     steps = int(arm.get("fl.local_steps", 0))
     if steps > 0 and name == "fedavg":  # E5: a fixed number of local steps a round
         role = f"FL, {steps} local step{'s' if steps > 1 else ''}"
+        rounds = arm.get("num_rounds")
+        if rounds is not None and steps * int(rounds) != E5_BUDGET:
+            role += f" x {rounds} rounds"  # off E5's budget (the 40-step arm run to a plateau)
         momentum = float(arm.get("server_opt.momentum", 0.0))
         return role + (f", server momentum {momentum:g}" if momentum else "")
     if name in COEFFICIENT:
@@ -316,13 +320,14 @@ def summary(result: dict) -> str:
             arms.get("FL"),
         )
         one_m = arms.get("FL, 1 local step, server momentum 0.9")
+        forty80 = arms.get("FL, 40 local steps x 80 rounds")
         if not (one or forty):
             continue
         sm = arms.get("steps-matched CL")
         rows.append([str(depth), acc(arms.get("CL")), acc(sm), acc(one_m), acc(one), acc(fl),
                      acc(forty), paired(sm, one_m), paired(sm, one), paired(one_m, fl),
-                     paired(one, fl), paired(fl, forty), gap(one), gap(fl), gap(forty),
-                     " / ".join(plateaued(a) for a in (one_m, one, fl, forty))])  # fmt: skip
+                     paired(one, fl), paired(fl, forty), acc(forty80), paired(fl, forty80), gap(one), gap(fl), gap(forty),
+                     " / ".join(plateaued(a) for a in (one_m, one, fl, forty, forty80))])  # fmt: skip
     if rows:
         out += ["### Local steps at 800 local steps in all (plain CNN, width 8, FedAvg)", "",
                 "1 step x 800 rounds, 10 steps x 80 rounds (E1's FL) and 40 steps x 20 rounds: "
@@ -333,8 +338,9 @@ def summary(result: dict) -> str:
                 table(["depth", "CL", "steps-matched CL", "FL 1 step + SM", "FL 1 step",
                        "FL 10 steps", "FL 40 steps", "steps-matched CL - FL 1 + SM",
                        "steps-matched CL - FL 1", "FL 1 + SM - FL 10", "FL 1 - FL 10",
-                       "FL 10 - FL 40", "CL - FL 1",
-                       "CL - FL 10", "CL - FL 40", "plateaued (1 + SM / 1 / 10 / 40)"],
+                       "FL 10 - FL 40", "FL 40 x 80 rounds", "FL 10 - FL 40 x 80 rounds",
+                       "CL - FL 1",
+                       "CL - FL 10", "CL - FL 40", "plateaued (1 + SM / 1 / 10 / 40 / 40 x 80)"],
                       rows), ""]  # fmt: skip
     return "\n".join(out)
 

@@ -89,9 +89,14 @@ def test_local_steps_arms_get_their_own_rows_paired_against_the_one_step_limit()
     assert cells[8].startswith("1.0 ± ")  # steps-matched CL - FL 1, paired by seed
     assert cells[9] == "-"  # FL 1 + SM - FL 10: no server-momentum arm
     assert cells[10].startswith("9.0 ± ") and cells[11].startswith("9.0 ± ")
-    assert cells[-1] == "- / 3/3 / 3/3 / 3/3"
+    assert cells[12] == "-" and cells[-1] == "- / 3/3 / 3/3 / 3/3 / -"
     momentum = {"mode": "fl", "fl.local_steps": 1, "server_opt.momentum": 0.9}
     assert e1.arm_role(momentum) == "FL, 1 local step, server momentum 0.9"
+    # Off E5's budget of 800 local steps the rounds join the role (they would clash otherwise).
+    assert e1.arm_role({**fl, "fl.local_steps": 40, "num_rounds": 20}) == "FL, 40 local steps"
+    assert e1.arm_role({**fl, "fl.local_steps": 40, "num_rounds": 80}) == (
+        "FL, 40 local steps x 80 rounds"
+    )
 
 
 def test_e5_curves_put_every_arm_on_the_axis_of_local_steps(tmp_path):
