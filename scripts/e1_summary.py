@@ -216,21 +216,25 @@ def summary(result: dict) -> str:
                 table(["depth", "D_l ratio, conv layers (range)", "D_l ratio, head",
                        "U_l ratio, conv layers (range)", "U_l ratio, head"], rows), ""]  # fmt: skip
 
-    rows = []
-    for (depth, arch), arms in sorted(data.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+    def is_control(arch: tuple) -> bool:
         a = dict(arch)
-        if a["name"] != "plain_cnn" or a["width"] != "8" or a["kernel_size"] != "5":
-            continue
-        if depth != 16 or "CL" not in arms or a["stem_stride"] != "1":
-            continue
-        fl = arms.get("FL")
-        rows.append([arch_name(a), acc(arms.get("CL")), acc(fl), gap(fl),
-                     gap_change(arms, data.get((16, base), {})), rounds80(fl),
-                     plateaued(fl)])  # fmt: skip
-    if len(rows) > 1:
-        out += ["### Architecture at depth 16 (width 8)", "",
-            table(["architecture", "CL", "FL", "CL - FL", "gap - baseline's gap (seeds 0-4)",
-                   "FL rounds to 80% of CL", "FL plateaued"], rows), ""]  # fmt: skip
+        return (a["name"] == "plain_cnn" and a["width"] == "8" and a["kernel_size"] == "5"
+                and a["stem_stride"] == "1")  # fmt: skip
+
+    rows = []
+    for depth in sorted({d for d, a in data if a != base and is_control(a)}):
+        for (d, arch), arms in sorted(data.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+            if d != depth or not is_control(arch) or "CL" not in arms:
+                continue
+            fl = arms.get("FL")
+            rows.append([str(depth), arch_name(dict(arch)), acc(arms.get("CL")), acc(fl), gap(fl),
+                         gap_change(arms, data.get((depth, base), {})), rounds80(fl),
+                         plateaued(fl)])  # fmt: skip
+    if rows:
+        out += ["### Architecture by depth (width 8)", "",
+            table(["depth", "architecture", "CL", "FL", "CL - FL",
+                   "gap - baseline's gap at that depth (seeds 0-4)", "FL rounds to 80% of CL",
+                   "FL plateaued"], rows), ""]  # fmt: skip
 
     rows = []
     for (depth, arch), arms in sorted(data.items()):

@@ -123,3 +123,36 @@ def test_e5_curves_put_every_arm_on_the_axis_of_local_steps(tmp_path):
     assert data["FL"][1].shape == (2, 3)
     e5.plot(result, str(tmp_path / "e5.png"))
     assert (tmp_path / "e5.png").stat().st_size > 2000
+
+
+def test_architecture_controls_are_compared_with_the_baseline_at_their_own_depth():
+    e1 = _load()
+
+    def arm(mode, finals):
+        per_seed = {str(s): {"final": f, "plateau_round": 5} for s, f in enumerate(finals)}
+        mean = sum(finals) / len(finals)
+        return {"arm": {"mode": mode}, "chosen_lr": 0.1, "grid": {"0.1": 0.5},
+                "grid_warning": None, "per_seed": per_seed, "final": {"mean": mean, "half": 0.01},
+                "gap": {"mean": 0.0, "half": 0.01, "resolved": False}}  # fmt: skip
+
+    def pair(cl, fl):
+        return {"cl": arm("centralized", cl), "fl": arm("fl", fl)}
+
+    result = {"groups": {
+        "depth=2": pair([0.9, 0.9, 0.9], [0.8, 0.81, 0.82]),  # gaps 10, 9, 8
+        "depth=2, skip=True": pair([0.9, 0.9, 0.9], [0.7, 0.7, 0.7]),  # gaps 20, 20, 20
+        "depth=8": pair([0.95] * 3, [0.9] * 3),  # no control at depth 8: no rows
+        "depth=16": pair([0.95] * 3, [0.85, 0.86, 0.87]),  # gaps 10, 9, 8
+        "depth=16, norm=none": pair([0.95] * 3, [0.5, 0.5, 0.5])}}  # fmt: skip
+    section = e1.summary(result).split("### Architecture by depth")[1].split("###")[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| depth")]  # fmt: skip
+    assert [(r[0], r[1]) for r in rows] == [
+        ("2", "CNN w8 k5, GroupNorm gcd(8, w) groups"),
+        ("2", "CNN w8 k5, residual, GroupNorm gcd(8, w) groups"),
+        ("16", "CNN w8 k5, GroupNorm gcd(8, w) groups"),
+        ("16", "CNN w8 k5, no norm"),
+    ]
+    assert rows[0][5] == rows[2][5] == "(baseline)"
+    assert rows[1][5].startswith("11.0 ± ")  # 20 - 9, against depth 2's baseline
+    assert rows[3][5].startswith("36.0 ± ")  # 45 - 9, against depth 16's baseline
