@@ -89,7 +89,16 @@ def test_local_steps_arms_get_their_own_rows_paired_against_the_one_step_limit()
     assert cells[8].startswith("1.0 ± ")  # steps-matched CL - FL 1, paired by seed
     assert cells[9] == "-"  # FL 1 + SM - FL 10: no server-momentum arm
     assert cells[10].startswith("9.0 ± ") and cells[11].startswith("9.0 ± ")
-    assert cells[12] == "-" and cells[-1] == "- / 3/3 / 3/3 / 3/3 / -"
+    assert cells[12] == "-" and cells[-1] == "- / 3/3 / 3/3 / 3/3"
+    assert "### Local steps at 80 rounds" not in e1.summary(result)  # no 80-round arm here
+    # The 40-step arm run for 80 rounds gets its own table, against E1's FL at equal rounds.
+    result["groups"]["8"]["forty80"] = arm({**fl, "fl.local_steps": 40, "num_rounds": 80},
+                                           [0.84, 0.82, 0.83])  # fmt: skip
+    section = e1.summary(result).split("### Local steps at 80 rounds")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| 8 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4].startswith("83.0 ± ") and cells[5].startswith("3.0 ± ")  # 40 x 80 - 10
+    assert cells[8].startswith("7.0 ± ") and cells[-1] == "3/3 / 3/3"  # steps-matched CL - it
     momentum = {"mode": "fl", "fl.local_steps": 1, "server_opt.momentum": 0.9}
     assert e1.arm_role(momentum) == "FL, 1 local step, server momentum 0.9"
     # Off E5's budget of 800 local steps the rounds join the role (they would clash otherwise).
