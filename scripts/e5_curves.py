@@ -5,7 +5,8 @@ lowest to the highest seed.
     python scripts/e5_curves.py runs/e1_final/compare.json docs/results/e1_final_mnist1d/e5_curves.png
 
 The arms run 800 local steps in 800, 80 or 20 rounds, so a round means 1, 10 or 40 steps; on this
-axis they line up by computation. CL (100 steps of batch 36 a round) is drawn against its own steps
+axis they line up by computation. The 40-step arm run on to 80 rounds (3200 steps) goes past the
+dotted line at 800. CL (100 steps of batch 36 a round) is drawn against its own steps
 divided by 10, the rounds it shares with FL.
 """
 
@@ -21,7 +22,7 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from e1_summary import BASE, arm_role, parse_group  # noqa: E402
 
 ARMS = ("CL", "steps-matched CL", "FL, 1 local step, server momentum 0.9", "FL, 1 local step",
-        "FL", "FL, 40 local steps")  # fmt: skip
+        "FL", "FL, 40 local steps", "FL, 40 local steps x 80 rounds")  # fmt: skip
 LABEL = {"FL": "FL, 10 local steps"}
 
 
@@ -68,10 +69,13 @@ def plot(result: dict, path: str) -> None:
                 continue
             steps, acc = arms[role]
             mean = 100 * acc.mean(0)
-            ax.plot(steps, mean, color=colors[k], lw=1.4, label=LABEL.get(role, role))
+            style = "--" if role.endswith("x 80 rounds") else "-"
+            ax.plot(steps, mean, style, color=colors[k], lw=1.4, label=LABEL.get(role, role))
             ax.fill_between(steps, 100 * acc.min(0), 100 * acc.max(0), color=colors[k], alpha=0.15)
         ax.set_title(f"depth {depth}")
-        ax.set_xlabel("sequential local steps (800 in all)")
+        ax.axvline(800, color="0.5", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("sequential local steps, log scale (E5: 800, dotted)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy (%), seed band min-max")
     handles, labels = axes[0][0].get_legend_handles_labels()
