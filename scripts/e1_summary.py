@@ -227,14 +227,17 @@ def summary(result: dict) -> str:
             if d != depth or not is_control(arch) or "CL" not in arms:
                 continue
             fl = arms.get("FL")
+            shallow = data.get((2, arch), {})
             rows.append([str(depth), arch_name(dict(arch)), acc(arms.get("CL")), acc(fl), gap(fl),
-                         gap_change(arms, data.get((depth, base), {})), rounds80(fl),
-                         plateaued(fl)])  # fmt: skip
+                         gap_change(arms, data.get((depth, base), {})),
+                         "(depth 2)" if depth == 2 else gap_change(arms, shallow) if shallow else "-",
+                         rounds80(fl), plateaued(fl)])  # fmt: skip
     if rows:
         out += ["### Architecture by depth (width 8)", "",
             table(["depth", "architecture", "CL", "FL", "CL - FL",
-                   "gap - baseline's gap at that depth (seeds 0-4)", "FL rounds to 80% of CL",
-                   "FL plateaued"], rows), ""]  # fmt: skip
+                   "gap - baseline's gap at that depth (seeds 0-4)",
+                   "gap - the same architecture's gap at depth 2 (seeds 0-4)",
+                   "FL rounds to 80% of CL", "FL plateaued"], rows), ""]  # fmt: skip
 
     rows = []
     for (depth, arch), arms in sorted(data.items()):

@@ -151,7 +151,7 @@ def test_architecture_controls_are_compared_with_the_baseline_at_their_own_depth
         "depth=2": pair([0.9, 0.9, 0.9], [0.8, 0.81, 0.82]),  # gaps 10, 9, 8
         "depth=2, skip=True": pair([0.9, 0.9, 0.9], [0.7, 0.7, 0.7]),  # gaps 20, 20, 20
         "depth=8": pair([0.95] * 3, [0.9] * 3),  # no control at depth 8: no rows
-        "depth=16": pair([0.95] * 3, [0.85, 0.86, 0.87]),  # gaps 10, 9, 8
+        "depth=16": pair([0.95] * 3, [0.85, 0.84, 0.84]),  # gaps 10, 11, 11
         "depth=16, norm=none": pair([0.95] * 3, [0.5, 0.5, 0.5])}}  # fmt: skip
     section = e1.summary(result).split("### Architecture by depth")[1].split("###")[0]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
@@ -164,4 +164,7 @@ def test_architecture_controls_are_compared_with_the_baseline_at_their_own_depth
     ]
     assert rows[0][5] == rows[2][5] == "(baseline)"
     assert rows[1][5].startswith("11.0 ± ")  # 20 - 9, against depth 2's baseline
-    assert rows[3][5].startswith("36.0 ± ")  # 45 - 9, against depth 16's baseline
+    assert rows[3][5].startswith("34.3 ± ")  # 45 - 10.7, against depth 16's baseline
+    assert rows[0][6] == rows[1][6] == "(depth 2)"
+    assert rows[2][6].startswith("1.7 ± ")  # the baseline's gap at 16 less its gap at 2
+    assert rows[3][6] == "-"  # no no-norm net at depth 2
