@@ -191,13 +191,19 @@ def summary(result: dict) -> str:
     for depth in sorted(d for d, a in data if a == base):
         arms = data[(depth, base)]
         fl, full = arms.get("FL"), arms.get("FL, full-data clients")
+        shallow = data.get((2, base), {})
         rows.append([str(depth), acc(arms.get("CL")), acc(arms.get("steps-matched CL")), acc(fl),
-                     acc(full), gap(fl), paired(arms.get("steps-matched CL"), fl), gap(full),
-                     paired(full, fl), rounds80(fl), plateaued(fl)])  # fmt: skip
+                     acc(full), gap(fl), paired(arms.get("steps-matched CL"), fl),
+                     "(depth 2)" if depth == 2 else gap_change(arms, shallow),
+                     "(depth 2)" if depth == 2 else gap_change(arms, shallow, "steps-matched CL"),
+                     gap(full), paired(full, fl), rounds80(fl), plateaued(fl)])  # fmt: skip
     out += ["### Depth (plain CNN, width 8): FL with 360-signal and with full-data clients", "",
+            "Changes against depth 2 are paired over the seeds both depths share.", "",
             table(["depth", "CL", "steps-matched CL", "FL", "FL, full-data clients", "CL - FL",
-                   "steps-matched CL - FL", "CL - FL (full data)", "full data - 360 signals",
-                   "FL rounds to 80% of CL", "FL plateaued"], rows), ""]  # fmt: skip
+                   "steps-matched CL - FL", "CL - FL change vs depth 2",
+                   "steps-matched CL - FL change vs depth 2", "CL - FL (full data)",
+                   "full data - 360 signals", "FL rounds to 80% of CL", "FL plateaued"],
+                  rows), ""]  # fmt: skip
 
     rows = []
     for depth in sorted(d for d, a in data if a == base):

@@ -30,6 +30,19 @@ def test_depth_table_repeats_compare_and_pairs_non_reference_arms():
     assert cells[6].startswith(f"{sum(d) / len(d) * 100:.1f} ± ")
     assert cells[6].endswith("(n.r.)")  # E1: 4.1 ± 9.3 at depth 16
     assert e1.arm_role(sm["arm"]) == "steps-matched CL" and e1.arm_role(fl["arm"]) == "FL"
+    # The gap's change from depth 2, paired seed by seed, by hand.
+    shallow = result["groups"]["2"]
+    fl2 = next(a for a in shallow.values() if a["arm"]["mode"] == "fl")
+    cl2 = next(a for a in shallow.values() if a["arm"]["mode"] == "centralized"
+               and a["arm"].get("fl.batch_size") != 360)  # fmt: skip
+    cl = next(a for a in arms.values() if a["arm"]["mode"] == "centralized"
+              and a["arm"].get("fl.batch_size") != 360)  # fmt: skip
+    seeds = sorted(set(fl["per_seed"]) & set(fl2["per_seed"]))
+    change = [(cl["per_seed"][s]["final"] - fl["per_seed"][s]["final"])
+              - (cl2["per_seed"][s]["final"] - fl2["per_seed"][s]["final"]) for s in seeds]  # fmt: skip
+    assert cells[7].startswith(f"{sum(change) / len(change) * 100:.1f} ± ")
+    two = next(line for line in text.splitlines() if line.startswith("| 2 |"))
+    assert two.split("|")[8].strip() == "(depth 2)"
 
 
 def test_coefficient_variants_are_chosen_on_validation_and_remedies_carry_their_rf():
