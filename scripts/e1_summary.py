@@ -29,6 +29,7 @@ BASE = {"name": "plain_cnn", "width": "8", "kernel_size": "5", "skip": "False", 
 COEFFICIENT = {"fedprox": "algorithm.mu", "feddyn": "algorithm.alpha"}
 DEFAULTS = default_config()  # a field a sweep did not set was run at its default
 ALGORITHMS = {"fedprox": "FedProx", "scaffold": "SCAFFOLD", "feddyn": "FedDyn"}
+SERVER_OPTS = {"sgd": "FedAvgM", "adam": "FedAdam", "yogi": "FedYogi", "adagrad": "FedAdagrad"}
 E5_BUDGET = 800  # local steps per client in E5 (configs/e5_local_steps_tuned_mnist1d.py)
 
 
@@ -62,7 +63,16 @@ def arm_role(arm: dict) -> str:
         field = COEFFICIENT[name]
         value = arm.get(field, get_field(DEFAULTS, field))
         return f"{ALGORITHMS[name]} ({field.split('.')[1]} {value:g})"
+    server = arm.get("server_opt.name", "sgd")
+    if name == "fedavg" and (server != "sgd" or float(arm.get("server_opt.momentum", 0.0))):
+        rate = arm.get("server_opt.learning_rate", get_field(DEFAULTS, "server_opt.learning_rate"))
+        return f"{SERVER_OPTS[server]} (server lr {rate:g})"  # its server rate is a coefficient
     return ALGORITHMS.get(name, "FL")
+
+
+def coefficient(role: str) -> float:
+    """The coefficient a variant's role names: ``FedProx (mu 0.01)`` -> 0.01."""
+    return float(role.rsplit(" ", 1)[1].rstrip(")"))
 
 
 def validation(arm: dict) -> float:
@@ -258,18 +268,22 @@ def summary(result: dict) -> str:
     rows = []
     for depth in sorted(d for d, a in data if a == base):
         arms = data[(depth, base)]
-        for alg in ALGORITHMS.values():
-            variants = sorted(r for r in arms if r == alg or r.startswith(alg + " ("))
+        for alg in (*ALGORITHMS.values(), *SERVER_OPTS.values()):
+            variants = sorted((r for r in arms if r == alg or r.startswith(alg + " (")),
+                              key=lambda r: (coefficient(r) if "(" in r else 0.0))  # fmt: skip
             best = max(variants, key=lambda r: validation(arms[r]), default=None)
             for role in variants:
                 mark = " (chosen)" if len(variants) > 1 and role == best else ""
+                if mark and role in (variants[0], variants[-1]):
+                    mark = " (chosen*)"  # the best coefficient is an end of those tried
                 rows.append([str(depth), role + mark, f"{100 * validation(arms[role]):.1f}",
                              acc(arms[role]), gap(arms[role]), paired(arms[role], arms.get("FL")),
                              plateaued(arms[role])])  # fmt: skip
     if rows:
-        out += ["### Drift correction (plain CNN, width 8)", "",
-                "An algorithm's coefficient is chosen like its learning rate, on validation "
-                "accuracy: (chosen) marks the best of its variants.", "",
+        out += ["### Drift correction and server optimizers (plain CNN, width 8)", "",
+                "An algorithm's coefficient (FedProx's mu, FedDyn's alpha, a server optimizer's "
+                "rate) is chosen like its learning rate, on validation accuracy: (chosen) marks "
+                "the best of its variants, (chosen*) one at an end of the coefficients tried.", "",
                 table(["depth", "algorithm", "validation at its rate", "FL accuracy",
                        "CL - algorithm", "algorithm - FedAvg", "plateaued"], rows), ""]  # fmt: skip
 

@@ -72,9 +72,21 @@ def test_coefficient_variants_are_chosen_on_validation_and_remedies_carry_their_
     rows = {line.split("|")[2].strip(): line for line in e1.summary(result).splitlines()
             if line.startswith("| 16 | FedProx")}  # fmt: skip
     # The best validation score chooses, not the best test accuracy.
-    assert set(rows) == {"FedProx (mu 0.001) (chosen)", "FedProx (mu 0.1)"}
-    assert "| 83.0 |" in rows["FedProx (mu 0.001) (chosen)"]
-    assert "-10.0 ± " in rows["FedProx (mu 0.001) (chosen)"]  # paired against FedAvg's FL
+    # mu 0.001 is the smallest mu tried: chosen at an end, so starred.
+    assert set(rows) == {"FedProx (mu 0.001) (chosen*)", "FedProx (mu 0.1)"}
+    assert "| 83.0 |" in rows["FedProx (mu 0.001) (chosen*)"]
+    assert "-10.0 ± " in rows["FedProx (mu 0.001) (chosen*)"]  # paired against FedAvg's FL
+    # A server optimizer's rate is its coefficient; an interior best is not starred.
+    assert e1.arm_role({"mode": "fl", "server_opt.name": "adam",
+                        "server_opt.learning_rate": 0.003}) == "FedAdam (server lr 0.003)"  # fmt: skip
+    sgdm = {"server_opt.name": "sgd", "server_opt.momentum": 0.9}
+    result["groups"]["depth=16"].update({
+        f"m{k}": arm({**sgdm, "server_opt.learning_rate": rate}, 0.1, val, [0.8, 0.8, 0.81])
+        for k, (rate, val) in enumerate(((0.1, 0.7), (0.3, 0.75), (1.0, 0.6)))})  # fmt: skip
+    rows = [line.split("|")[2].strip() for line in e1.summary(result).splitlines()
+            if line.startswith("| 16 | FedAvgM")]  # fmt: skip
+    assert rows == ["FedAvgM (server lr 0.1)", "FedAvgM (server lr 0.3) (chosen)",
+                    "FedAvgM (server lr 1)"]  # fmt: skip
 
 
 def test_local_steps_arms_get_their_own_rows_paired_against_the_one_step_limit():
