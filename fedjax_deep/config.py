@@ -475,6 +475,9 @@ def _algorithm(c) -> None:
              f"FedBN keeps BatchNorm layers local; model.norm is {c.model.norm!r} (use batch)")  # fmt: skip
     _require(name != "feddyn" or c.server_opt.name == "sgd", "server_opt.name",
              c.server_opt.name, "feddyn makes its own server update; use sgd")  # fmt: skip
+    _require(c.server_opt.momentum == 0.0 or c.server_opt.name == "sgd", "server_opt.momentum",
+             c.server_opt.momentum, f"only server_opt.name=sgd uses momentum (FedAvgM); "
+             f"{c.server_opt.name} has server_opt.b1: set momentum to 0.0")  # fmt: skip
 
 
 RULES = (

@@ -59,6 +59,11 @@ def test_rules_between_fields():
     config = apply_overrides(default_config(), ["--config.fl.cohort_size=11"])
     with pytest.raises(ConfigError, match=r"config.fl.cohort_size=11: must be <= fl.num_clients"):
         validate(config)
+    adam = apply_overrides(default_config(), ["--config.server_opt.name=adam"])
+    validate(adam)
+    with pytest.raises(ConfigError, match=r"config.server_opt.momentum=0.9: only server_opt.name"
+                       r"=sgd uses momentum \(FedAvgM\); adam has server_opt.b1"):  # fmt: skip
+        validate(apply_overrides(adam, ["--config.server_opt.momentum=0.9"]))
     config = apply_overrides(default_config(), ["--config.data.augment=crop_flip"])
     with pytest.raises(ConfigError, match="crops and flips need images"):
         validate(apply_overrides(config, ["--config.data.name=mnist1d"]))
