@@ -140,6 +140,9 @@ FIELDS: dict[str, Field] = {
                                "norm_groups (the same grouping at every width)", low=0,
                                high=MAX_WIDTH),
     "model.skip": F(False, "residual connections in the plain CNN"),
+    "model.skip_before_relu": F(False, "with model.skip: add the input before the ReLU, "
+                                "relu(x + norm(conv(x))) as in ResNet v1, instead of after it, "
+                                "x + relu(norm(conv(x)))"),
     "model.head": F("flatten", choices=HEADS),
     "model.widths": F((), "per-layer channels (overrides width), e.g. (16, 32, 64, 64)",
                       items=(1, MAX_WIDTH)),

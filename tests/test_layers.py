@@ -137,3 +137,21 @@ def test_group_norm_with_fixed_channels_per_group():
         )  # fmt: skip
         outs[size] = model.apply(params, state, x, train=False)[0]
     assert not np.allclose(outs[0], outs[4])
+
+
+@pytest.mark.parametrize("before_relu", [False, True])
+def test_skip_adds_the_input_after_or_before_the_relu(before_relu):
+    from flax import nnx
+
+    from fedjax_deep.models.plain import PlainCNN
+
+    module = PlainCNN((12, 1), 10, depth=2, width=4, kernel_size=3, norm="none", skip=True,
+                      skip_before_relu=before_relu, rngs=nnx.Rngs(0))  # fmt: skip
+    x = jax.random.normal(jax.random.key(1), (3, 12, 1))
+    reps = []
+    module(x, train=False, representations=reps)
+    x0, x1 = reps[0][1], reps[1][1]
+    y = module.conv_1(x0)  # norm "none": the conv's output, with its bias
+    want = jax.nn.relu(x0 + y) if before_relu else x0 + jax.nn.relu(y)
+    np.testing.assert_allclose(x1, want, rtol=1e-6, atol=1e-6)
+    assert np.allclose(x0, jax.nn.relu(module.conv_0(x)), atol=1e-6)  # no skip into the stem

@@ -56,6 +56,7 @@ def _plain_cnn(cfg, input_shape, num_classes, rngs):
         norm_groups=cfg.norm_groups,
         norm_group_size=cfg.norm_group_size,
         skip=cfg.skip,
+        skip_before_relu=cfg.skip_before_relu,
         head=cfg.head,
         widths=tuple(cfg.widths),
         strides=tuple(cfg.strides),

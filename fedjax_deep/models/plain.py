@@ -39,6 +39,9 @@ class PlainCNN(nnx.Module):
       kernel_size: the same odd size along every spatial dim.
       norm: ``'none'``, ``'batch'`` or ``'group'``.
       skip: add the layer input to its output where shapes match (every layer but the first).
+      skip_before_relu: with ``skip``, add the input before the ReLU, ``relu(x + norm(conv(x)))``
+        (ResNet v1's order), instead of after it, ``x + relu(norm(conv(x)))`` (the default, whose
+        sums of non-negative outputs grow with depth).
       head: ``'flatten'`` or ``'avgpool'``: what the linear head sees.
       conv_impl: ``'im2col'`` (default; fast under vmap and in loops) or ``'native'``
         (``lax.conv_general_dilated``; used by baselines).
@@ -56,6 +59,7 @@ class PlainCNN(nnx.Module):
         norm_groups: int = 8,
         norm_group_size: int = 0,
         skip: bool = False,
+        skip_before_relu: bool = False,
         head: str = "flatten",
         widths: tuple[int, ...] = (),
         strides: tuple[int, ...] = (),
@@ -72,6 +76,7 @@ class PlainCNN(nnx.Module):
             raise ValueError(f"widths={widths}, strides={strides}: give one per layer ({depth})")
         self.depth = depth
         self.skip = skip
+        self.skip_before_relu = skip_before_relu
         in_features = input_shape[-1]
         spatial = list(input_shape[:-1])
         self.stem_pool = stem_pool
@@ -118,8 +123,12 @@ class PlainCNN(nnx.Module):
         for i in range(self.depth):
             y = getattr(self, f"conv_{i}")(x)
             y = apply_norm(getattr(self, f"norm_{i}"), y, train=train, mask=mask)
-            y = jax.nn.relu(y)
-            x = x + y if self.skip and y.shape == x.shape else y
+            residual = self.skip and y.shape == x.shape
+            if residual and self.skip_before_relu:
+                x = jax.nn.relu(x + y)
+            else:
+                y = jax.nn.relu(y)
+                x = x + y if residual else y
             if i == 0 and self.stem_pool:
                 x = max_pool(x, 3, 2, padding=1)
             keep(representations, f"conv_{i}", x)
