@@ -5,6 +5,8 @@
         --group model.depth,model.name,model.width,model.kernel_size,model.skip,model.norm,model.norm_group_size
     python scripts/e1_summary.py runs/e1_all/compare.json > runs/e1_all/summary.md
 
+(The full list of sweeps and --group fields is in docs/results/e1_final_mnist1d/README.md.)
+
 Every number is compare's: the plateau test accuracy of each arm at its own learning rate (chosen
 on validation), and paired 95% t-intervals over seeds of the differences. This script only names
 the arms, lays the groups out by question (depth, architecture, algorithm, remedy) and adds the
@@ -25,7 +27,7 @@ from fedjax_deep.protocol import paired_interval
 from fedjax_deep.report import fmt_ci
 
 BASE = {"name": "plain_cnn", "width": "8", "kernel_size": "5", "skip": "False", "norm": "group",
-        "norm_group_size": "0", "stem_stride": "1"}  # fmt: skip
+        "norm_group_size": "0", "stem_stride": "1", "skip_before_relu": "False"}  # fmt: skip
 COEFFICIENT = {"fedprox": "algorithm.mu", "feddyn": "algorithm.alpha"}
 DEFAULTS = default_config()  # a field a sweep did not set was run at its default
 ALGORITHMS = {"fedprox": "FedProx", "scaffold": "SCAFFOLD", "feddyn": "FedDyn"}
@@ -167,7 +169,8 @@ def arch_name(arch: dict) -> str:
     if arch.get("stem_stride", "1") != "1":
         parts.append(f"stem stride {arch['stem_stride']}")
     if arch["skip"] == "True":
-        parts.append("residual")
+        before = arch.get("skip_before_relu") == "True"
+        parts.append("residual, ReLU after the sum" if before else "residual, sum after the ReLU")
     norm = {"batch": "BatchNorm", "none": "no norm"}.get(arch["norm"])
     if norm:
         parts.append(norm)

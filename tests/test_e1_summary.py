@@ -175,6 +175,7 @@ def test_architecture_controls_are_compared_with_the_baseline_at_their_own_depth
     result = {"groups": {
         "depth=2": pair([0.9, 0.9, 0.9], [0.8, 0.81, 0.82]),  # gaps 10, 9, 8
         "depth=2, skip=True": pair([0.9, 0.9, 0.9], [0.7, 0.7, 0.7]),  # gaps 20, 20, 20
+        "depth=2, skip=True, skip_before_relu=True": pair([0.9] * 3, [0.85] * 3),
         "depth=8": pair([0.95] * 3, [0.9] * 3),  # no control at depth 8: no rows
         "depth=16": pair([0.95] * 3, [0.85, 0.84, 0.84]),  # gaps 10, 11, 11
         "depth=16, norm=none": pair([0.95] * 3, [0.5, 0.5, 0.5])}}  # fmt: skip
@@ -183,13 +184,15 @@ def test_architecture_controls_are_compared_with_the_baseline_at_their_own_depth
             if line.startswith("| ") and not line.startswith("| depth")]  # fmt: skip
     assert [(r[0], r[1]) for r in rows] == [
         ("2", "CNN w8 k5, GroupNorm gcd(8, w) groups"),
-        ("2", "CNN w8 k5, residual, GroupNorm gcd(8, w) groups"),
+        ("2", "CNN w8 k5, residual, sum after the ReLU, GroupNorm gcd(8, w) groups"),
+        ("2", "CNN w8 k5, residual, ReLU after the sum, GroupNorm gcd(8, w) groups"),
         ("16", "CNN w8 k5, GroupNorm gcd(8, w) groups"),
         ("16", "CNN w8 k5, no norm"),
     ]
-    assert rows[0][5] == rows[2][5] == "(baseline)"
+    assert rows[0][5] == rows[3][5] == "(baseline)"
     assert rows[1][5].startswith("11.0 ± ")  # 20 - 9, against depth 2's baseline
-    assert rows[3][5].startswith("34.3 ± ")  # 45 - 10.7, against depth 16's baseline
-    assert rows[0][6] == rows[1][6] == "(depth 2)"
-    assert rows[2][6].startswith("1.7 ± ")  # the baseline's gap at 16 less its gap at 2
-    assert rows[3][6] == "-"  # no no-norm net at depth 2
+    assert rows[2][5].startswith("-4.0 ± ")  # 5 - 9
+    assert rows[4][5].startswith("34.3 ± ")  # 45 - 10.7, against depth 16's baseline
+    assert rows[0][6] == rows[1][6] == rows[2][6] == "(depth 2)"
+    assert rows[3][6].startswith("1.7 ± ")  # the baseline's gap at 16 less its gap at 2
+    assert rows[4][6] == "-"  # no no-norm net at depth 2
