@@ -249,7 +249,7 @@ def summary(result: dict) -> str:
             shallow = data.get((2, arch), {})
             rows.append([str(depth), arch_name(dict(arch)), acc(arms.get("CL")), acc(fl), gap(fl),
                          gap_change(arms, data.get((depth, base), {})),
-                         "(depth 2)" if depth == 2 else gap_change(arms, shallow) if shallow else "-",
+                         "(depth 2)" if depth == 2 else gap_change(arms, shallow),
                          rounds80(fl), plateaued(fl)])  # fmt: skip
     if rows:
         out += ["### Architecture by depth (width 8)", "",
