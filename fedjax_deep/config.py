@@ -21,6 +21,7 @@ import dataclasses
 import importlib.util
 import math
 import pathlib
+import sys
 from typing import Any
 
 import ml_collections
@@ -239,31 +240,60 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def load_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """Runs a config file's ``get_config()``."""
-    path = pathlib.Path(path)
+    """Runs a config file's ``get_config()``; ``file.py:arg`` runs ``get_config(arg)``.
+
+    ``file.py:arg`` names one member of a family of configs kept in one file (big_vision's
+    convention). A file inside a package (``__init__.py`` in its folder and the folders above) is
+    loaded as a module of that package, with the package's root on ``sys.path`` while it loads, so a
+    study's configs import its shared settings (``from experiments.depth_divergence.common import
+    ...``) from wherever the command runs.
+    """
+    text, arg = str(path), None
+    if not pathlib.Path(text).is_file() and ":" in text:
+        text, arg = text.rsplit(":", 1)
+    path = pathlib.Path(text)
+    shown = str(path) if arg is None else f"{path}:{arg}"
     if not path.is_file():
-        raise ConfigError("file", str(path), "no such config file; pass --config configs/<name>.py")
-    spec = importlib.util.spec_from_file_location(f"_fedjax_deep_config_{path.stem}", path)
+        raise ConfigError("file", shown, "no such config file; pass --config configs/<name>.py")
+    parts, root = [path.stem], path.resolve().parent
+    while (root / "__init__.py").is_file():
+        parts.insert(0, root.name)
+        root = root.parent
+    name = ".".join(parts) if len(parts) > 1 else f"_fedjax_deep_config_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:
-        raise ConfigError(
-            "file", str(path), f"cannot be loaded ({type(e).__name__}: {_first_line(e)})"
-        ) from None
-    if not hasattr(module, "get_config"):
-        raise ConfigError("file", str(path), "the file defines no get_config()")
-    try:
-        config = module.get_config()
-    except Exception as e:
-        raise ConfigError(
-            "file", str(path), f"get_config() failed ({type(e).__name__}: {_first_line(e)})"
-        ) from None
+    with _on_sys_path(str(root) if len(parts) > 1 else None):
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            raise ConfigError(
+                "file", shown, f"cannot be loaded ({type(e).__name__}: {_first_line(e)})"
+            ) from None
+        if not hasattr(module, "get_config"):
+            raise ConfigError("file", shown, "the file defines no get_config()")
+        try:
+            config = module.get_config() if arg is None else module.get_config(arg)
+        except Exception as e:
+            raise ConfigError(
+                "file", shown, f"get_config() failed ({type(e).__name__}: {_first_line(e)})"
+            ) from None
     if not isinstance(config, ml_collections.ConfigDict):
-        raise ConfigError(
-            "file", str(path), "get_config() must return an ml_collections.ConfigDict"
-        )
+        raise ConfigError("file", shown, "get_config() must return an ml_collections.ConfigDict")
     return config
+
+
+@contextlib.contextmanager
+def _on_sys_path(directory: str | None):
+    """``directory`` first on ``sys.path`` while a config loads (nothing when None)."""
+    if directory is None:
+        yield
+        return
+    sys.path.insert(0, directory)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(directory)
 
 
 def _first_line(e: BaseException) -> str:

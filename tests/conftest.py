@@ -1,29 +1,8 @@
-"""Strict JAX settings for every test, and small shared builders.
+"""Small builders shared by the library's tests (the strict JAX settings are in ../conftest.py)."""
 
-Precision: the suite's equivalence tests (a vmapped round against a loop over clients, sharded
-against unsharded, a sweep member against its point run alone) assume exact float32 products, so
-they are pinned here to ``jax_default_matmul_precision=highest``, also for the worker processes the
-tests start (the environment variable). Without the pin they fail on GPUs, whose default float32
-matmul is TF32 (tests/test_precision.py looks at the policies themselves).
-
-Compilation cache: the runs the tests start use a cache of their own, not the user's.
-"""
-
-import os
-import tempfile
-
-os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
-os.environ.setdefault(
-    "FEDJAX_DEEP_COMPILE_CACHE", os.path.join(tempfile.gettempdir(), "fedjax_deep_test_cache")
-)
-
-import jax  # noqa: E402
-import ml_collections  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-jax.config.update("jax_numpy_rank_promotion", "raise")
-jax.config.update("jax_default_matmul_precision", "highest")
+import ml_collections
+import numpy as np
+import pytest
 
 
 def model_config(**overrides) -> ml_collections.ConfigDict:
