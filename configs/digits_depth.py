@@ -1,4 +1,4 @@
-"""The main job: the paper's depth experiment at CPU scale on the embedded digits (E1 + E2 in brief).
+"""A depth sweep on the embedded digits (scikit-learn's 8x8 images): FL against CL at four depths.
 
     fedjax-deep train --config configs/digits_depth.py --workdir runs/digits_depth
 
@@ -8,7 +8,7 @@ optimizer, on the union of the client data, the same examples per round); 3 seed
 on two CPU cores. Writes report.md (depth, CL and FL accuracy, gap, mean layer divergence, with
 intervals over seeds), accuracy.png and divergence_profile.png into the workdir.
 
-What to expect (../shared/SPEC.md): digits saturates, so final FL and CL accuracies end close at
+What to expect: digits saturates, so final FL and CL accuracies end close at
 every depth; the FL-CL gap after round 1 and the round-1 divergence grow with depth, and the
 per-layer divergence profile steepens with depth.
 """
