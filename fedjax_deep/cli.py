@@ -90,15 +90,19 @@ def _prepare(args) -> int:
 
 
 def _compare(args) -> int:
-    from fedjax_deep import protocol
+    from fedjax_deep.analysis import parse_reference, write_comparison
+    from fedjax_deep.config import FIELDS
 
     try:
-        reference = protocol.parse_reference(args.reference)
+        reference = parse_reference(args.reference)
     except ValueError as e:
         print(f"error: --reference={args.reference!r}: {e}", file=sys.stderr)
         return 2
-    path = protocol.write_comparison(args.workdirs, args.out or args.workdirs[0], group=args.group,
-                                     tune=args.tune, reference=reference, window=args.window)  # fmt: skip
+    # Runs made before a field existed ran at its default (analysis never imports the config).
+    defaults = {name: field.default for name, field in FIELDS.items()}
+    path = write_comparison(args.workdirs, args.out or args.workdirs[0], group=args.group,
+                            tune=args.tune, reference=reference, window=args.window,
+                            defaults=defaults)  # fmt: skip
     print(path)
     return 0
 
@@ -119,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "prepare":
             return _prepare(args)
         if args.command == "report":
-            from fedjax_deep import report
+            from fedjax_deep.analysis import write_sweep_report
 
             for workdir in args.workdirs:
-                print(report.write_sweep_report(workdir))
+                print(write_sweep_report(workdir))
             return 0
         if args.command == "compare":
             return _compare(args)
@@ -133,17 +137,16 @@ def main(argv: list[str] | None = None) -> int:
             import jax
 
             jax.distributed.initialize()
-        from fedjax_deep import report, train
+        from fedjax_deep import train
+        from fedjax_deep.analysis import parse_reference, write_comparison, write_sweep_report
 
         result = train.run(config, args.workdir, progress=not args.no_progress)
         if config.sweep and train.is_writer():
-            print(report.write_sweep_report(args.workdir))
+            print(write_sweep_report(args.workdir))
             if config.compare.reference:
-                from fedjax_deep import protocol
-
-                print(protocol.write_comparison(
+                print(write_comparison(
                     [args.workdir], args.workdir, group=config.compare.group,
-                    reference=protocol.parse_reference(config.compare.reference)))  # fmt: skip
+                    reference=parse_reference(config.compare.reference)))  # fmt: skip
         if config.sweep:
             stopped = [name for name, s in result.items() if s.get("status") == "stopped"]
             if stopped:

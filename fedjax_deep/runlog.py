@@ -15,7 +15,10 @@ A run (one point of a sweep, or a config without a sweep) writes into its direct
 | ``lock.json`` | the process holding the run (pid, host, start, command) | while it runs |
 
 A sweep's directory holds its ``config.json`` (with the sweep), one such directory per point, and
-the report. The rules (each refusal is one line and exit code 2, before anything is written):
+the report. The file names and their readers (``read_run``, ``read_config``, re-exported here) are
+:mod:`fedjax_deep.runfiles`'s, so that reading runs back needs neither JAX nor orbax.
+
+The rules (each refusal is one line and exit code 2, before anything is written):
 
 - **One process per directory**: a run holds an exclusive ``flock`` on its directory (and a sweep on
   its root) for its whole life; a second process is refused with the holder's pid, host and command.
@@ -48,6 +51,10 @@ import numpy as np
 
 from fedjax_deep.checkpoint import saved_rounds
 from fedjax_deep.errors import RunFault, WorkdirError
+from fedjax_deep.runfiles import FILES, read_config, read_json, read_rows, read_run
+
+__all__ = ["FILES", "RESUME_HARMLESS", "RunDir", "check_workdir_path", "config_changes",
+           "config_json", "jsonable", "read_config", "read_run"]  # fmt: skip
 
 # Fields a resumed run may change: they do not change what is computed (or only its float order).
 RESUME_HARMLESS = (
@@ -67,7 +74,6 @@ RESUME_HARMLESS = (
     "log.tensorboard",
     "sweep",
 )
-FILES = ("config.json", "run_info.json", "metrics.jsonl", "summary.json", "resume_log.jsonl")
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -185,45 +191,12 @@ class RunDir:
     # -- reading ---------------------------------------------------------------------------------
     def read_json(self, name: str, *, required: str = "") -> dict | None:
         """A JSON file of the run; None if absent, or a :class:`WorkdirError` saying why it is
-        ``required``."""
-        path = self.path / name
-        if not path.exists():
-            if required:
-                raise WorkdirError(f"{path} is missing, so {required}")
-            return None
-        try:
-            value = json.loads(path.read_text())
-            if not isinstance(value, dict):
-                raise ValueError("not a JSON object")
-            return value
-        except (OSError, ValueError) as e:
-            raise WorkdirError(
-                f"{path} cannot be read ({type(e).__name__}: {str(e)[:100]}); restore it or pass "
-                "another --workdir"
-            ) from None
+        ``required`` (:func:`fedjax_deep.runfiles.read_json`)."""
+        return read_json(self.path / name, required=required)
 
     def read_rows(self, *, allow_cut_last: bool = True) -> list[dict]:
-        """``metrics.jsonl``'s rows; a last line cut by a crash is dropped, any other bad line is a
-        :class:`WorkdirError`."""
-        path = self.path / "metrics.jsonl"
-        if not path.exists():
-            return []
-        lines = path.read_text().splitlines()
-        rows = []
-        for i, line in enumerate(lines):
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict) or not isinstance(row.get("round"), int):
-                    raise ValueError("no round")
-                rows.append(row)
-            except ValueError:
-                if i == len(lines) - 1 and allow_cut_last:
-                    break  # the row a crash cut in half: its round is not checkpointed
-                raise WorkdirError(
-                    f"{path}: line {i + 1} is not a metrics row; restore the file or pass "
-                    "another --workdir"
-                ) from None
-        return rows
+        """``metrics.jsonl``'s rows (:func:`fedjax_deep.runfiles.read_rows`)."""
+        return read_rows(self.path / "metrics.jsonl", allow_cut_last=allow_cut_last)
 
     def has_progress(self) -> bool:
         metrics = self.path / "metrics.jsonl"
@@ -399,25 +372,3 @@ def _ranges(values: list[int]) -> str:
         else:
             runs.append([v, v])
     return ", ".join(f"round {a}" if a == b else f"rounds {a}..{b}" for a, b in runs)
-
-
-def read_run(run_dir: str | os.PathLike) -> dict:
-    """A finished run's files for reports: ``config``, ``run_info``, ``summary`` and ``rows``.
-
-    A last metrics row cut by a crash is dropped; a missing or unreadable JSON file is a
-    :class:`WorkdirError` naming it.
-    """
-    d = RunDir(run_dir, writer=False)
-    why = "the run cannot be reported; rerun its command to finish it"
-    return {
-        "config": d.read_json("config.json", required=why),
-        "run_info": d.read_json("run_info.json", required=why),
-        "summary": d.read_json("summary.json", required=why),
-        "rows": d.read_rows(),
-    }
-
-
-def read_config(directory: str | os.PathLike) -> dict:
-    """A run's or a sweep's ``config.json`` (a :class:`WorkdirError` if missing or unreadable)."""
-    why = "it holds no run or sweep; pass the directory given to --workdir"
-    return RunDir(directory, writer=False).read_json("config.json", required=why)

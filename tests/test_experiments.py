@@ -9,14 +9,14 @@ import jax
 import numpy as np
 import optax
 import pytest
-from conftest import model_config
 
+from conftest import model_config
 from fedjax_deep.aggregation import fedavg
+from fedjax_deep.analysis import mean_ci, write_sweep_report
 from fedjax_deep.config import load_config
 from fedjax_deep.data import INPUT_SHAPES, iid, load_digits, stack_clients
 from fedjax_deep.fl import init_server_state, make_round, make_seeded_round, stack_seeds
 from fedjax_deep.models import build_model, check_model_config
-from fedjax_deep.report import mean_ci, write_sweep_report
 from fedjax_deep.sweep import expand
 
 GENERAL = sorted((pathlib.Path(__file__).parents[1] / "configs").glob("*.py"))

@@ -6,7 +6,8 @@ import os
 import pytest
 
 from fedjax_deep.errors import WorkdirError
-from fedjax_deep.runlog import RunDir, check_workdir_path, read_run
+from fedjax_deep.runfiles import read_run
+from fedjax_deep.runlog import RunDir, check_workdir_path
 
 
 def _rows(*rounds):

@@ -21,10 +21,9 @@ import json
 import math
 import sys
 
+from fedjax_deep.analysis.stats import fmt_ci, paired_interval
 from fedjax_deep.config import default_config, get_field
 from fedjax_deep.models import receptive_field as receptive_field_of
-from fedjax_deep.protocol import paired_interval
-from fedjax_deep.report import fmt_ci
 
 BASE = {"name": "plain_cnn", "width": "8", "kernel_size": "5", "skip": "False", "norm": "group",
         "norm_group_size": "0", "stem_stride": "1", "skip_before_relu": "False"}  # fmt: skip

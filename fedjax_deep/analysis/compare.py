@@ -1,0 +1,462 @@
+"""The tuned comparison of a sweep's arms (issue 14's protocol), read back from its run directories.
+
+:func:`compare` puts every arm (FL, CL, steps-matched CL, the null reference, named by role:
+:mod:`fedjax_deep.analysis.runs`) at its own learning rate chosen on validation accuracy, per group
+(a depth, say), and states paired differences over seeds against the reference arm and against
+every reference-role arm present (CL and steps-matched CL), so one comparison holds every gap.
+:func:`markdown` writes it as tables; :func:`write_comparison` writes ``compare.md``,
+``compare.json`` and the figures (:mod:`fedjax_deep.analysis.plots`). The rules themselves
+(plateau, tuning, intervals) are :mod:`fedjax_deep.analysis.stats`'s.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from fedjax_deep.analysis.runs import (
+    CL,
+    FL,
+    NULL,
+    REFERENCE_ROLES,
+    arm_names,
+    curve,
+    field_value,
+    matches,
+    read_sweeps,
+    reference_batch,
+    role,
+    sort_key,
+)
+from fedjax_deep.analysis.stats import (
+    TOL,
+    WINDOW,
+    choose_learning_rate,
+    curve_area,
+    fmt_gap,
+    fmt_stat,
+    grid_edge,
+    interval,
+    paired_interval,
+    plateau_round,
+    plateau_value,
+    rounds_to,
+)
+
+SCALE_FREE = ("update", "cosine", "grad")  # U_l, the mean update cosine, gradient divergence
+
+
+def compare(
+    sweep_dirs,
+    *,
+    group: str | Sequence[str] = "model.depth",
+    tune: str = "client_opt.learning_rate",
+    reference: Mapping[str, object] | None = None,
+    window: int = WINDOW,
+    tol: float = TOL,
+    defaults: Mapping[str, object] | None = None,
+) -> dict:
+    """Every arm of one or several sweeps at its own tuned learning rate, against the reference
+    arm, per value of ``group``, with seeds paired.
+
+    ``sweep_dirs`` is one sweep's workdir or several (a control sweep read together with the
+    baseline sweep it shares seeds with: the same seed gives the same split, partition and
+    initialization). ``group`` is a field or several (comma-separated): each combination of their
+    values is one group with its own reference arm (the CL of the same architecture, say). The
+    swept fields other than ``group``, ``tune`` and ``seed`` tell the arms apart; arms are named by
+    role (``FL``, ``CL``, ``steps-matched CL``, ``null``; :func:`~fedjax_deep.analysis.runs.arm_names`).
+    ``reference`` (``{field: value}``, values compared as strings) picks each group's reference arm
+    (the CL one where several match). ``defaults`` (``{field: value}``) are the values of fields
+    absent from an old run's ``config.json``.
+
+    For each group and arm: the learning rate chosen on validation accuracy
+    (:func:`~fedjax_deep.analysis.stats.choose_learning_rate`, each arm alone), and at that rate, per
+    seed, the test plateau value, the plateau round, the curve area and the rounds to reach 50% and
+    80% of the reference arm's plateau value on the same seed. For arms other than the reference
+    and the null: ``gap`` and ``area_gap``, the paired differences (reference minus arm) of the
+    plateau value and the curve area, and ``gaps``, the plateau-value difference against every
+    reference-role arm (CL and steps-matched CL) by name.
+    """
+    reference = dict(reference or {"mode": "centralized"})
+    group_fields = [g.strip() for g in group.split(",")] if isinstance(group, str) else list(group)
+    if isinstance(sweep_dirs, str | bytes | os.PathLike) or not isinstance(sweep_dirs, Sequence):
+        sweep_dirs = [sweep_dirs]
+    fields, runs = read_sweeps(sweep_dirs)
+
+    def value(config, f):
+        return field_value(config, f, defaults)
+
+    arm_fields = [f for f in fields if f not in (*group_fields, tune, "seed")]
+    group_values = {f: {str(value(r["config"], f)) for r in runs} for f in group_fields}
+    shown = [f for f in group_fields if len(group_values[f]) > 1] or group_fields[:1]
+    table: dict = {}
+    for run in runs:
+        c = run["config"]
+        if len(group_fields) == 1:
+            g = value(c, group_fields[0])
+        else:
+            g = ", ".join(f"{f.rsplit('.', 1)[-1]}={value(c, f)}" for f in shown)
+        key = (g, tuple((f, value(c, f)) for f in arm_fields))
+        table.setdefault(key, {}).setdefault(value(c, tune), {})[c["seed"]] = run
+    group_name = group_fields[0] if len(group_fields) == 1 else "group"
+    out = {"group": group_name, "group_fields": group_fields, "tune": tune, "reference": reference,
+           "window": window, "tol": tol, "sweeps": [str(d) for d in sweep_dirs], "groups": {},
+           "reference_arms": {}}  # fmt: skip
+    # Each arm's role from its runs' configs; its name is the role (and what tells apart two arms
+    # that share one), the same in every group.
+    batch = reference_batch([r["config"] for r in runs])
+    first = {key: next(iter(next(iter(by_lr.values())).values()))["config"]
+             for key, by_lr in table.items()}  # fmt: skip
+    roles = {arm: role(first[g, arm], batch) for g, arm in table}
+    names = arm_names({arm: (roles[arm], dict(arm)) for arm in roles})
+    order = sorted(table.items(), key=lambda kv: (sort_key(kv[0][0]), str(kv[0][1])))
+    null_runs: dict = {}
+    configs: dict = {}
+    for (g, arm), by_lr in order:
+        # Tuning compares the rates on the seeds every rate ran (extra seeds run later at the
+        # chosen rate only, to confirm, cannot move the choice).
+        tuning_seeds = sorted(set.intersection(*(set(b) for b in by_lr.values())))
+        scores = {}
+        for lr, by_seed in by_lr.items():
+            scores[lr] = [
+                None if by_seed[s]["stopped"]
+                else plateau_value(curve(by_seed[s]["rows"], "val/accuracy")[1], window)
+                for s in tuning_seeds
+            ]  # fmt: skip
+        chosen, means = choose_learning_rate(scores)
+        seeds = sorted(by_lr[chosen])
+        per_seed = {}
+        for s in seeds:
+            run = by_lr[chosen][s]
+            rounds, acc = curve(run["rows"])
+            per_seed[s] = {
+                "final": None if run["stopped"] else plateau_value(acc, window),
+                "plateau_round": plateau_round(rounds, acc, window, tol),
+                "area": curve_area(rounds, acc, value(run["config"], "num_rounds")),
+                "rounds": rounds.tolist(),
+                "accuracy": acc.tolist(),
+            }
+        if roles[arm] == NULL:  # the null reference: every rate it ran at
+            null_runs[g] = {lr: list(by_seed.values()) for lr, by_seed in by_lr.items()}
+        configs[g, names[arm]] = first[g, arm]
+        out["groups"].setdefault(g, {})[names[arm]] = {
+            "arm": dict(arm), "role": roles[arm], "chosen_lr": chosen,
+            "grid": dict(sorted(means.items())), "grid_warning": grid_edge(chosen, list(means)),
+            "per_seed": per_seed, "tuning_seeds": tuning_seeds,
+            "divergence": layer_divergence([by_lr[chosen][s] for s in seeds]),
+        }  # fmt: skip
+    for g, arms in out["groups"].items():
+        matching = [a for name, a in arms.items() if matches(configs[g, name], reference, defaults)]
+        ref = next((a for a in matching if a["role"] == CL), matching[0] if matching else None)
+        out["reference_arms"][g] = next((n for n, a in arms.items() if a is ref), None)
+        refs = {name: a for name, a in arms.items() if a["role"] in REFERENCE_ROLES}
+        nulls = [a for a in arms.values() if a["role"] == NULL]
+        for a in arms.values():
+            seeds = sorted(a["per_seed"])
+            a["final"] = interval([a["per_seed"][s]["final"] for s in seeds])
+            if a["role"] == FL and nulls:
+                a["null_ratio"] = null_ratio(a, nulls[0], null_runs[g])
+            if a is ref or a["role"] == NULL:
+                continue
+            a["gaps"] = {name: _paired(r, a, "final") for name, r in refs.items() if r is not a}
+            if ref is not None:
+                _against_reference(a, ref)
+    return out
+
+
+def _paired(ref: Mapping, arm: Mapping, key: str) -> dict:
+    """``ref - arm`` of a per-seed value over the seeds both ran (paired t-interval)."""
+    common = [s for s in sorted(arm["per_seed"]) if s in ref["per_seed"]]
+    return paired_interval([ref["per_seed"][s][key] for s in common],
+                           [arm["per_seed"][s][key] for s in common])  # fmt: skip
+
+
+def _against_reference(a: dict, ref: Mapping) -> None:
+    """The arm's paired gap, area gap and rounds to 50% and 80% of the reference's plateau."""
+    a["gap"] = _paired(ref, a, "final")
+    a["area_gap"] = _paired(ref, a, "area")
+    common = [s for s in sorted(a["per_seed"]) if s in ref["per_seed"]]
+    for frac in (0.5, 0.8):
+        hit = []
+        for s in common:
+            target, p = ref["per_seed"][s]["final"], a["per_seed"][s]
+            hit.append(None if target is None else rounds_to(
+                np.asarray(p["rounds"]), np.asarray(p["accuracy"]), frac * target))  # fmt: skip
+        reached = [float(r) for r in hit if r is not None]
+        a[f"rounds_to_{int(frac * 100)}"] = {
+            **interval(reached), "not_reached": sum(r is None for r in hit), "per_seed": hit,
+        }  # fmt: skip
+
+
+def null_ratio(fl_arm: Mapping, null_arm: Mapping, null_runs_by_lr: Mapping) -> dict | None:
+    """FL's per-layer divergence after round 1 over the null reference's (``mode='independent'``:
+    K SGD runs from the same initialization on all the data, never averaged, as many steps; E7),
+    per layer kernel: ``relative`` (``D_l``) and ``update`` (``U_l``). Both arms' runs after round
+    1 are compared, seeds paired, the null taken at FL's chosen learning rate when it ran there
+    (else at its own). A ratio near 1 says a layer's drift is what SGD noise alone gives; above 1,
+    what splitting the data adds. None without divergence rows."""
+    lr = fl_arm["chosen_lr"] if fl_arm["chosen_lr"] in null_runs_by_lr else null_arm["chosen_lr"]
+    fl_div, null_div = fl_arm.get("divergence"), layer_divergence(null_runs_by_lr[lr])
+    if not fl_div or not null_div or fl_div["layers"] != null_div["layers"]:
+        return None
+    out = {"layers": fl_div["layers"], "null_lr": lr}
+    for metric in ("relative", "update"):
+        fl_v = np.asarray(fl_div[f"{metric}_round1"], float)
+        null_v = np.asarray(null_div[f"{metric}_round1"], float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[metric] = [float(x) for x in fl_v / null_v]
+    return out
+
+
+def layer_divergence(runs: Sequence[Mapping]) -> dict | None:
+    """The scale-free per-layer divergence of an arm's runs (the seeds at its chosen learning rate)
+    after round 1 and after the last round: per metric and layer kernel (``[L]``, input side
+    first), the mean over seeds; and per seed (``[seeds]``) the mean over convolution/hidden layers
+    and the head apart (the head's dispersion differs in kind: it maps features to classes). None
+    without divergence rows.
+
+    Metrics (``fedjax_deep.metrics.divergence``): ``update`` is ``U_l``, the clients' update
+    dispersion relative to their mean update's size (``1 - 1/C`` for updates with no shared
+    direction, 0 when they agree); ``cosine`` the mean pairwise cosine of client updates;
+    ``grad`` the dispersion of the clients' gradients at the shared model; ``cka``, where the run
+    logged it (``fl.cka_probe``), the mean pairwise linear CKA of the clients' layer activations
+    (a similarity: 1 = the same representation)."""
+    layers = list((runs[0].get("run_info") or {}).get("layers") or [])
+    usable = [r for r in runs if not r["stopped"] and r["rows"]]
+    if (
+        not layers
+        or not usable
+        or f"divergence/{layers[0]}/kernel/update" not in usable[0]["rows"][0]
+    ):
+        return None
+    out = {"layers": layers}
+    for when, index in (("round1", 0), ("last", -1)):
+        for metric in (*SCALE_FREE, "relative", "cka"):
+            suffix = "cka" if metric == "cka" else f"kernel/{metric}"
+            keys = [f"divergence/{layer}/{suffix}" for layer in layers]
+            if metric == "cka" and not all(k in usable[0]["rows"][0] for k in keys):
+                # Not logged (fl.cka_probe = 0), or logged per block (a ResNet's representations
+                # are its stem and blocks, not its kernels): metrics.jsonl has those.
+                continue
+            per_seed = np.asarray([[r["rows"][index].get(k, math.nan) for k in keys] for r in usable],
+                                  float)  # fmt: skip
+            body = [i for i, layer in enumerate(layers) if layer != "head"]
+            with warnings.catch_warnings():  # a metric a mode does not log (grad: the null)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out[f"{metric}_{when}"] = [float(x) for x in np.nanmean(per_seed, 0)]
+                out[f"{metric}_{when}_body_per_seed"] = [
+                    float(np.nanmean(row[body])) for row in per_seed
+                ]
+            if "head" in layers:
+                out[f"{metric}_{when}_head_per_seed"] = [float(row[layers.index("head")])
+                                                          for row in per_seed]  # fmt: skip
+    return out
+
+
+def arms_with(result: Mapping, key: str):
+    """``(group value, arm name, arm, arm[key])`` for every arm of a comparison that holds a value
+    at ``key`` (divergence, null ratio), in order."""
+    for gv, arms in result["groups"].items():
+        for name, a in arms.items():
+            if a.get(key):
+                yield gv, name, a, a[key]
+
+
+# -- markdown -------------------------------------------------------------------------------------
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
+    return [_row(head), "|" + "---|" * len(head), *(_row(r) for r in rows)]
+
+
+def _spread(d: Mapping, key: str) -> str:
+    """A per-seed divergence list as mean ± t-interval, 3 decimals."""
+    return fmt_stat(interval([v for v in d.get(key) or [] if math.isfinite(v)]), 1.0, 3)
+
+
+def _reach(stat: Mapping) -> str:
+    never = stat["not_reached"]
+    return fmt_stat(stat, 1.0) + (f" ({never} never)" if never else "")
+
+
+def _plateaued(a: Mapping) -> str:
+    done = sum(p["plateau_round"] is not None for p in a["per_seed"].values())
+    return f"{done}/{len(a['per_seed'])}"
+
+
+def _reference_names(result: Mapping) -> list[str]:
+    """The groups' reference arms' names, each once (what every other arm's ``gap`` is against)."""
+    return [n for n in dict.fromkeys((result.get("reference_arms") or {}).values()) if n]
+
+
+def role_table(result: Mapping) -> list[str]:
+    """The headline table (the main job's, as the README shows it): per group, each arm's plateau
+    accuracy (its learning rate in brackets), every reference-role arm minus every other arm, and
+    the other arms' rounds to 80% of the reference and plateaued seeds. Empty when no arm has a
+    gap, or when more than two arms are compared against the references (read the arm table)."""
+    arms_of = [arms for arms in result["groups"].values()]
+    refs = list(dict.fromkeys(n for arms in arms_of for n, a in arms.items()
+                              if a.get("role") in REFERENCE_ROLES))  # fmt: skip
+    primary = _reference_names(result)
+    refs = [*[n for n in primary if n in refs], *[n for n in refs if n not in primary]]
+    others = list(dict.fromkeys(n for arms in arms_of for n, a in arms.items()
+                                if "gaps" in a and a.get("role") not in REFERENCE_ROLES))  # fmt: skip
+    if not others or len(others) > 2:
+        return []
+    ref_name = primary[0] if len(primary) == 1 else "reference"
+    head = [result["group"].rsplit(".", 1)[-1], *refs, *others,
+            *(f"{r} - {o}" for o in others for r in refs),
+            *(h for o in others for h in (f"{o} rounds to 80% of {ref_name}", f"{o} plateaued"))]  # fmt: skip
+    rows = []
+    for gv, arms in result["groups"].items():
+        cells = [gv] + [
+            f"{fmt_stat(arms[n]['final'])} ({arms[n]['chosen_lr']:g})" if n in arms else "-"
+            for n in (*refs, *others)
+        ]
+        cells += [fmt_gap((arms[o].get("gaps") or {}).get(r)) if o in arms else "-"
+                  for o in others for r in refs]  # fmt: skip
+        for o in others:
+            a = arms.get(o) or {}
+            cells += [_reach(a["rounds_to_80"]) if "rounds_to_80" in a else "-",
+                      _plateaued(a) if a else "-"]  # fmt: skip
+        rows.append(cells)
+    return [
+        "Each arm by role at its own learning rate (chosen on validation accuracy, in brackets): "
+        "test accuracy at the plateau in %, gaps in points (n.r.: the 95% paired t-interval over "
+        "seeds includes 0).",
+        "",
+        *_table(head, rows),
+        "",
+    ]
+
+
+def markdown(result: Mapping) -> str:
+    """The comparison as markdown (accuracies and gaps in points, 95% paired t-intervals over
+    seeds): the headline table by role, every arm, divergence, CKA, the null ratio, then the
+    learning-rate grids."""
+    g = result["group"].rsplit(".", 1)[-1]
+    primary = set(_reference_names(result))
+    extra = list(dict.fromkeys(n for arms in result["groups"].values() for a in arms.values()
+                               for n in a.get("gaps") or {} if n not in primary))  # fmt: skip
+    head = [g, "arm", "lr (chosen on val)", "test acc (plateau)", "plateaued seeds",
+            "gap vs reference", "resolved", *(f"gap vs {n}" for n in extra),
+            "rounds to 50% of ref", "rounds to 80% of ref", "area gap", "seeds"]  # fmt: skip
+    rows = []
+    for gv, arms in result["groups"].items():
+        for name, a in arms.items():
+            cells = [gv, name, f"{a['chosen_lr']:g}", fmt_stat(a["final"]), _plateaued(a)]
+            if "gap" in a:
+                cells += [fmt_stat(a["gap"]), "yes" if a["gap"]["resolved"] else "no"]
+            elif a.get("role") == NULL:
+                cells += ["(null reference: its divergence after round 1)", ""]
+            elif "gaps" in a:
+                cells += ["-", ""]  # no arm of its group matches the reference
+            else:
+                cells += ["(reference)", ""]
+            cells += [fmt_gap(a["gaps"].get(n)) if n in a.get("gaps", {}) else "" for n in extra]
+            if "gap" in a:
+                cells += [_reach(a["rounds_to_50"]), _reach(a["rounds_to_80"]),
+                          fmt_stat(a["area_gap"])]  # fmt: skip
+            else:
+                cells += ["", "", ""]
+            rows.append([*cells, len(a["per_seed"])])
+    reference = ", ".join(f"{k}={v}" for k, v in result["reference"].items())
+    lines = [*role_table(result),
+             f"Every arm; the reference is the arm with {reference} in each group"
+             + (f" ({', '.join(sorted(primary))})" if primary else "")
+             + "; gaps are a reference minus the arm:", "", *_table(head, rows)]  # fmt: skip
+    div_head = [g, "arm", "U body (round 1)", "U body (last)", "U head (last)",
+                "cosine body (last)", "cosine head (last)", "grad div body (round 1)"]  # fmt: skip
+    div_rows = [
+        [gv, name, *(_spread(d, k) for k in (
+            "update_round1_body_per_seed", "update_last_body_per_seed",
+            "update_last_head_per_seed", "cosine_last_body_per_seed",
+            "cosine_last_head_per_seed", "grad_round1_body_per_seed"))]
+        for gv, name, _, d in arms_with(result, "divergence")
+    ]  # fmt: skip
+    if div_rows:
+        lines += ["", "Scale-free divergence at the chosen learning rate (mean over seeds ± 95% "
+                  "t-interval; body = the mean over the layers before the head; U = update "
+                  "dispersion, 1 - 1/C for updates with no shared direction):", "",
+                  *_table(div_head, div_rows)]  # fmt: skip
+    cka_rows = [
+        [gv, name, *(_spread(d, k) for k in (
+            "cka_round1_body_per_seed", "cka_last_body_per_seed", "cka_last_head_per_seed")),
+         ", ".join(f"{x:.2f}" for x in d["cka_last"])]
+        for gv, name, _, d in arms_with(result, "divergence") if "cka_last" in d
+    ]  # fmt: skip
+    if cka_rows:
+        cka_head = [g, "arm", "CKA body (round 1)", "CKA body (last)", "CKA head (last)",
+                    "CKA per layer (last, input side first)"]  # fmt: skip
+        lines += ["", "Representation similarity between client models at the chosen learning "
+                  "rate: mean pairwise linear CKA of their layer activations on a fixed probe "
+                  "batch (1 = the same representation up to rotation and scale; mean over seeds "
+                  "± 95% t-interval):", "", *_table(cka_head, cka_rows)]  # fmt: skip
+    ratio_lines = [
+        f"- {g}={gv}, {name}, {what}: " + ", ".join(f"{x:.2f}" for x in r[metric])
+        for gv, name, _, r in arms_with(result, "null_ratio")
+        for metric, what in (("relative", "D_l"), ("update", "U_l"))
+    ]
+    if ratio_lines:
+        lines += ["", "FL over the null reference (K SGD runs from the same initialization on all "
+                  "the data, never averaged, as many steps), per layer after round 1, input side "
+                  "first, the head last; 1 = no more drift than SGD noise alone:", "",
+                  *ratio_lines]  # fmt: skip
+    lines += ["", "Learning-rate grids (mean validation accuracy at the plateau, per arm; "
+              "-inf: a seed stopped on non-finite values):", ""]  # fmt: skip
+    for gv, arms in result["groups"].items():
+        for name, a in arms.items():
+            grid = ", ".join(f"{lr:g}: {m * 100:.1f}" if math.isfinite(m) else f"{lr:g}: -inf"
+                             for lr, m in a["grid"].items())  # fmt: skip
+            warn = f" **{a['grid_warning']}**" if a["grid_warning"] else ""
+            lines.append(f"- {g}={gv}, {name}: {grid} -> {a['chosen_lr']:g}{warn}")
+    return "\n".join(lines) + "\n"
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+
+def write_comparison(sweep_dirs, out_dir, **kwargs) -> os.PathLike:
+    """:func:`compare` written out: ``compare.md``, ``compare.json`` (its sweeps' paths relative
+    to ``out_dir``), ``curves.png`` and, where logged, ``divergence.png``, ``cka.png`` and
+    ``null_ratio.png`` (more than six groups: ``curves_2.png``, ...); returns the path of
+    ``compare.md``."""
+    import json
+    import pathlib
+
+    from fedjax_deep.analysis import plots
+
+    result = compare(sweep_dirs, **kwargs)
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # Paths as seen from the results, so that a committed compare.json names no machine's folders.
+    result["sweeps"] = [pathlib.Path(os.path.relpath(pathlib.Path(d).resolve(), out.resolve()))
+                        .as_posix() for d in result["sweeps"]]  # fmt: skip
+    (out / "compare.json").write_text(json.dumps(plain(result), indent=1) + "\n")
+    (out / "compare.md").write_text(markdown(result))
+    plots.plot_curves(result, out / "curves.png")
+    plots.plot_divergence(result, out / "divergence.png")
+    plots.plot_divergence(result, out / "cka.png", metric="cka")
+    plots.plot_null_ratio(result, out / "null_ratio.png")
+    return out / "compare.md"
+
+
+def plain(value):
+    """``value`` as plain JSON: string keys, non-finite floats as None."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
