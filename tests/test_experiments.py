@@ -9,8 +9,8 @@ import jax
 import numpy as np
 import optax
 import pytest
-
 from conftest import model_config
+
 from fedjax_deep.aggregation import fedavg
 from fedjax_deep.analysis import mean_ci, write_sweep_report
 from fedjax_deep.config import load_config
