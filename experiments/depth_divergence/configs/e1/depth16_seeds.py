@@ -6,7 +6,7 @@ points hold? FL, CL and steps-matched CL at the learning rates E1's protocol cho
         --reference mode=centralized,fl.batch_size=36
 
 A confirmation run, decided before it was seen: E1's paired standard deviation of the depth-16 gap
-was about 7 points, and ``protocol.seeds_needed(7.1, 3.0)`` is 24 seeds for a ±3-point interval. The
+was about 7 points, and ``analysis.stats.seeds_needed(7.1, 3.0)`` is 24 seeds for a ±3-point interval. The
 learning rates stay those chosen on seeds 0-4 (FL 0.03, CL 0.01, steps-matched CL 0.1; E1 at 80
 rounds); seeds 5-23 are new, so read together with E1's sweep each arm has 24 paired seeds at its
 chosen rate (compare's tuning sees seeds 5-23 only at that rate, so its choice cannot move). E1's

@@ -3,7 +3,7 @@
     fedjax-deep train --config experiments/depth_divergence/configs/e1/tuned.py --workdir runs/e1_tuned
     fedjax-deep compare runs/e1_tuned --reference mode=centralized,fl.batch_size=36
 
-The protocol (fedjax_deep/protocol.py), fixed before any run of this config was looked at:
+The protocol (today in fedjax_deep/analysis/), fixed before any run of this config was looked at:
 
 - data: MNIST-1D, 10% of each class's training examples held out for validation (tuning reads only
   it); 10 IID clients of 360 signals;
