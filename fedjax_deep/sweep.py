@@ -1,20 +1,24 @@
-"""Sweeps: expanding ``config.sweep`` into points, naming their directories, grouping them.
+"""The sweep axis: points, the groups of points that share one compiled program, member batching.
 
 ``config.sweep`` is a tuple of entries, combined as a cartesian product:
 
 - ``('model.depth', (2, 4, 8))``: one field and its values;
 - ``(('fl.local_epochs', 'num_rounds'), ((1, 40), (8, 5)))``: fields that move together.
 
-Each point is a whole config (validated) with a name such as ``depth-4_mode-fl``: the last part of
-each swept field and its value. Names are directory names that always stay inside the workdir:
-characters other than letters, digits and ``._+=-`` become ``_``, long names are cut and given a
-hash, and two values that would share a name are told apart by a hash of the value.
+:func:`parse_entries` reads that format (the one place that does); :func:`expand` turns it into
+points. Each point is a whole config (validated) with a name such as ``depth-4_mode-fl``: the last
+part of each swept field and its value. Names are directory names that always stay inside the
+workdir: characters other than letters, digits and ``._+=-`` become ``_``, long names are cut and
+given a hash, and two values that would share a name are told apart by a hash of the value.
 
 Points that differ only in fields the compiled round reads from its state (:data:`TRACED`: the
 seed, the client and server optimizers' hyper-parameters, the algorithm's coefficients) form a
-group that shares one compiled program, its members stacked on a leading sweep axis
-(``config.sweep_axis``; :func:`sweep_groups`). Fields that change shapes or the program (depth,
+group (:func:`sweep_groups`) whose members may share one compiled program, stacked on a leading
+sweep axis ``[R, ...]`` (``config.sweep_axis``). Fields that change shapes or the program (depth,
 width, model, client count, mode, algorithm, ...) form groups that run one after another.
+:func:`batches` then splits a group's :class:`Member` records into the :class:`Batch` es that
+train together: as many as fit in memory, those whose built state shapes agree. A config without
+a sweep is one unnamed point, one member, one batch of ``R = 1``.
 """
 
 from __future__ import annotations
@@ -25,38 +29,55 @@ import itertools
 import json
 import pathlib
 import re
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import ml_collections
 
 from fedjax_deep.config import ConfigError, get_field, set_field, validate
 
+if TYPE_CHECKING:  # the records name them; expanding a sweep needs neither JAX nor the runner
+    from fedjax_deep.experiment import Experiment, Prepared
+    from fedjax_deep.runlog import RunDir
+
 MAX_NAME = 200  # bytes; file systems allow 255 per path component
+
+
+# -- entries and points ------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One entry of ``config.sweep``, parsed: the fields it sets and, per value, one value for
+    each field (a one-field entry's values are 1-tuples)."""
+
+    fields: tuple[str, ...]
+    values: tuple[tuple, ...]
 
 
 @dataclasses.dataclass(frozen=True)
 class Point:
-    """One run of a sweep: its directory name ('' for a config without a sweep) and its config."""
+    """One run of a sweep: its directory name ('' for a config without a sweep), its config, and
+    the ``(field, value)`` pairs the sweep set in it."""
 
     name: str
     config: ml_collections.ConfigDict
+    assignments: tuple[tuple[str, Any], ...] = ()
 
 
-def entry_fields(entry) -> tuple[str, ...]:
-    """The fields a sweep entry sets: ``('model.depth',)`` or the tuple of fields moving together."""
-    return (entry[0],) if isinstance(entry[0], str) else tuple(entry[0])
+def parse_entries(config: ml_collections.ConfigDict) -> list[Entry]:
+    """``config.sweep`` as :class:`Entry` records, each checked against ``config``'s fields.
+
+    Raises :class:`ConfigError` naming ``config.sweep`` and the entry or value at fault."""
+    return [_parse_entry(config, entry) for entry in config.sweep]
 
 
-def _check_entry(c: ml_collections.ConfigDict, entry) -> None:
+def _parse_entry(c: ml_collections.ConfigDict, entry) -> Entry:
+    head = entry[0] if isinstance(entry, tuple | list) and entry else None
     ok = (
         isinstance(entry, tuple | list)
         and len(entry) == 2
         and (
-            isinstance(entry[0], str)
-            or (
-                isinstance(entry[0], tuple | list)
-                and entry[0]
-                and all(isinstance(f, str) for f in entry[0])
-            )
+            isinstance(head, str)
+            or (isinstance(head, tuple | list) and head and all(isinstance(f, str) for f in head))
         )
         and isinstance(entry[1], tuple | list)
         and len(entry[1]) >= 1
@@ -68,11 +89,14 @@ def _check_entry(c: ml_collections.ConfigDict, entry) -> None:
             "each entry must be ('dotted.field', (value, ...)) or "
             "(('field.a', 'field.b'), ((a1, b1), (a2, b2), ...)) for fields that move together",
         )
-    fields = entry_fields(entry)
-    if not isinstance(entry[0], str):
+    if isinstance(head, str):
+        fields, values = (head,), tuple((v,) for v in entry[1])
+    else:
+        fields = tuple(head)
         for value in entry[1]:
             if not (isinstance(value, tuple | list) and len(value) == len(fields)):
                 raise ConfigError("sweep", value, f"give one value per field of {fields}")
+        values = tuple(tuple(v) for v in entry[1])
     for field in fields:
         if field == "sweep":
             raise ConfigError("sweep", field, "a sweep cannot sweep itself")
@@ -80,6 +104,7 @@ def _check_entry(c: ml_collections.ConfigDict, entry) -> None:
             get_field(c, field)
         except KeyError:
             raise ConfigError("sweep", field, "names no config field") from None
+    return Entry(fields, values)
 
 
 def _component(field: str, value) -> str:
@@ -107,15 +132,11 @@ def expand(config: ml_collections.ConfigDict) -> list[Point]:
     validate(config)
     if not config.sweep:
         return [Point("", config)]
-    entries = []
-    for entry in config.sweep:
-        _check_entry(config, entry)
-        fields = entry_fields(entry)
-        values = entry[1] if not isinstance(entry[0], str) else [(v,) for v in entry[1]]
-        entries.append([tuple(zip(fields, v, strict=True)) for v in values])
+    choices = [[tuple(zip(e.fields, v, strict=True)) for v in e.values]
+               for e in parse_entries(config)]  # fmt: skip
     points, names = [], {}
-    for combo in itertools.product(*entries):
-        assignments = [pair for group in combo for pair in group]
+    for combo in itertools.product(*choices):
+        assignments = tuple(pair for group in combo for pair in group)
         point = ml_collections.ConfigDict(config.to_dict())
         for field, value in assignments:
             try:
@@ -135,7 +156,7 @@ def expand(config: ml_collections.ConfigDict) -> list[Point]:
                 raise ConfigError("sweep", config.sweep, f"the point {name} appears twice")
             name = f"{name[: MAX_NAME - 9]}-{_hash(repr(assignments))}"
         names[name] = repr(assignments)
-        points.append(Point(name, point))
+        points.append(Point(name, point, assignments))
     return points
 
 
@@ -147,6 +168,22 @@ def point_dir(workdir: pathlib.Path, name: str) -> pathlib.Path:
     return path
 
 
+def describe(names: list[str], width: int = 80) -> str:
+    """Points named for a terminal line of at most ``width`` characters: the name itself, or
+    ``'5 points: depth-8_mode-fl ... (+4)'`` (a long first name is cut)."""
+    if len(names) == 1:
+        return _fit(names[0], width)
+    head, more = f"{len(names)} points: ", f" (+{len(names) - 1})"
+    room = max(8, width - len(head) - len(more))
+    first = names[0] if len(names[0]) + 4 <= room else _fit(names[0], room)
+    return head + first + (" ..." if first == names[0] else "") + more
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 3)] + "..."
+
+
+# -- groups: points that may share one compiled program -----------------------------------------
 # Fields whose values reach the compiled round only through its state (arrays that a sweep stacks),
 # never as constants of the program: points differing only in these can share one program.
 # (Momentum 0 drops the momentum buffer: such points still compile apart, by shape.)
@@ -164,11 +201,13 @@ TRACED = (
     "algorithm.alpha",
 )
 
+T = TypeVar("T")  # a Point or a Member: anything with a .config
 
-def sweep_groups(points: list[Point]) -> list[list[Point]]:
-    """Points that differ only in :data:`TRACED` fields, in sweep order: the candidates for one
-    compiled program (they share it when their state shapes also agree)."""
-    groups: dict[str, list[Point]] = {}
+
+def sweep_groups(points: list[T]) -> list[list[T]]:
+    """Points (or members) that differ only in :data:`TRACED` fields, in sweep order: the
+    candidates for one compiled program (they share it when their state shapes also agree)."""
+    groups: dict[str, list] = {}
     for point in points:
         config = json.loads(point.config.to_json_best_effort())
         for field in TRACED:
@@ -179,3 +218,96 @@ def sweep_groups(points: list[Point]) -> list[list[Point]]:
             node[leaf] = None
         groups.setdefault(json.dumps(config, sort_keys=True), []).append(point)
     return list(groups.values())
+
+
+# -- members and the batches that train together ------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """A point ready to train: its name ('' without a sweep), its run directory (locked and
+    checked), its config, the harmless config changes since the run it resumes (``{}`` when
+    fresh), and its prepared data (``experiment.prepare``)."""
+
+    name: str
+    run_dir: RunDir
+    config: ml_collections.ConfigDict
+    changes: dict
+    prepared: Prepared
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """Members that train together, built: one compiled program advances all of them.
+
+    Attributes:
+      members, experiments: ``R`` members and their built experiments, in sweep order.
+      execution: how the member axis runs (``'vmap'`` or ``'map'``: :func:`member_execution`);
+        None for ``R = 1``: no member axis at all, the very program a run without a sweep
+        compiles (so a point alone computes exactly what that run computes).
+    """
+
+    members: tuple[Member, ...]
+    experiments: tuple[Experiment, ...]
+    execution: str | None
+
+
+def batches(
+    members: list[Member],
+    build: Callable[[Member], Experiment],
+    *,
+    free_bytes: int | None,
+) -> Iterator[Batch]:
+    """A group's members (:func:`sweep_groups`) in the batches that train together.
+
+    At most as many members as fit in ``free_bytes`` (each needs its ``prepared.memory['total']``)
+    are built at once; among them, those whose state shapes agree share a program; the rest run in
+    further programs of the same shape (the compilation cache loads them). Each member is built
+    (``build``) only when its turn comes (its memory, its wall clock). Members with a mesh or
+    host-side data, and every member under ``sweep_axis='off'``, run alone (``R = 1``)."""
+    if len(members) < 2 or members[0].config.sweep_axis == "off":
+        for m in members:
+            yield Batch((m,), (build(m),), None)
+        return
+    need = max(m.prepared.memory["total"] for m in members)
+    size = members_that_fit(len(members), need, free_bytes)
+    for start in range(0, len(members), size):
+        built: dict[str, list] = {}
+        for m in members[start : start + size]:
+            run = build(m)
+            key = _signature(run) if run.mesh is None and not run.on_host else f"alone {m.name}"
+            built.setdefault(key, []).append((m, run))
+        for pairs in built.values():
+            ms, runs = zip(*pairs, strict=True)
+            yield Batch(ms, runs, member_execution(ms[0].config) if len(ms) > 1 else None)
+
+
+def members_that_fit(count: int, need_per_member: int, free_bytes: int | None) -> int:
+    """How many members of a group one program may hold: each member's estimated need
+    (``experiment.estimate_memory``: under ``vmap`` everything is per member; under ``lax.map``
+    that bounds it from above) against 80% of the memory available (all of them when unknown)."""
+    if free_bytes is None or need_per_member <= 0:
+        return count
+    return max(1, min(count, int(free_bytes * 0.8) // need_per_member))
+
+
+def member_execution(config: ml_collections.ConfigDict) -> str:
+    """How the members of a sweep axis run: ``vmap`` (one batched program: GPU/TPU, or
+    ``sweep_axis=on``) or ``map`` (``lax.map``: one member after another inside the program, on
+    CPU, where a batched program was not faster: benchmarks/bench_sweep.py)."""
+    import jax  # here, not above: expanding a sweep needs no JAX
+
+    if config.sweep_axis == "on" or jax.default_backend() != "cpu":
+        return "vmap"
+    return "map"
+
+
+def _signature(run: Experiment) -> str:
+    """Shapes, dtypes and structure of everything the compiled round and evaluation take, and the
+    cadences of the loop: members that agree on it can share one program."""
+    import jax
+
+    data, key = run.round_inputs(0)
+    tree = (run.state, data, key, run.eval_batches)
+    shapes = jax.tree.map(lambda x: (x.shape, str(x.dtype)), tree)
+    c = run.config
+    cadence = (c.num_rounds, c.eval.every_rounds, c.checkpoint.every_rounds)
+    return f"{jax.tree.structure(tree)} {jax.tree.leaves(shapes)} {cadence}"

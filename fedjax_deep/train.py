@@ -1,36 +1,44 @@
 """``run(config, workdir)``: the loop, read top to bottom.
 
-config -> sweep points -> run directories (lock, resume checks) -> data (``experiment.prepare``,
-nothing written until every point passed) -> groups of points that share one compiled program
-(``sweep.sweep_groups``, the sweep axis) -> model, stacked state and round (``experiment.build``)
--> compile once (JAX's persistent cache: a rerun does not compile again) -> restore -> loop: round,
-guard, eval, log, checkpoint -> summary. The run directory's files and rules belong to
-:mod:`fedjax_deep.runlog`; sweeps to :mod:`fedjax_deep.sweep`. The sweep's report is written by the
-caller (``fedjax-deep train`` does).
+:func:`run`: config -> sweep points -> run directories (lock, resume checks) -> data
+(``experiment.prepare``; nothing is written until every point passed) -> one
+:class:`~fedjax_deep.sweep.Member` per point -> the groups and batches that share one compiled
+program (:mod:`fedjax_deep.sweep`, the one owner of the sweep axis) -> :func:`train` per batch.
+:func:`train`: compile once (JAX's persistent cache, :mod:`fedjax_deep.compile_cache`: a rerun does
+not compile again) -> restore -> run files -> loop: round, guard, eval, log, checkpoint ->
+summaries. The run directory's files and rules belong to :mod:`fedjax_deep.runlog`. The sweep's
+report is written by the caller (``fedjax-deep train`` does).
 
-The sweep axis: the members of a group are stacked on a leading axis ``[R, ...]`` of the state and
-one compiled round advances all of them (``jax.vmap`` on GPU/TPU; ``lax.map``, one member after
+The sweep axis: the ``R`` members of a batch are stacked on a leading axis ``[R, ...]`` of the state
+and one compiled round advances all of them (``jax.vmap`` on GPU/TPU; ``lax.map``, one member after
 another inside the program, on CPU: ``config.sweep_axis``). Their hyper-parameters live in the state
 (``optax.inject_hyperparams``, the algorithms' coefficients), so each member trains with its own.
-Each member writes its own run directory and checkpoints; one that goes non-finite stops alone.
+Each member writes its own run directory and checkpoints; one that goes non-finite stops alone. A
+run without a sweep is the ``R = 1`` case, with no member axis in its program
+(:class:`_MemberAxis`), so that its numbers are those of the round itself, bit for bit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
+import shutil
 import signal
 import sys
+import textwrap
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from tqdm.auto import tqdm
 
+from fedjax_deep import compile_cache
 from fedjax_deep import experiment as experiment_lib
 from fedjax_deep import sweep as sweep_lib
 from fedjax_deep.checkpoint import Checkpointer, saved_rounds
@@ -39,6 +47,9 @@ from fedjax_deep.experiment import Experiment
 from fedjax_deep.fl import stack_members, sweep_over_members
 from fedjax_deep.fl.execution import available_memory_bytes, fetch
 from fedjax_deep.runlog import RunDir, check_workdir_path, config_json, jsonable
+from fedjax_deep.sweep import Batch, Member
+
+WIDTH = 80  # progress and group lines fit a terminal this wide
 
 
 class NumericError(RunFault):
@@ -61,7 +72,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
     """
     workdir = check_workdir_path(workdir)
     points = sweep_lib.expand(config)
-    enable_compile_cache(config.compile_cache)
+    compile_cache.enable(config.compile_cache)
     writer = is_writer()
     with contextlib.ExitStack() as stack:
         # -- run directories: locks and resume checks (nothing is written yet) -------------------
@@ -76,195 +87,137 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
                 d.check_kind(config_json(point.config))
             dirs.append(d)
             changes.append(d.check_compatible(config_json(point.config)))
+
         # -- data: every point loads and checks its data and memory before any file is written --
         cache: dict = {}
+        members = []
         show = progress and writer and len(points) > 1
-        prepared = [experiment_lib.prepare(point.config, cache)
-                    for point in tqdm(points, desc="checking data and memory", unit="point",
-                                      file=sys.stderr, disable=not show, leave=False)]  # fmt: skip
-        device_cache: dict = {}  # client and test data shared by the members of a group
+        with _Progress(
+            "checking data", len(points), unit="point", enabled=show, leave=False
+        ) as bar:
+            for point, d, c in zip(points, dirs, changes, strict=True):
+                prepared = experiment_lib.prepare(point.config, cache)
+                members.append(Member(point.name, d, point.config, c, prepared))
+                bar.update(len(members))
         root.create()
         if config.sweep:
             root.write_json("config.json", config_json(config))
-        todo = {p.name: (p, d, c, prep) for p, d, c, prep in zip(points, dirs, changes, prepared,
-                                                                   strict=True)}  # fmt: skip
+
+        # -- the sweep axis: groups that share a program, in batches that fit in memory ----------
+        device_cache: dict = {}  # client and test data shared by the members of a group
+
+        def build(m: Member) -> Experiment:
+            return experiment_lib.build(m.config, m.prepared, device_cache)
+
         summaries = {}
-        groups = sweep_lib.sweep_groups(points)
+        groups = sweep_lib.sweep_groups(members)
         for i, group in enumerate(groups):
-            if progress and config.sweep and writer:
-                names = [p.name for p in group]
-                if len(names) > 3:
-                    names = [f"{len(names)} points", names[0], "...", names[-1]]
-                print(f"[{i + 1}/{len(groups)}] {', '.join(names)}", file=sys.stderr, flush=True)
-            items = []
-            for p in group:
-                _, d, c, _ = todo[p.name]
-                if not c and _finished(d, p.config):  # nothing to do: keep its files as they are
-                    summaries[p.name] = d.read_json("summary.json")
-                    if writer:
-                        print(
-                            f"{d.path}: already finished ({p.config.num_rounds} rounds)", flush=True
-                        )
-                else:
-                    items.append(todo[p.name])
-            for batch in _batches(items, device_cache):
-                results = train([member for _, member in batch], progress=progress)
-                for (name, _), result in zip(batch, results, strict=True):
+            if progress and writer and config.sweep:
+                where = f"[{i + 1}/{len(groups)}] "
+                names = [m.name for m in group]
+                print(where + sweep_lib.describe(names, WIDTH - len(where)),
+                      file=sys.stderr, flush=True)  # fmt: skip
+            todo = _unfinished(group, summaries)
+            for batch in sweep_lib.batches(todo, build, free_bytes=available_memory_bytes()):
+                for m, result in zip(batch.members, train(batch, progress=progress), strict=True):
                     if isinstance(result, NumericError):
-                        if not config.sweep:
+                        if not m.name:  # a run without a sweep: the error is the run's
                             raise result
                         result = {"status": "stopped", "error": str(result)}
-                    summaries[name] = result
-        if not config.sweep:
-            return next(iter(summaries.values()))
-        return summaries
+                    summaries[m.name] = result
+    return summaries if config.sweep else summaries[""]
 
 
-def train(members: list[tuple[Experiment, RunDir, dict]], *, progress: bool) -> list:
-    """Trains one experiment, or several on a leading sweep axis (one compiled program), into
-    their run directories: compile once, restore, then round, guard, eval, log, checkpoint.
+def train(batch: Batch, *, progress: bool) -> list:
+    """Trains a batch's members (one experiment, or several on a leading sweep axis: one compiled
+    program) into their run directories: compile once, restore, then round, guard, eval, log,
+    checkpoint.
 
     Returns per member its summary dict, or the :class:`NumericError` that stopped it alone (the
     other members go on)."""
-    runs = [m[0] for m in members]
-    dirs = [m[1] for m in members]
-    num_members = len(runs)
-    batched = num_members > 1
-    first, config = runs[0], runs[0].config
-    writer = dirs[0].writer
+    runs, dirs = batch.experiments, [m.run_dir for m in batch.members]
+    config, writer = runs[0].config, dirs[0].writer
+    axis = _MemberAxis(len(runs), batch.execution)
     progress = progress and writer
-    how = _member_execution(config) if batched else None
 
     # -- the round and the evaluation, compiled once ---------------------------------------------
-    # Client and test data the members share (same data, seed and partition) are passed once.
-    data0 = runs[0].round_inputs(0)[0]
-    shared_data = all(run.round_inputs(0)[0] is data0 for run in runs)
-    shared_eval = all(run.eval_batches is first.eval_batches for run in runs)
-
-    # Members hold their data on the device (host-side data runs alone): it never changes between
-    # rounds, so it is stacked once; only the keys are per round.
-    members_data = None
-    if batched:
-        members_data = data0 if shared_data else stack_members([r.round_inputs(0)[0] for r in runs])
-
-    def inputs(r):
-        if not batched:
-            return first.round_inputs(r)
-        return members_data, stack_members([run.round_inputs(r)[1] for run in runs])
-
-    if batched:
-        round_fn = sweep_over_members(first.round_fn, how, (0, None if shared_data else 0, 0))
-        evaluate_fn = sweep_over_members(first.evaluate_fn, how, (0, None if shared_eval else 0))
-        state = stack_members([run.state for run in runs])
-        eval_batches = (first.eval_batches if shared_eval
-                        else stack_members([run.eval_batches for run in runs]))  # fmt: skip
-    else:
-        round_fn, evaluate_fn = first.round_fn, first.evaluate_fn
-        state, eval_batches = first.state, first.eval_batches
     train_start = time.time()
-    hits_before = compile_cache_hits()
-    round_step = jax.jit(round_fn, donate_argnums=0).lower(state, *inputs(0)).compile()
-    evaluate = jax.jit(evaluate_fn).lower(state, eval_batches).compile()
-    compile_s = time.time() - train_start
-    cache_hits = compile_cache_hits() - hits_before
-    first_nonfinite = jax.jit(jax.vmap(_first_nonfinite) if batched else _first_nonfinite)
-    stack = stack_members if batched else (lambda trees: trees[0])
+    program, state = _compile(runs, axis)
 
-    # -- restore: the newest checkpoint every member holds intact, and its rows ------------------
-    for d in dirs:
-        d.create()
-    ckpts = [Checkpointer(d.path / "checkpoints", keep=run.config.checkpoint.keep)
-             for d, run in zip(dirs, runs, strict=True)]  # fmt: skip
-    try:
+    with _checkpointers(batch) as ckpts:
+        # -- restore: the newest checkpoint every member holds intact, and its rows --------------
         start_round, states, skipped = _restore(ckpts, runs)
         if start_round:
-            state = stack(states)
+            state = axis.stack(states)
         all_rows = [d.rows_for_resume(start_round) if writer else [] for d in dirs]
-        for d, run, ckpt, skip, (_, _, changes) in zip(dirs, runs, ckpts, skipped, members,
-                                                       strict=True):  # fmt: skip
+        for ckpt in ckpts:
             ckpt.discard_after(start_round)
-            run.run_info.update(
-                compile_seconds=round(compile_s, 3),
-                compile_cache={"dir": _cache_dir(), "hits": cache_hits},
-                sweep_axis={"members": num_members, "execution": how,
-                            "shared": [d.path.name for d in dirs]} if batched else None,
-            )  # fmt: skip
-            d.write_json("config.json", config_json(run.config))
-            d.write_json("run_info.json", run.run_info)
-            if run.partition_stats is not None:
-                d.write_json("partition.json", run.partition_stats)
-                _plot_partition(run, d)
-            if changes or skip:
-                d.append_jsonl("resume_log.jsonl", {"resumed_at_round": start_round,
-                                                    "changes": changes, "skipped": skip})  # fmt: skip
-            d.open_metrics(start_round, config.log.tensorboard)
-        names = ", ".join(d.path.name or str(d.path) for d in dirs)
-        if progress:
-            axis = f"{num_members} members on one sweep axis ({how}); " if batched else ""
-            print(f"{names}: {axis}{first.run_info['execution']}", file=sys.stderr, flush=True)
-        if writer:
-            for line in sorted({s for skip in skipped for s in skip}):
-                print(f"warning: {line}; skipped it", file=sys.stderr, flush=True)
-        if progress and start_round:
-            print(f"{names}: resuming after round {start_round}", file=sys.stderr, flush=True)
 
-        # -- the loop ----------------------------------------------------------------------------
-        every = config.checkpoint.every_rounds
-        alive = [True] * num_members
-        results: list = [None] * num_members
-        unit = "member-round" if batched else "round"
-        desc = f"{config.mode} {dirs[0].path.name}" + f" ({num_members} members)" * batched
-        bar = tqdm(total=config.num_rounds * num_members, initial=start_round * num_members,
-                   unit=unit, file=sys.stderr, disable=not progress, desc=desc)  # fmt: skip
-        with _graceful_signals() as stop:
+        # -- run files: config, run info, partition, resume log; metrics opened to append --------
+        _write_run_files(batch, axis, program, start_round, skipped)
+        _announce(batch, axis, start_round, skipped, progress)
+
+        # -- the loop: round, guard, eval, log, checkpoint ---------------------------------------
+        stopped: list = [None] * axis.size  # per member, the NumericError that stopped it
+        desc = config.mode + f" x{axis.size}" * (axis.size > 1)
+        bar = _Progress(desc, config.num_rounds, initial=start_round, enabled=progress)
+        with _graceful_signals() as stop, bar:
             for r in range(start_round, config.num_rounds):
                 t0 = time.time()
                 try:
-                    state, metrics = round_step(state, *inputs(r))
-                    for i, error in _guard(r, state, metrics, first_nonfinite, runs, dirs, ckpts):
-                        if alive[i]:
-                            alive[i], results[i] = False, error
-                            dirs[i].close_metrics()
-                            if batched and writer:
-                                print(f"error: {error} (the other members go on)",
-                                      file=sys.stderr, flush=True)  # fmt: skip
-                    if not any(alive):
+                    state, metrics = program.round_step(state, *program.inputs(r))
+                    for i, error in _guard(r, state, metrics, program, batch, ckpts):
+                        stopped[i] = stopped[i] or _stop(batch.members[i], error)
+                    live = [i for i, error in enumerate(stopped) if error is None]
+                    if not live:
                         break
-                    if (
-                        r == 0
-                        or (r + 1) % config.eval.every_rounds == 0
-                        or r + 1 == config.num_rounds
-                    ):
-                        metrics.update(evaluate(state, eval_batches))
+                    if r == 0 or _due(r, config.eval.every_rounds, config.num_rounds):
+                        metrics.update(program.evaluate(state, program.eval_batches))
                     metrics = fetch(metrics)
                 except KeyboardInterrupt:
                     raise _interrupted(stop.signum or signal.SIGINT, r, ckpts[0]) from None
                 seconds = round(time.time() - t0, 4)
-                for i, (d, rows) in enumerate(zip(dirs, all_rows, strict=True)):
-                    if not alive[i]:
-                        continue
-                    values = {k: (v[i] if batched else v) for k, v in metrics.items()}
-                    row = {"round": r + 1, **{k: jsonable(v) for k, v in sorted(values.items())}}
-                    row["time/round_seconds"] = seconds
-                    try:
-                        d.write_row(row)
-                    except RunFault as e:
-                        raise RunFault(
-                            f"round {r + 1}: {e} ({ckpts[i].describe_latest()})"
-                        ) from None
-                    rows.append(row)
-                if (every and (r + 1) % every == 0) or r + 1 == config.num_rounds or stop.signum:
-                    for i, (run, ckpt) in enumerate(zip(runs, ckpts, strict=True)):
-                        if alive[i]:
-                            one = jax.tree.map(lambda x, i=i: x[i], state) if batched else state
-                            ckpt.save(r + 1, one, run.run_key)
+                for i in live:
+                    row = _write_row(dirs[i], r, axis.member(metrics, i), seconds, ckpts[i])
+                    all_rows[i].append(row)
+                if _due(r, config.checkpoint.every_rounds, config.num_rounds) or stop.signum:
+                    for i in live:
+                        ckpts[i].save(r + 1, axis.member(state, i), runs[i].run_key)
                 if stop.signum:
                     raise _interrupted(stop.signum, r + 1, ckpts[0])
-                bar.update(sum(alive))
-                live = next((rows for rows, a in zip(all_rows, alive, strict=True) if a), None)
-                if live:
-                    bar.set_postfix(_postfix(live[-1]))
-        bar.close()
+                bar.update(r + 1, _postfix(all_rows[live[0]][-1]))
+
+    # -- summaries -------------------------------------------------------------------------------
+    return [
+        error or _summarize(run, d, rows, start_round, program, train_start)
+        for error, run, d, rows in zip(stopped, runs, dirs, all_rows, strict=True)
+    ]
+
+
+def _due(r: int, every: int, num_rounds: int) -> bool:
+    """Whether round ``r`` (0-based) ends a cadence of ``every`` rounds (0: never) or the run."""
+    return bool(every and (r + 1) % every == 0) or r + 1 == num_rounds
+
+
+def _stop(member: Member, error: NumericError) -> NumericError:
+    """Stops one member: its metrics file is closed; a sweep point says so (a run without a sweep
+    raises the error once the batch returns)."""
+    member.run_dir.close_metrics()
+    if member.run_dir.writer and member.name:
+        print(f"error: {error} (the other members go on)", file=sys.stderr, flush=True)
+    return error
+
+
+@contextlib.contextmanager
+def _checkpointers(batch: Batch):
+    """The members' run directories created and their checkpointers open; on the way out their
+    metrics files and checkpointers closed."""
+    for m in batch.members:
+        m.run_dir.create()
+    ckpts = [Checkpointer(m.run_dir.path / "checkpoints", keep=m.config.checkpoint.keep)
+             for m in batch.members]  # fmt: skip
+    try:
+        yield ckpts
     except BaseException:
         # The error in flight is the one to report: orbax may fail again while closing after a
         # failed write (a full disk), which must not replace it.
@@ -273,16 +226,98 @@ def train(members: list[tuple[Experiment, RunDir, dict]], *, progress: bool) -> 
                 ckpt.close()
         raise
     finally:
-        for d in dirs:
-            d.close_metrics()
+        for m in batch.members:
+            m.run_dir.close_metrics()
     for ckpt in ckpts:
         ckpt.close()
-    return [
-        results[i]
-        if not alive[i]
-        else _summarize(run, d, rows, start_round, compile_s, train_start)
-        for i, (run, d, rows) in enumerate(zip(runs, dirs, all_rows, strict=True))
-    ]
+
+
+# -- the member axis and the compiled program ----------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _MemberAxis:
+    """The leading member axis of a batch: ``size`` members stacked ``[R, ...]`` and run by one
+    program (``how``: ``'vmap'`` or ``'map'``), or, for ``R = 1`` (``how`` None), no axis at all:
+    stacking one member is the member itself and the program is the round's own."""
+
+    size: int
+    how: str | None
+
+    def stack(self, trees):
+        return stack_members(trees) if self.how else trees[0]
+
+    def member(self, tree, i: int):
+        return jax.tree.map(lambda x: x[i], tree) if self.how else tree
+
+    def over(self, fn: Callable, in_axes) -> Callable:
+        return sweep_over_members(fn, self.how, in_axes) if self.how else fn
+
+
+@dataclasses.dataclass(frozen=True)
+class _Program:
+    """A batch's compiled round and evaluation, what they take, and what compiling them cost."""
+
+    round_step: Callable  # (state, data, key) -> (state, metrics); donates the state
+    evaluate: Callable  # (state, eval_batches) -> metrics
+    first_nonfinite: Callable  # params -> index of the first non-finite leaf (per member), or -1
+    inputs: Callable[[int], tuple]  # round r -> (data, key)
+    eval_batches: Any
+    compile_seconds: float
+    cache_hits: int
+
+
+def _compile(runs: tuple[Experiment, ...], axis: _MemberAxis) -> tuple[_Program, Any]:
+    """One round and one evaluation compiled for all the members, and their stacked initial state
+    (apart: a resumed batch drops it for the restored one). Client and test data the members
+    share (same data, seed and partition) are passed once."""
+    first = runs[0]
+    shared_eval = all(run.eval_batches is first.eval_batches for run in runs)
+    # One member takes its inputs as they come (host-side data, which always runs alone, is drawn
+    # anew each round); members hold device-side data, which never changes between rounds: it is
+    # stacked once and only the keys are per round.
+    inputs, shared_data = first.round_inputs, True
+    if axis.size > 1:
+        data = [run.round_inputs(0)[0] for run in runs]
+        shared_data = all(d is data[0] for d in data)
+        data = data[0] if shared_data else axis.stack(data)
+
+        def inputs(r):
+            return data, axis.stack([run.round_inputs(r)[1] for run in runs])
+
+    round_fn = axis.over(first.round_fn, (0, None if shared_data else 0, 0))
+    evaluate_fn = axis.over(first.evaluate_fn, (0, None if shared_eval else 0))
+    state = axis.stack([run.state for run in runs])
+    eval_batches = (first.eval_batches if shared_eval
+                    else axis.stack([run.eval_batches for run in runs]))  # fmt: skip
+    start, hits = time.time(), compile_cache.hits()
+    round_step = jax.jit(round_fn, donate_argnums=0).lower(state, *inputs(0)).compile()
+    evaluate = jax.jit(evaluate_fn).lower(state, eval_batches).compile()
+    program = _Program(
+        round_step, evaluate, jax.jit(axis.over(_first_nonfinite, 0)), inputs, eval_batches,
+        time.time() - start, compile_cache.hits() - hits,
+    )  # fmt: skip
+    return program, state
+
+
+def _first_nonfinite(params) -> int:
+    """Index of the first parameter leaf with a non-finite value, -1 if none (jit-friendly)."""
+    flags = jnp.stack([~jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)])
+    return jnp.where(jnp.any(flags), jnp.argmax(flags), -1)
+
+
+# -- run directories: what is done, what is restored, what is written ----------------------------
+def _unfinished(group: list[Member], summaries: dict) -> list[Member]:
+    """The members still to train; a finished one (every round, its checkpoint and summary, and no
+    config change) keeps its files as they are and its summary goes to ``summaries``."""
+    todo = []
+    for m in group:
+        if not m.changes and _finished(m.run_dir, m.config):
+            summaries[m.name] = m.run_dir.read_json("summary.json")
+            if m.run_dir.writer:
+                print(f"{m.run_dir.path}: already finished ({m.config.num_rounds} rounds)",
+                      flush=True)  # fmt: skip
+        else:
+            todo.append(m)
+    return todo
 
 
 def _finished(d: RunDir, config) -> bool:
@@ -297,106 +332,7 @@ def _finished(d: RunDir, config) -> bool:
     )
 
 
-def _batches(items, device_cache: dict):
-    """A group's members in the batches that train together: those whose state shapes agree share
-    one program (``config.sweep_axis``), else one at a time, each built only when its turn comes
-    (its memory, its wall clock). Members with a mesh or host-side data always run alone."""
-    if len(items) < 2 or items[0][0].config.sweep_axis == "off":
-        for p, d, c, prep in items:
-            yield [(p.name, (experiment_lib.build(p.config, prep, device_cache), d, c))]
-        return
-    # At most as many members as fit in memory are built at once; among them, those whose state
-    # shapes agree share a program.
-    need = max(prep.memory["total"] for *_, prep in items)
-    size = _members_that_fit(len(items), need)
-    for start in range(0, len(items), size):
-        batches: dict[str, list] = {}
-        for p, d, c, prep in items[start : start + size]:
-            run = experiment_lib.build(p.config, prep, device_cache)
-            key = _signature(run) if run.mesh is None and not run.on_host else f"alone {p.name}"
-            batches.setdefault(key, []).append((p.name, (run, d, c)))
-        yield from batches.values()
-
-
-def _members_that_fit(count: int, need_per_member: int) -> int:
-    """How many members of a group one program may hold: each member's estimated need
-    (``experiment.estimate_memory``: under ``vmap`` everything is per member; under ``lax.map``
-    that bounds it from above) against the memory available; the rest run in further programs of
-    the same shape (the compilation cache loads them)."""
-    free = available_memory_bytes()
-    if free is None or need_per_member <= 0:
-        return count
-    return max(1, min(count, int(free * 0.8) // need_per_member))
-
-
-def _member_execution(config) -> str:
-    """How the members of a sweep axis run: ``vmap`` (one batched program: GPU/TPU, or
-    ``sweep_axis=on``) or ``map`` (``lax.map``: one member after another inside the program, on
-    CPU, where a batched program was not faster: scripts/bench_sweep.py)."""
-    if config.sweep_axis == "on" or jax.default_backend() != "cpu":
-        return "vmap"
-    return "map"
-
-
-def _signature(run: Experiment) -> str:
-    """Shapes, dtypes and structure of everything the compiled round and evaluation take, and the
-    cadences of the loop: members that agree on it can share one program."""
-    data, key = run.round_inputs(0)
-    tree = (run.state, data, key, run.eval_batches)
-    shapes = jax.tree.map(lambda x: (x.shape, str(x.dtype)), tree)
-    c = run.config
-    cadence = (c.num_rounds, c.eval.every_rounds, c.checkpoint.every_rounds)
-    return f"{jax.tree.structure(tree)} {jax.tree.leaves(shapes)} {cadence}"
-
-
-def _cache_dir() -> str | None:
-    return jax.config.jax_compilation_cache_dir if jax.config.jax_enable_compilation_cache else None
-
-
-def enable_compile_cache(setting: str) -> str | None:
-    """Turns JAX's persistent compilation cache on (``config.compile_cache``): ``auto`` uses a
-    per-user directory ($FEDJAX_DEEP_COMPILE_CACHE, else $XDG_CACHE_HOME or ~/.cache, then
-    fedjax_deep/jax) unless JAX already has one; ``off`` turns it off; anything else is the
-    directory. Returns the directory in use (None: off). Programs that compiled in under a second
-    are not cached (JAX's ``jax_persistent_cache_min_compile_time_secs``)."""
-    from jax.experimental.compilation_cache import compilation_cache
-
-    if setting == "off":
-        jax.config.update("jax_enable_compilation_cache", False)
-        return None
-    if setting == "auto":
-        path = jax.config.jax_compilation_cache_dir or os.environ.get("FEDJAX_DEEP_COMPILE_CACHE")
-        if not path:
-            base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-                os.path.expanduser("~"), ".cache"
-            )
-            path = os.path.join(base, "fedjax_deep", "jax")
-    else:
-        path = os.path.expanduser(setting)
-    jax.config.update("jax_enable_compilation_cache", True)
-    if path != jax.config.jax_compilation_cache_dir:
-        compilation_cache.reset_cache()  # the cache is opened once per process: reopen it here
-        compilation_cache.set_cache_dir(path)
-    return path
-
-
-_CACHE_HITS = [0]
-
-
-def _count_hits(event: str, **_) -> None:
-    if event == "/jax/compilation_cache/cache_hits":
-        _CACHE_HITS[0] += 1
-
-
-jax.monitoring.register_event_listener(_count_hits)
-
-
-def compile_cache_hits() -> int:
-    """Programs this process loaded from the persistent compilation cache so far."""
-    return _CACHE_HITS[0]
-
-
-def _restore(ckpts: list[Checkpointer], runs: list[Experiment]):
+def _restore(ckpts: list[Checkpointer], runs):
     """The newest round at which every member holds an intact checkpoint, their states, and per
     member the lines of the newer checkpoints skipped (unreadable, or failing their digest)."""
     target = min((c.latest_round() or 0) for c in ckpts)
@@ -414,27 +350,122 @@ def _restore(ckpts: list[Checkpointer], runs: list[Experiment]):
         target = min(rounds)
 
 
-def _first_nonfinite(params) -> int:
-    """Index of the first parameter leaf with a non-finite value, -1 if none (jit-friendly)."""
-    flags = jnp.stack([~jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)])
-    return jnp.where(jnp.any(flags), jnp.argmax(flags), -1)
+def _write_run_files(batch: Batch, axis: _MemberAxis, program: _Program, start_round, skipped):
+    """Each member's config, run info and partition; the resume log of a resumed or changed run;
+    its metrics file opened to append after ``start_round``."""
+    shared = [m.run_dir.path.name for m in batch.members]
+    for m, run, skip in zip(batch.members, batch.experiments, skipped, strict=True):
+        d = m.run_dir
+        run.run_info.update(
+            compile_seconds=round(program.compile_seconds, 3),
+            compile_cache={"dir": compile_cache.directory(), "hits": program.cache_hits},
+            sweep_axis={"members": axis.size, "execution": axis.how,
+                        "shared": shared} if axis.size > 1 else None,
+        )  # fmt: skip
+        d.write_json("config.json", config_json(run.config))
+        d.write_json("run_info.json", run.run_info)
+        if run.partition_stats is not None:
+            d.write_json("partition.json", run.partition_stats)
+            _plot_partition(run, d)
+        if m.changes or skip:
+            d.append_jsonl("resume_log.jsonl", {"resumed_at_round": start_round,
+                                                "changes": m.changes, "skipped": skip})  # fmt: skip
+        d.open_metrics(start_round, run.config.log.tensorboard)
 
 
-def _guard(r, state, metrics, first_nonfinite, runs, dirs, ckpts) -> list[tuple[int, Exception]]:
+def _announce(batch: Batch, axis: _MemberAxis, start_round, skipped, progress: bool) -> None:
+    """What the batch is about to do, on stderr: how it runs, checkpoints skipped, the resume."""
+    names = [m.name or m.run_dir.path.name or str(m.run_dir.path) for m in batch.members]
+    label = sweep_lib.describe(names, WIDTH // 2)
+    if progress:
+        how = f"{axis.size} members on one sweep axis ({axis.how}); " if axis.size > 1 else ""
+        execution = batch.experiments[0].run_info["execution"]
+        text = textwrap.fill(f"{label}: {how}{execution}", WIDTH, subsequent_indent="    ")
+        print(text, file=sys.stderr, flush=True)
+    if batch.members[0].run_dir.writer:
+        for line in sorted({s for skip in skipped for s in skip}):
+            print(f"warning: {line}; skipped it", file=sys.stderr, flush=True)
+    if progress and start_round:
+        print(f"{label}: resuming after round {start_round}", file=sys.stderr, flush=True)
+
+
+def _write_row(d: RunDir, r: int, values: dict, seconds: float, ckpt: Checkpointer) -> dict:
+    """Round ``r``'s metrics as one row of ``d``'s ``metrics.jsonl`` (returned)."""
+    row = {"round": r + 1, **{k: jsonable(v) for k, v in sorted(values.items())}}
+    row["time/round_seconds"] = seconds
+    try:
+        d.write_row(row)
+    except RunFault as e:
+        raise RunFault(f"round {r + 1}: {e} ({ckpt.describe_latest()})") from None
+    return row
+
+
+def _plot_partition(run: Experiment, d: RunDir) -> None:
+    from fedjax_deep.data import plot_partition
+
+    try:
+        plot_partition(run.partition_stats, d.path / "partition.png")
+    except OSError as e:
+        raise RunFault(f"{d.path / 'partition.png'} cannot be written ({e.strerror})") from None
+
+
+def _summarize(run: Experiment, d: RunDir, rows, start_round, program: _Program, train_start):
+    config = run.config
+    compile_s = program.compile_seconds
+    summary = {
+        "mode": config.mode,
+        "rounds": config.num_rounds,
+        "final_accuracy": rows[-1].get("eval/accuracy") if rows else None,
+        "final_loss": rows[-1].get("eval/loss") if rows else None,
+        "final_val_accuracy": rows[-1].get("val/accuracy") if rows else None,
+        "final_train_loss": rows[-1].get("train/loss") if rows else None,
+        "first_round_accuracy": next(
+            (row["eval/accuracy"] for row in rows if "eval/accuracy" in row), None
+        ),
+        "examples_seen": int(sum(row["train/num_examples"] for row in rows)),
+        "resumed_at_round": start_round or None,
+        # Its own build plus the (possibly shared) training: never the runs trained before it.
+        "wall_seconds": round(run.build_seconds + time.time() - train_start, 2),
+        "compile_seconds": round(compile_s, 3),
+    }
+    for key in ("divergence/mean/relative", "divergence/mean/update", "divergence/mean/grad"):
+        if rows and key in rows[0]:
+            summary[f"first_round_{key}"] = rows[0][key]
+            summary[f"final_{key}"] = rows[-1][key]
+    if not d.writer:
+        return summary
+    d.write_json("summary.json", summary)
+    acc = summary["final_accuracy"]
+    print(
+        f"{d.path}: {config.mode} test accuracy "
+        + (f"{acc:.4f}" if acc is not None else "nan")
+        + f" after {config.num_rounds} rounds ({summary['examples_seen']} examples, "
+        f"{summary['wall_seconds']:.1f}s, compile {compile_s:.1f}s)",
+        flush=True,
+    )
+    return summary
+
+
+# -- the guard: non-finite members stop alone ----------------------------------------------------
+def _guard(
+    r, state, metrics, program: _Program, batch: Batch, ckpts
+) -> list[tuple[int, Exception]]:
     """The members to stop, each with its :class:`NumericError`: non-finite parameters or loss
     (the last good checkpoint is kept), or every client of the round skipped under
     ``fl.nonfinite=skip``."""
-    bad = np.atleast_1d(fetch(first_nonfinite(state.params)))
+    bad = np.atleast_1d(fetch(program.first_nonfinite(state.params)))
     losses = np.atleast_1d(fetch(metrics["train/loss"]))
     skipped = metrics.get("train/skipped_clients")
-    skipped = np.atleast_1d(fetch(skipped)) if skipped is not None else np.zeros(len(runs))
+    size = len(batch.members)
+    skipped = np.atleast_1d(fetch(skipped)) if skipped is not None else np.zeros(size)
     fix = ("lower client_opt.learning_rate in a new --workdir, or resume this one with "
            "--config.fl.nonfinite=skip to drop such client updates")  # fmt: skip
     stopped = []
-    for i, (run, d) in enumerate(zip(runs, dirs, strict=True)):
+    for i, (m, run) in enumerate(zip(batch.members, batch.experiments, strict=True)):
+        path = m.run_dir.path
         if skipped[i] and skipped[i] >= run.run_info["cohort_size"]:
             stopped.append((i, NumericError(
-                f"round {r + 1}: every client's update of {d.path} was non-finite and skipped, so "
+                f"round {r + 1}: every client's update of {path} was non-finite and skipped, so "
                 f"the model cannot move; {ckpts[i].describe_latest()}; lower "
                 "client_opt.learning_rate in a new --workdir"
             )))  # fmt: skip
@@ -442,11 +473,12 @@ def _guard(r, state, metrics, first_nonfinite, runs, dirs, ckpts) -> list[tuple[
             where = run.leaf_names[bad[i]] if bad[i] >= 0 else "the training loss"
             stopped.append((i, NumericError(
                 f"round {r + 1}: non-finite values in {where} (train/loss {losses[i]}) of "
-                f"{d.path}; {ckpts[i].describe_latest()}; {fix}"
+                f"{path}; {ckpts[i].describe_latest()}; {fix}"
             )))  # fmt: skip
     return stopped
 
 
+# -- signals: the first one ends the run after its round and checkpoint --------------------------
 class _Stop:
     signum: int | None = None
 
@@ -483,53 +515,62 @@ def _interrupted(signum: int, rounds_done: int, ckpt: Checkpointer) -> Interrupt
     )
 
 
-def _postfix(row: dict) -> dict:
-    out = {"loss": f"{row['train/loss']:.3f}" if row.get("train/loss") is not None else "nan"}
+# -- progress: a bar on a terminal, a few plain lines in a log -----------------------------------
+BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]{postfix}"
+
+
+class _Progress:
+    """Progress on stderr for a person: on a terminal, a tqdm bar at most :data:`WIDTH` columns
+    wide whose short description leaves room for the percentage, the count and the time left;
+    otherwise (a redirected log) no frames, one plain line per tenth of the total."""
+
+    def __init__(self, desc: str, total: int, *, initial: int = 0, unit: str = "round",
+                 enabled: bool = True, leave: bool = True):  # fmt: skip
+        self.desc, self.total, self.unit = desc[:16], total, unit
+        self.initial, self.start, self.enabled = initial, time.time(), enabled and total > 0
+        self.printed = initial * 10 // total if total else 0
+        self.file, self.bar = sys.stderr, None
+        if self.enabled and getattr(self.file, "isatty", lambda: False)():
+            from tqdm import tqdm  # the runner's, not the library's: imported when a bar is shown
+
+            width = min(WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns)
+            self.bar = tqdm(total=total, initial=initial, desc=self.desc, unit=unit,
+                            file=self.file, ncols=width, bar_format=BAR_FORMAT,
+                            leave=leave)  # fmt: skip
+
+    def update(self, n: int, postfix: str = "") -> None:
+        """``n`` done of the total (absolute, not an increment)."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(postfix, refresh=False)
+            self.bar.update(n - self.bar.n)
+        elif self.enabled and (n * 10 // self.total > self.printed or n == self.total):
+            self.printed = n * 10 // self.total
+            elapsed = time.time() - self.start
+            left = elapsed / (n - self.initial) * (self.total - n) if n > self.initial else 0.0
+            line = (f"{self.desc}: {self.unit} {n}/{self.total} ({100 * n // self.total}%), "
+                    f"{_clock(elapsed)} elapsed, {_clock(left)} left")  # fmt: skip
+            print(line + (f", {postfix}" if postfix else ""), file=self.file, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _clock(seconds: float) -> str:
+    minutes, s = divmod(int(seconds), 60)
+    h, m = divmod(minutes, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def _postfix(row: dict) -> str:
+    loss = row.get("train/loss")
+    out = f"loss={loss:.3f}" if loss is not None else "loss=nan"
     if row.get("eval/accuracy") is not None:
-        out["acc"] = f"{row['eval/accuracy']:.3f}"
+        out += f" acc={row['eval/accuracy']:.3f}"
     return out
-
-
-def _plot_partition(run: Experiment, d: RunDir) -> None:
-    from fedjax_deep.data import plot_partition
-
-    try:
-        plot_partition(run.partition_stats, d.path / "partition.png")
-    except OSError as e:
-        raise RunFault(f"{d.path / 'partition.png'} cannot be written ({e.strerror})") from None
-
-
-def _summarize(run: Experiment, d: RunDir, rows, start_round, compile_s, train_start) -> dict:
-    config = run.config
-    summary = {
-        "mode": config.mode,
-        "rounds": config.num_rounds,
-        "final_accuracy": rows[-1].get("eval/accuracy") if rows else None,
-        "final_loss": rows[-1].get("eval/loss") if rows else None,
-        "final_val_accuracy": rows[-1].get("val/accuracy") if rows else None,
-        "final_train_loss": rows[-1].get("train/loss") if rows else None,
-        "first_round_accuracy": next(
-            (row["eval/accuracy"] for row in rows if "eval/accuracy" in row), None
-        ),
-        "examples_seen": int(sum(row["train/num_examples"] for row in rows)),
-        "resumed_at_round": start_round or None,
-        # Its own build plus the (possibly shared) training: never the runs trained before it.
-        "wall_seconds": round(run.build_seconds + time.time() - train_start, 2),
-        "compile_seconds": round(compile_s, 3),
-    }
-    for key in ("divergence/mean/relative", "divergence/mean/update", "divergence/mean/grad"):
-        if rows and key in rows[0]:
-            summary[f"first_round_{key}"] = rows[0][key]
-            summary[f"final_{key}"] = rows[-1][key]
-    if not d.writer:
-        return summary
-    d.write_json("summary.json", summary)
-    acc = summary["final_accuracy"]
-    print(
-        f"{d.path}: {config.mode} test accuracy "
-        + (f"{acc:.4f}" if acc is not None else "nan")
-        + f" after {config.num_rounds} rounds ({summary['examples_seen']} examples, "
-        f"{summary['wall_seconds']:.1f}s, compile {compile_s:.1f}s)",
-        flush=True,
-    )
-    return summary
