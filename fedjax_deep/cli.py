@@ -1,6 +1,7 @@
 """The ``fedjax-deep`` command line: parses, then calls ``train.run`` or ``report``.
 
     fedjax-deep train --config configs/digits_depth.py --workdir runs/depth [--config.a.b=value ...]
+    fedjax-deep train --config file.py:arg --workdir runs/x   (a config family: get_config('arg'))
     fedjax-deep report runs/depth
     fedjax-deep compare runs/tuned [--group model.depth] [--tune client_opt.learning_rate]
     fedjax-deep prepare cifar10 --data-dir ~/tensorflow_datasets   (needs network + TensorFlow)
@@ -19,6 +20,30 @@ import sys
 
 USAGE_FIX = "see fedjax-deep --help"
 
+# Imports stay inside the functions that need them: ``--help`` answers without loading JAX.
+TRAIN_EPILOG = """\
+overrides (anywhere on the line, any number, applied in order):
+  --config.FIELD=VALUE   set one field of the config, e.g. --config.num_rounds=20
+                         --config.model.depth=8 --config.client_opt.learning_rate=0.05;
+                         a value is read as the field's type (tuples as Python literals,
+                         booleans as true/false); an unknown field or a bad value is one
+                         line naming it, exit code 2
+  --config.sweep=ENTRIES run every point of a sweep, each in WORKDIR/<point name>:
+                         --config.sweep="(('model.depth', (2, 8)), ('seed', (0, 1, 2)))"
+                         is a product (6 points); (('f.a', 'f.b'), ((a1, b1), (a2, b2)))
+                         moves fields together; points that differ only in seeds and
+                         hyper-parameters share one compiled program (config.sweep_axis)
+
+config families:
+  --config FILE.py:ARG   calls FILE's get_config('ARG'), the text after the colon as a
+                         string: one file holds a family of configs, e.g. --config
+                         experiments/depth_divergence/configs/e1/widen.py:b
+                         (without ':ARG', get_config() is called with no argument)
+
+Every field, its default and its check: fedjax_deep/config.py (FIELDS). Rerunning the same
+command resumes from the last checkpoint; a finished run is left as it is.
+"""
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, instead of argparse's usage block
@@ -29,8 +54,17 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fedjax-deep", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    train = sub.add_parser("train", help="run an experiment (or a sweep) from a config file")
-    train.add_argument("--config", required=True, help="a get_config() file, e.g. configs/x.py")
+    train = sub.add_parser(
+        "train",
+        help="run an experiment (or a sweep) from a config file",
+        description="Runs a config file's get_config() (or every point of its sweep) into "
+        "--workdir.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("--config", required=True, metavar="FILE.py[:ARG]",
+                       help="a get_config() file, e.g. configs/digits_tiny.py; FILE.py:ARG "
+                       "calls get_config('ARG') (a config family)")  # fmt: skip
     train.add_argument("--workdir", required=True, help="directory for metrics, reports, plots")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument(
