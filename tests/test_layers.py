@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import model_config
 
+from conftest import model_config
 from fedjax_deep.models import build_model, conv_im2col
 
 CASES = [

@@ -1,14 +1,16 @@
 """The model zoo: published parameter counts, receptive fields, training under the round, BN policy."""
 
+import hashlib
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import model_config
 from flax import nnx
 
+from conftest import model_config
 from fedjax_deep.aggregation import fedavg, weighted_mean
 from fedjax_deep.config import ConfigError, config_errors
 from fedjax_deep.data import stack_clients
@@ -76,6 +78,9 @@ RF_CASES = [
     dict(name="plain_cnn", depth=4, width=2, norm="none", kernel_size=3),
     dict(name="plain_cnn", depth=3, width=2, norm="none", kernel_size=5, stem_kernel=7),
     dict(name="plain_cnn", depth=3, width=2, norm="none", stem_kernel=7, stem_stride=2,
+         stem_pool=True),
+    # the stem pool after the only convolution is not on its path
+    dict(name="plain_cnn", depth=1, width=2, norm="none", stem_kernel=7, stem_stride=2,
          stem_pool=True),
     dict(name="resnet", depth=18, width_mult=1 / 32, norm="none"),
     dict(name="resnet", depth=18, width_mult=1 / 32, norm="none", stem_kernel=5, stem_stride=2),
@@ -240,3 +245,67 @@ def test_bad_knobs_fail_at_config_time(knobs, field):
     with pytest.raises(ConfigError) as exc, config_errors():
         build_model(model_config(**knobs), (8, 8, 1), 10, jax.random.key(0))
     assert str(exc.value).startswith(f"config.{field}=")
+
+
+# Pinned fingerprints. RECORDED FROM THE PRE-REFACTOR CODE (the per-family builders and __call__s
+# before the Classifier plan, commit 2d93261) by running _fingerprint below on it; the plan-based
+# families reproduce them bit for bit. Parameter paths are what checkpoints and the divergence
+# metrics key on, so a change here is a format change, not a refactor.
+PINNED_CASES = {  # name: (knobs, input shape): every family at a small size, most knobs exercised
+    "plain_cnn": (dict(name="plain_cnn", depth=3, width=4, skip=True), (8, 8, 3)),
+    "plain_cnn_stem": (dict(name="plain_cnn", depth=3, width=4, skip=True, skip_before_relu=True,
+                            norm="batch", stem_kernel=5, stem_stride=2, stem_pool=True,
+                            head="avgpool"), (12, 12, 3)),
+    "plain_cnn_1d": (dict(name="plain_cnn", depth=2, kernel_size=5, widths=(4, 6), strides=(1, 2),
+                          norm="layer", conv_impl="native"), (40, 1)),
+    "plain_mlp": (dict(name="plain_mlp", depth=3, width=16, norm="layer", skip=True), (8, 8, 3)),
+    "vgg11": (dict(name="vgg", depth=11, width_mult=1 / 16, norm="batch", classifier=(8,)),
+              (32, 32, 3)),
+    "resnet18": (dict(name="resnet", depth=18, width_mult=1 / 16, norm="group", norm_groups=2),
+                 (8, 8, 3)),
+    "resnet50": (dict(name="resnet", depth=50, width_mult=1 / 16, norm="batch", stem_kernel=7,
+                      stem_stride=2, stem_pool=True), (16, 16, 3)),
+}  # fmt: skip
+
+
+def _fingerprint(knobs, input_shape):
+    """Parameter and statistic paths with their shapes, a sha256 prefix of that list, the receptive
+    field, and float64 sums of the parameters, the train-mode logits and updated statistics, the
+    eval-mode logits and every representation."""
+    model, params, state = build_model(model_config(**knobs), input_shape, 10, jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (4, *input_shape))
+
+    @jax.jit
+    def forward(params, state, x):  # one program: eval mode is the representations' (head: logits)
+        logits, new_state = model.apply(params, state, x, train=True)
+        return logits, new_state, model.representations(params, state, x)
+
+    logits, new_state, reps = forward(params, state, x)
+    leaves = jax.tree_util.tree_flatten_with_path({"params": params, "model_state": state})[0]
+    paths = [("/".join(str(k.key) for k in p), tuple(a.shape)) for p, a in leaves]
+    digest = hashlib.sha256(repr(paths).encode()).hexdigest()[:16]
+    sums = [float(sum(np.sum(np.asarray(a, np.float64)) for a in jax.tree.leaves(tree)))
+            for tree in (params, logits, new_state, reps["head"], reps)]  # fmt: skip
+    return paths, digest, model.receptive_field, sums
+
+
+# name: (number of param/statistic leaves, sha256 prefix of their (path, shape) list, receptive
+#   field, float64 sums of [params, train logits, updated statistics, eval logits, representations])
+PINNED = {
+    "plain_cnn": (11, "50681372bf9a002d", 7, [16.329163619027668, -5.361027032136917, 0.0, -5.361027032136917, 2444.1011548605748]),
+    "plain_cnn_stem": (17, "ca0631b74b654b53", 25, [14.417155544040725, -6.449418723583221, 12.623137709844741, -7.87027171254158, 868.8181788045913]),
+    "plain_cnn_1d": (8, "38594f7cc9673697", 9, [11.413943374878727, 4.031602174043655, 0.0, 4.031602174043655, 476.7245532758534]),
+    "plain_mlp": (14, "594624dcb546fb05", None, [50.260444747822476, 28.708201721310616, 0.0, 28.708201721310616, 186.13925731927156]),
+    "vgg11": (44, "a16a262961d39b50", 134, [172.78461390495835, -13.575751006603241, 168.09639913171122, -12.610793873667717, 29324.801065683525]),
+    "resnet18": (62, "a2767e87461e53ae", 109, [334.02580329288253, -20.437244221568108, 0.0, -20.437244221568108, 3072.418286949338]),
+    "resnet50": (267, "04353a60ab54672a", 427, [1732.348097667156, 7.377406075596809, 1684.662146177438, 147.17688512802124, 41308.27284369012]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(PINNED))
+def test_families_keep_their_parameter_paths_and_numbers(name):
+    num_leaves, want_digest, want_rf, want_sums = PINNED[name]
+    paths, digest, rf, sums = _fingerprint(*PINNED_CASES[name])
+    assert (len(paths), digest) == (num_leaves, want_digest), paths
+    assert rf == want_rf
+    np.testing.assert_allclose(sums, want_sums, rtol=1e-5, atol=1e-5)

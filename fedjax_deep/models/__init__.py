@@ -7,7 +7,10 @@ sees only those dicts and the pure :attr:`FunctionalModel.apply`; ``nnx.merge`` 
 code, so NNX costs nothing at run time.
 
 Families (``config.model.name``): ``plain_cnn``, ``plain_mlp``, ``vgg`` (depth 11/13/16/19),
-``resnet`` (depth 18/34/50/101/152). Their depth tables are data (``VGG_TABLE``, ``RESNET_TABLE``).
+``resnet`` (depth 18/34/50/101/152). Their depth tables are data (``VGG_TABLE``, ``RESNET_TABLE``),
+and so is the registry (``MODELS``: a :class:`Family` per name, the module and the config fields it
+takes); every family's forward pass, layer names and receptive path come from one plan interpreter
+(:class:`~fedjax_deep.models.layers.Classifier`).
 Knobs shared across families (``config.model``): ``width`` / ``width_mult``, ``kernel_size``
 (the blocks' kernel), ``stem_kernel`` / ``stem_stride`` / ``stem_pool``, ``norm``
 (none, batch, group, layer), and the dataset's number of classes and input shape.
@@ -28,6 +31,7 @@ from fedjax_deep.errors import FieldError
 from fedjax_deep.models.layers import (
     CONV_IMPLS,
     NORMS,
+    Classifier,
     Conv,
     adaptive_avg_pool,
     apply_norm,
@@ -37,109 +41,51 @@ from fedjax_deep.models.layers import (
     max_pool,
 )
 from fedjax_deep.models.plain import HEADS, PlainCNN, PlainMLP
-from fedjax_deep.models.resnet import RESNET_TABLE, STAGE_CHANNELS, ResNet, resnet_receptive_path
-from fedjax_deep.models.vgg import VGG, VGG_TABLE, vgg_min_input, vgg_receptive_path
+from fedjax_deep.models.resnet import RESNET_TABLE, STAGE_CHANNELS, ResNet
+from fedjax_deep.models.vgg import VGG, VGG_TABLE, vgg_min_input
 
 
-def _stem_kernel(cfg) -> int:
-    return cfg.stem_kernel or cfg.kernel_size
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A registry entry: a :class:`~fedjax_deep.models.layers.Classifier` class, the
+    ``config.model`` fields it takes as keyword arguments and its table depths (``()``: any).
+
+    Called as a builder ``(model_config, input_shape, num_classes, rngs)``, it returns ``(module,
+    kernel-owning layer names in forward order, receptive-field path or None)``, both read off the
+    module's plan.
+    """
+
+    module: type[Classifier]
+    knobs: tuple[str, ...]
+    depths: tuple[int, ...] = ()
+
+    def __call__(self, cfg, input_shape, num_classes: int, rngs: nnx.Rngs):
+        # Sequences as tuples: static, hashable attributes in the graph definition.
+        kwargs = {k: cfg[k] for k in self.knobs}
+        kwargs = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in kwargs.items()}
+        module = self.module(tuple(input_shape), num_classes, **kwargs, rngs=rngs)
+        return module, module.layer_names(), module.receptive_path()
 
 
-def _plain_cnn(cfg, input_shape, num_classes, rngs):
-    module = PlainCNN(
-        tuple(input_shape),
-        num_classes,
-        depth=cfg.depth,
-        width=cfg.width,
-        kernel_size=cfg.kernel_size,
-        norm=cfg.norm,
-        norm_groups=cfg.norm_groups,
-        norm_group_size=cfg.norm_group_size,
-        skip=cfg.skip,
-        skip_before_relu=cfg.skip_before_relu,
-        head=cfg.head,
-        widths=tuple(cfg.widths),
-        strides=tuple(cfg.strides),
-        conv_impl=cfg.conv_impl,
-        stem_kernel=cfg.stem_kernel,
-        stem_stride=cfg.stem_stride,
-        stem_pool=cfg.stem_pool,
-        rngs=rngs,
-    )
-    layers = tuple(f"conv_{i}" for i in range(cfg.depth)) + ("head",)
-    strides = tuple(cfg.strides) or (cfg.stem_stride,) + (1,) * (cfg.depth - 1)
-    path = [(_stem_kernel(cfg), strides[0], 1)]
-    if cfg.stem_pool:
-        path.append((3, 2, 1))
-    path += [(cfg.kernel_size, s, 1) for s in strides[1:]]
-    return module, layers, path
-
-
-def _plain_mlp(cfg, input_shape, num_classes, rngs):
-    module = PlainMLP(
-        tuple(input_shape),
-        num_classes,
-        depth=cfg.depth,
-        width=cfg.width,
-        norm=cfg.norm,
-        norm_groups=cfg.norm_groups,
-        norm_group_size=cfg.norm_group_size,
-        skip=cfg.skip,
-        rngs=rngs,
-    )
-    return module, tuple(f"fc_{i}" for i in range(cfg.depth)) + ("head",), None
-
-
-def _vgg(cfg, input_shape, num_classes, rngs):
-    module = VGG(
-        tuple(input_shape),
-        num_classes,
-        depth=cfg.depth,
-        width_mult=cfg.width_mult,
-        kernel_size=cfg.kernel_size,
-        norm=cfg.norm,
-        norm_groups=cfg.norm_groups,
-        norm_group_size=cfg.norm_group_size,
-        head_pool=cfg.head_pool,
-        classifier=tuple(cfg.classifier),
-        conv_impl=cfg.conv_impl,
-        rngs=rngs,
-    )
-    layers = tuple(module.conv_names) + tuple(module.fc_names) + ("head",)
-    return module, layers, vgg_receptive_path(cfg.depth, cfg.kernel_size)
-
-
-def _resnet(cfg, input_shape, num_classes, rngs):
-    module = ResNet(
-        tuple(input_shape),
-        num_classes,
-        depth=cfg.depth,
-        width_mult=cfg.width_mult,
-        kernel_size=cfg.kernel_size,
-        stem_kernel=_stem_kernel(cfg),
-        stem_stride=cfg.stem_stride,
-        stem_pool=cfg.stem_pool,
-        norm=cfg.norm,
-        norm_groups=cfg.norm_groups,
-        norm_group_size=cfg.norm_group_size,
-        conv_impl=cfg.conv_impl,
-        rngs=rngs,
-    )
-    path = resnet_receptive_path(
-        cfg.depth, cfg.kernel_size, _stem_kernel(cfg), cfg.stem_stride, cfg.stem_pool
-    )
-    return module, module.layer_names(), path
-
+_NORM = ("norm", "norm_groups", "norm_group_size")
+_CONV = ("kernel_size", "conv_impl", *_NORM)
+_STEM = ("stem_kernel", "stem_stride", "stem_pool")
 
 # name -> builder(model_config, input_shape, num_classes, rngs)
-#   -> (module, kernel-owning layer names in forward order, receptive-field path or None)
+#   -> (module, kernel-owning layer names in forward order, receptive-field path or None);
+# a Family or any callable of that signature.
 MODELS: dict[str, Callable[..., tuple[nnx.Module, tuple[str, ...], Any]]] = {
-    "plain_cnn": _plain_cnn,
-    "plain_mlp": _plain_mlp,
-    "vgg": _vgg,
-    "resnet": _resnet,
+    "plain_cnn": Family(
+        PlainCNN,
+        ("depth", "width", "widths", "strides", "skip", "skip_before_relu", "head", *_CONV, *_STEM),
+    ),
+    "plain_mlp": Family(PlainMLP, ("depth", "width", "skip", *_NORM)),
+    "vgg": Family(
+        VGG, ("depth", "width_mult", "head_pool", "classifier", *_CONV), tuple(VGG_TABLE)
+    ),
+    "resnet": Family(ResNet, ("depth", "width_mult", *_CONV, *_STEM), tuple(RESNET_TABLE)),
 }
-DEPTHS = {"vgg": tuple(VGG_TABLE), "resnet": tuple(RESNET_TABLE)}
+DEPTHS = {name: f.depths for name, f in MODELS.items() if getattr(f, "depths", ())}
 
 
 def _cast(tree, dtype):
@@ -185,16 +131,11 @@ class FunctionalModel:
         Returns:
           ``(logits [B, num_classes], new_model_state)``.
         """
-        if self.compute_dtype is None:
-            module = nnx.merge(self.graphdef, params, model_state)
-            logits = module(x, train=train, mask=mask)
-            return logits, nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
-        # Mixed precision: the float32 parameters are cast for the forward pass (their gradients
-        # come back in float32 through the casts), the logits and the loss are float32.
-        dtype = self.compute_dtype
-        module = nnx.merge(self.graphdef, *_cast((params, model_state), dtype))
-        logits = module(x.astype(dtype), train=train, mask=mask)
+        module, x = self._merge(params, model_state, x)
+        logits = module(x, train=train, mask=mask)
         new_state = nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
+        if self.compute_dtype is None:
+            return logits, new_state
         new_state = jax.tree.map(lambda n, o: n.astype(o.dtype), new_state, model_state)
         return logits.astype(jnp.float32), new_state
 
@@ -206,14 +147,18 @@ class FunctionalModel:
         ``head`` (the logits). What representation similarity (linear CKA,
         ``fedjax_deep.metrics.divergence.cka_metrics``) compares across client models."""
         captured: list = []
-        if self.compute_dtype is None:
-            module = nnx.merge(self.graphdef, params, model_state)
-            module(x, train=False, representations=captured)
-        else:
-            dtype = self.compute_dtype
-            module = nnx.merge(self.graphdef, *_cast((params, model_state), dtype))
-            module(x.astype(dtype), train=False, representations=captured)
+        module, x = self._merge(params, model_state, x)
+        module(x, train=False, representations=captured)
         return {name: value.astype(jnp.float32) for name, value in captured}
+
+    def _merge(self, params, model_state, x):
+        """The module and its input, both in ``compute_dtype`` if one is set."""
+        if self.compute_dtype is None:
+            return nnx.merge(self.graphdef, params, model_state), x
+        # Mixed precision: the float32 parameters are cast for the forward pass (their gradients
+        # come back in float32 through the casts), the logits and the loss are float32.
+        dtype = self.compute_dtype
+        return nnx.merge(self.graphdef, *_cast((params, model_state), dtype)), x.astype(dtype)
 
     @property
     def receptive_field(self) -> int | None:
@@ -335,7 +280,9 @@ __all__ = [
     "NORMS",
     "RESNET_TABLE",
     "VGG_TABLE",
+    "Classifier",
     "Conv",
+    "Family",
     "FunctionalModel",
     "PlainCNN",
     "PlainMLP",

@@ -1,7 +1,10 @@
-"""Layers shared by every model family: the client-batched convolution and the normalization choice.
+"""Layers shared by every model family: the client-batched convolution, the normalization choice and
+the forward pass itself (:class:`Classifier`: a family's plan of named steps, run by one interpreter).
 
-The convolution lives here and only here, so that every model (the plain CNN now, the VGG/ResNet zoo
-later) gets the same formulation and a faster one is a change in one place.
+The convolution lives here and only here, so that every model (the plain CNN, the VGG/ResNet zoo)
+gets the same formulation and a faster one is a change in one place. Likewise the conv -> norm ->
+ReLU (+ skip) layer, the representation capture and the head are written once, in
+:meth:`Classifier.__call__`; a family only builds its sub-modules and lists its plan.
 
 Why im2col: under ``vmap`` over client kernels XLA lowers ``lax.conv_general_dilated`` to a grouped
 convolution, which XLA's CPU backend runs ~10x slower than separate convolutions, and a native
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +25,13 @@ from flax import nnx
 
 NORMS = ("none", "batch", "group", "layer")
 CONV_IMPLS = ("im2col", "native")
+# He-normal on fan-in, every family's kernel init: keeps activations' scale through deep ReLU stacks.
+he_normal = jax.nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
+
+
+def _per_dim(value: Sequence[int] | int, nd: int) -> tuple[int, ...]:
+    """An int (the same along every spatial dim) or one value per dim, as a tuple of ``nd``."""
+    return (value,) * nd if isinstance(value, int) else tuple(value)
 
 
 def _pad_amounts(
@@ -123,8 +133,7 @@ def conv_im2col(
     """
     nd = x.ndim - 2
     window = kernel.shape[:nd]
-    strides = (strides,) * nd if isinstance(strides, int) else tuple(strides)
-    dilation = (dilation,) * nd if isinstance(dilation, int) else tuple(dilation)
+    strides, dilation = _per_dim(strides, nd), _per_dim(dilation, nd)
     eff_window = [(w - 1) * d + 1 for w, d in zip(window, dilation, strict=True)]
     pads = tuple(tuple(p) for p in _pad_amounts(padding, x.shape[1:-1], eff_window, strides))
     if all(s == 1 for s in strides) and all(
@@ -147,8 +156,7 @@ def conv_native(
     Fast at top level; slow under ``vmap`` over kernels and inside loops on CPU (see module doc).
     """
     nd = x.ndim - 2
-    strides = (strides,) * nd if isinstance(strides, int) else tuple(strides)
-    dilation = (dilation,) * nd if isinstance(dilation, int) else tuple(dilation)
+    strides, dilation = _per_dim(strides, nd), _per_dim(dilation, nd)
     spatial = "DHW"[-nd:] if nd <= 3 else None
     spec = (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
     return jax.lax.conv_general_dilated(
@@ -189,18 +197,20 @@ class Conv(nnx.Module):
         if padding is None:
             # PyTorch's symmetric (k - 1) // 2: equals SAME for odd kernels at stride 1, and keeps
             # stride-2 layers aligned as in the reference ResNets (SAME would pad (0, 1)).
-            dil = (dilation,) * len(kernel_size) if isinstance(dilation, int) else dilation
+            dil = _per_dim(dilation, len(kernel_size))
             padding = tuple(
                 ((k - 1) // 2 * d, (k - 1) // 2 * d) for k, d in zip(kernel_size, dil, strict=True)
             )
-        # He-normal on fan-in: keeps activations' scale through deep ReLU stacks.
-        init = jax.nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
-        self.kernel = nnx.Param(init(rngs.params(), (*kernel_size, in_features, out_features)))
+        self.kernel = nnx.Param(he_normal(rngs.params(), (*kernel_size, in_features, out_features)))
         self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
         self.strides = strides
         self.padding = padding
         self.dilation = dilation
         self.impl = impl
+
+    def receptive_step(self) -> tuple[int, int, int]:
+        """``(kernel, stride, dilation)`` along the first spatial dim, a term of ``receptive_field``."""
+        return self.kernel.shape[0], _per_dim(self.strides, 1)[0], _per_dim(self.dilation, 1)[0]
 
     def __call__(self, x: jax.Array) -> jax.Array:
         fn = conv_im2col if self.impl == "im2col" else conv_native
@@ -297,3 +307,123 @@ def keep(representations: list | None, name: str, x: jax.Array) -> None:
     (``FunctionalModel.representations`` passes one; training passes None and keeps nothing)."""
     if representations is not None:
         representations.append((name, x))
+
+
+def make_conv_norm(
+    rank: int,
+    norm: str,
+    *,
+    norm_groups: int = 8,
+    norm_group_size: int = 0,
+    conv_impl: str = "im2col",
+    rngs: nnx.Rngs,
+) -> Callable[..., tuple[Conv, nnx.Module | None]]:
+    """A family's convolution factory: ``conv_norm(in_features, out_features, kernel_size, strides=1)``
+    returns ``(Conv, norm layer or None)``.
+
+    The window is ``kernel_size`` along all ``rank`` spatial dims; the convolution has a bias only
+    when ``norm == 'none'`` (a norm's shift takes its place); its kernel is drawn from ``rngs``
+    before the norm's parameters, so a family's parameters follow its construction order.
+    """
+
+    def conv_norm(in_features: int, out_features: int, kernel_size: int, strides: int = 1):
+        window = (kernel_size,) * rank
+        conv = Conv(in_features, out_features, window, strides=strides, use_bias=norm == "none",
+                    impl=conv_impl, rngs=rngs)  # fmt: skip
+        norm_layer = make_norm(norm, out_features, groups=norm_groups, group_size=norm_group_size,
+                               rngs=rngs)  # fmt: skip
+        return conv, norm_layer
+
+    return conv_norm
+
+
+class Classifier(nnx.Module):
+    """A model whose forward pass is data: ``self.plan``, a tuple of steps, then ``self.head``.
+
+    Steps are tuples ``(op, *args)``:
+
+    - ``("layer", name, norm_name, skip)``: ``self.<name>`` (a :class:`Conv` or ``nnx.Linear``),
+      then ``self.<norm_name>`` (``""``: none), then ReLU. Where the output has the input's shape,
+      ``skip="after"`` adds the input after the ReLU, ``x + relu(y)``, and ``"before"`` before it,
+      ``relu(x + y)`` (ResNet v1's order); ``""`` never adds it.
+    - ``("block", name)``: ``self.<name>(x, train=, mask=)``, a module with its own
+      ``layer_names(prefix)`` and ``receptive_path()`` (a ResNet block).
+    - ``("max_pool", window, stride, padding)``.
+    - ``("mean",)``: global average over the spatial dims, ``[N, *spatial, C] -> [N, C]``.
+    - ``("avg_pool", size)``: :func:`adaptive_avg_pool` to ``size``, flattened.
+    - ``("flatten",)``: ``[N, ...] -> [N, prod(...)]``.
+    - ``("keep", name)``: records the activation as representation ``name``.
+
+    A family subclasses it only to build its sub-modules and its plan: the forward pass, the
+    representation capture, the kernel-owning layer names and the receptive path all read the one
+    plan, so they cannot drift apart. (A base class, not a function, because NNX calls the module.)
+    """
+
+    plan: tuple[tuple, ...]  # set by the family's __init__
+
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        train: bool,
+        mask: jax.Array | None = None,
+        representations: list | None = None,
+    ) -> jax.Array:
+        """Logits ``[N, num_classes]`` of ``x: [N, *input_shape]``; ``representations`` (a list), if
+        given, receives ``(name, activation)`` at every ``keep`` step and ``("head", logits)``
+        (see ``FunctionalModel.representations``)."""
+        for op, *args in self.plan:
+            if op == "layer":
+                name, norm, skip = args
+                norm_layer = getattr(self, norm) if norm else None
+                y = apply_norm(norm_layer, getattr(self, name)(x), train=train, mask=mask)
+                residual = bool(skip) and y.shape == x.shape
+                if residual and skip == "before":
+                    x = jax.nn.relu(x + y)
+                else:
+                    y = jax.nn.relu(y)
+                    x = x + y if residual else y
+            elif op == "block":
+                x = getattr(self, args[0])(x, train=train, mask=mask)
+            elif op == "max_pool":
+                x = max_pool(x, *args)
+            elif op == "mean":
+                x = jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+            elif op == "avg_pool":
+                x = adaptive_avg_pool(x, *args).reshape(x.shape[0], -1)
+            elif op == "flatten":
+                x = x.reshape(x.shape[0], -1)
+            elif op == "keep":
+                keep(representations, args[0], x)
+            else:
+                raise ValueError(f"plan step {(op, *args)!r}: unknown op {op!r}")
+        logits = self.head(x)
+        keep(representations, "head", logits)
+        return logits
+
+    def layer_names(self) -> tuple[str, ...]:
+        """Kernel-owning sub-modules in forward order (a block lists its own), ending in ``head``:
+        ``FunctionalModel.layers``; a name's kernel is at the parameter path ``<name>/kernel``."""
+        names = []
+        for op, *args in self.plan:
+            if op == "layer":
+                names.append(args[0])
+            elif op == "block":
+                names += getattr(self, args[0]).layer_names(args[0])
+        return (*names, "head")
+
+    def receptive_path(self) -> tuple[tuple[int, int, int], ...] | None:
+        """``(kernel, stride, dilation)`` of every convolution and pool on the main path up to the
+        last convolution; None for a model without convolutions (an MLP)."""
+        path, end = [], 0
+        for op, *args in self.plan:
+            if op == "max_pool":
+                window, stride, _ = args
+                path.append((window, stride, 1))
+            elif op == "block":
+                path += getattr(self, args[0]).receptive_path()
+                end = len(path)
+            elif op == "layer" and isinstance(layer := getattr(self, args[0]), Conv):
+                path.append(layer.receptive_step())
+                end = len(path)
+        return tuple(path[:end]) or None

@@ -8,23 +8,22 @@ It works on inputs of any spatial rank (8x8 digits images, length-40 MNIST-1D si
 convolution is :func:`fedjax_deep.models.layers.conv_im2col`.
 
 Layer names are strings (``conv_0`` ... ``conv_{depth-1}``, ``head``) so parameter paths read well in
-divergence metrics and checkpoints.
+divergence metrics and checkpoints. The forward pass is :class:`~fedjax_deep.models.layers.Classifier`
+running each model's plan.
 """
 
 from __future__ import annotations
 
 import math
 
-import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from fedjax_deep.models.layers import Conv, apply_norm, keep, make_norm, max_pool
+from fedjax_deep.models.layers import Classifier, he_normal, make_conv_norm, make_norm
 
 HEADS = ("flatten", "avgpool")
 
 
-class PlainCNN(nnx.Module):
+class PlainCNN(Classifier):
     """``depth`` x (conv -> norm -> ReLU [+ skip]) -> flatten or average pool -> linear.
 
     Args:
@@ -69,79 +68,38 @@ class PlainCNN(nnx.Module):
         stem_pool: bool = False,
         rngs: nnx.Rngs,
     ):
-        spatial_rank = len(input_shape) - 1
         widths = tuple(widths) or (width,) * depth
         strides = tuple(strides) or (stem_stride,) + (1,) * (depth - 1)
         if len(widths) != depth or len(strides) != depth:
             raise ValueError(f"widths={widths}, strides={strides}: give one per layer ({depth})")
-        self.depth = depth
-        self.skip = skip
-        self.skip_before_relu = skip_before_relu
-        in_features = input_shape[-1]
-        spatial = list(input_shape[:-1])
-        self.stem_pool = stem_pool
-        for i, (w, s) in enumerate(zip(widths, strides, strict=True)):
-            k = stem_kernel if (i == 0 and stem_kernel) else kernel_size
-            setattr(
-                self,
-                f"conv_{i}",
-                Conv(
-                    in_features,
-                    w,
-                    (k,) * spatial_rank,
-                    strides=s,
-                    use_bias=norm == "none",
-                    impl=conv_impl,
-                    rngs=rngs,
-                ),
-            )
-            setattr(
-                self,
-                f"norm_{i}",
-                make_norm(norm, w, groups=norm_groups, group_size=norm_group_size, rngs=rngs),
-            )
-            in_features = w
-            spatial = [(n - 1) // s + 1 for n in spatial]  # symmetric (k - 1) // 2 padding
-            if i == 0 and stem_pool:
-                spatial = [(n - 1) // 2 + 1 for n in spatial]
         if head not in HEADS:
             raise ValueError(f"head={head!r}: use one of {HEADS}")
-        self.pool = head == "avgpool"
-        head_in = in_features if self.pool else in_features * math.prod(spatial)
-        self.head = nnx.Linear(head_in, num_classes, rngs=rngs)
-
-    def __call__(
-        self,
-        x: jax.Array,
-        *,
-        train: bool,
-        mask: jax.Array | None = None,
-        representations: list | None = None,
-    ) -> jax.Array:
-        """Logits; ``representations`` (a list), if given, receives ``(name, activation)``
-        after every layer (see ``FunctionalModel.representations``)."""
-        for i in range(self.depth):
-            y = getattr(self, f"conv_{i}")(x)
-            y = apply_norm(getattr(self, f"norm_{i}"), y, train=train, mask=mask)
-            residual = self.skip and y.shape == x.shape
-            if residual and self.skip_before_relu:
-                x = jax.nn.relu(x + y)
-            else:
-                y = jax.nn.relu(y)
-                x = x + y if residual else y
-            if i == 0 and self.stem_pool:
-                x = max_pool(x, 3, 2, padding=1)
-            keep(representations, f"conv_{i}", x)
-        if self.pool:
-            x = jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+        conv_norm = make_conv_norm(len(input_shape) - 1, norm, norm_groups=norm_groups,
+                                   norm_group_size=norm_group_size, conv_impl=conv_impl, rngs=rngs)  # fmt: skip
+        skip_mode = ("before" if skip_before_relu else "after") if skip else ""
+        plan, in_features, spatial = [], input_shape[-1], list(input_shape[:-1])
+        for i, (w, s) in enumerate(zip(widths, strides, strict=True)):
+            k = stem_kernel if (i == 0 and stem_kernel) else kernel_size
+            conv, norm_layer = conv_norm(in_features, w, k, s)
+            setattr(self, f"conv_{i}", conv)
+            setattr(self, f"norm_{i}", norm_layer)
+            plan.append(("layer", f"conv_{i}", f"norm_{i}", skip_mode))
+            spatial = [(n - 1) // s + 1 for n in spatial]  # symmetric (k - 1) // 2 padding
+            if i == 0 and stem_pool:
+                plan.append(("max_pool", 3, 2, 1))
+                spatial = [(n - 1) // 2 + 1 for n in spatial]
+            plan.append(("keep", f"conv_{i}"))
+            in_features = w
+        if head == "avgpool":
+            plan.append(("mean",))
         else:
-            x = x.reshape(x.shape[0], -1)
-        logits = self.head(x)
-        keep(representations, "head", logits)
-        return logits
+            plan.append(("flatten",))
+            in_features *= math.prod(spatial)
+        self.plan = tuple(plan)
+        self.head = nnx.Linear(in_features, num_classes, rngs=rngs)
 
 
-class PlainMLP(nnx.Module):
+class PlainMLP(Classifier):
     """``depth`` x (linear -> norm -> ReLU [+ skip]) -> linear, on the flattened input.
 
     The MLP control of the depth sweep: no convolution, no spatial structure. Layer names are
@@ -161,36 +119,15 @@ class PlainMLP(nnx.Module):
         skip: bool = False,
         rngs: nnx.Rngs,
     ):
-        self.depth = depth
-        self.skip = skip
-        features = math.prod(input_shape)
-        init = jax.nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
+        plan, features = [("flatten",)], math.prod(input_shape)
         for i in range(depth):
-            setattr(self, f"fc_{i}", nnx.Linear(features, width, kernel_init=init, rngs=rngs))
-            setattr(
-                self,
-                f"norm_{i}",
-                make_norm(norm, width, groups=norm_groups, group_size=norm_group_size, rngs=rngs),
-            )
+            setattr(self, f"fc_{i}", nnx.Linear(features, width, kernel_init=he_normal, rngs=rngs))
+            setattr(self, f"norm_{i}", make_norm(norm, width, groups=norm_groups,
+                                                 group_size=norm_group_size, rngs=rngs))  # fmt: skip
+            plan += [
+                ("layer", f"fc_{i}", f"norm_{i}", "after" if skip else ""),
+                ("keep", f"fc_{i}"),
+            ]
             features = width
+        self.plan = tuple(plan)
         self.head = nnx.Linear(features, num_classes, rngs=rngs)
-
-    def __call__(
-        self,
-        x: jax.Array,
-        *,
-        train: bool,
-        mask: jax.Array | None = None,
-        representations: list | None = None,
-    ) -> jax.Array:
-        """Logits; ``representations`` (a list), if given, receives ``(name, activation)``
-        after every layer (see ``FunctionalModel.representations``)."""
-        x = x.reshape(x.shape[0], -1)
-        for i in range(self.depth):
-            y = getattr(self, f"fc_{i}")(x)
-            y = jax.nn.relu(apply_norm(getattr(self, f"norm_{i}"), y, train=train, mask=mask))
-            x = x + y if self.skip and y.shape == x.shape else y
-            keep(representations, f"fc_{i}", x)
-        logits = self.head(x)
-        keep(representations, "head", logits)
-        return logits

@@ -9,7 +9,9 @@ shortcuts where the shape changes) with independent knobs:
 - ``width_mult``: scales every stage's channels (0.25 ... 4; Wide-ResNet-style widening);
 - ``norm``: batch, group, layer or none (then convolutions get biases).
 
-Module names read ``stem``, ``stage{s}_block{b}/conv{i}``, ``.../shortcut``, ``head``.
+Module names read ``stem``, ``stage{s}_block{b}/conv{i}``, ``.../shortcut``, ``head``. The stem,
+the blocks and the head run as a :class:`~fedjax_deep.models.layers.Classifier` plan; a block is
+its own module (the residual sum is not a plan step).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from fedjax_deep.models.layers import Conv, adaptive_avg_pool, apply_norm, keep, make_norm, max_pool
+from fedjax_deep.models.layers import Classifier, apply_norm, make_conv_norm
 
 # depth -> (block kind, blocks per stage)
 RESNET_TABLE: dict[int, tuple[str, tuple[int, ...]]] = {
@@ -36,36 +38,26 @@ def _channels(c: int, width_mult: float) -> int:
 
 
 class Block(nnx.Module):
-    """A basic (two kxk convs) or bottleneck (1x1, kxk, 1x1 x4) residual block."""
+    """A basic (two kxk convs) or bottleneck (1x1, kxk, 1x1 x4) residual block.
 
-    def __init__(self, kind, cin, planes, stride, *, rank, kernel_size, norm, norm_groups,
-                 norm_group_size=0,
-                 conv_impl, rngs):  # fmt: skip
-        self.kind = kind
+    ``conv_norm`` is the ResNet's :func:`~fedjax_deep.models.layers.make_conv_norm` factory.
+    """
+
+    def __init__(self, kind, cin, planes, stride, *, kernel_size, conv_norm):
         cout = planes * EXPANSION[kind]
-        bias = norm == "none"
-        k = (kernel_size,) * rank
-        one = (1,) * rank
+        k = kernel_size
         if kind == "basic":
             specs = [(cin, planes, k, stride), (planes, planes, k, 1)]
         else:
-            specs = [(cin, planes, one, 1), (planes, planes, k, stride), (planes, cout, one, 1)]
+            specs = [(cin, planes, 1, 1), (planes, planes, k, stride), (planes, cout, 1, 1)]
         self.num_convs = len(specs)
-        for i, (a, b, kern, s) in enumerate(specs):
-            setattr(self, f"conv{i + 1}", Conv(a, b, kern, strides=s, use_bias=bias, impl=conv_impl,
-                                               rngs=rngs))  # fmt: skip
-            setattr(
-                self,
-                f"norm{i + 1}",
-                make_norm(norm, b, groups=norm_groups, group_size=norm_group_size, rngs=rngs),
-            )
+        for i, spec in enumerate(specs, start=1):
+            conv, norm = conv_norm(*spec)
+            setattr(self, f"conv{i}", conv)
+            setattr(self, f"norm{i}", norm)
         self.has_shortcut = stride != 1 or cin != cout
         if self.has_shortcut:
-            self.shortcut = Conv(cin, cout, one, strides=stride, use_bias=bias, impl=conv_impl,
-                                 rngs=rngs)  # fmt: skip
-            self.shortcut_norm = make_norm(
-                norm, cout, groups=norm_groups, group_size=norm_group_size, rngs=rngs
-            )
+            self.shortcut, self.shortcut_norm = conv_norm(cin, cout, 1, stride)
 
     def __call__(self, x, *, train, mask):
         y = x
@@ -82,9 +74,14 @@ class Block(nnx.Module):
         names = [f"{prefix}/conv{i}" for i in range(1, self.num_convs + 1)]
         return names + ([f"{prefix}/shortcut"] if self.has_shortcut else [])
 
+    def receptive_path(self) -> list[tuple[int, int, int]]:
+        """The main path's convolutions (the shortcut is the shorter path)."""
+        return [getattr(self, f"conv{i}").receptive_step() for i in range(1, self.num_convs + 1)]
 
-class ResNet(nnx.Module):
-    """ResNet of a table depth with the knobs of the module docstring."""
+
+class ResNet(Classifier):
+    """ResNet of a table depth with the knobs of the module docstring (``stem_kernel=0``:
+    ``kernel_size``)."""
 
     def __init__(
         self,
@@ -94,7 +91,7 @@ class ResNet(nnx.Module):
         depth: int,
         width_mult: float = 1.0,
         kernel_size: int = 3,
-        stem_kernel: int = 3,
+        stem_kernel: int = 0,
         stem_stride: int = 1,
         stem_pool: bool = False,
         norm: str = "batch",
@@ -103,70 +100,28 @@ class ResNet(nnx.Module):
         conv_impl: str = "im2col",
         rngs: nnx.Rngs,
     ):
-        rank = len(input_shape) - 1
         kind, blocks = RESNET_TABLE[depth]
-        stem_out = _channels(STAGE_CHANNELS[0], width_mult)
-        self.stem = Conv(input_shape[-1], stem_out, (stem_kernel,) * rank, strides=stem_stride,
-                         use_bias=norm == "none", impl=conv_impl, rngs=rngs)  # fmt: skip
-        self.stem_norm = make_norm(
-            norm, stem_out, groups=norm_groups, group_size=norm_group_size, rngs=rngs
+        conv_norm = make_conv_norm(len(input_shape) - 1, norm, norm_groups=norm_groups,
+                                   norm_group_size=norm_group_size, conv_impl=conv_impl, rngs=rngs)  # fmt: skip
+        cin = _channels(STAGE_CHANNELS[0], width_mult)
+        self.stem, self.stem_norm = conv_norm(
+            input_shape[-1], cin, stem_kernel or kernel_size, stem_stride
         )
-        self.stem_pool = stem_pool
-        self.block_names = []
-        cin = stem_out
+        plan = [("layer", "stem", "stem_norm", "")]
+        if stem_pool:
+            plan.append(("max_pool", 3, 2, 1))
+        plan.append(("keep", "stem"))
+        block_names = []
         for s, (planes, count) in enumerate(zip(STAGE_CHANNELS, blocks, strict=True)):
             planes = _channels(planes, width_mult)
             for b in range(count):
                 stride = 2 if (s > 0 and b == 0) else 1
                 name = f"stage{s + 1}_block{b}"
-                block = Block(kind, cin, planes, stride, rank=rank, kernel_size=kernel_size,
-                              norm=norm, norm_groups=norm_groups,
-                              norm_group_size=norm_group_size, conv_impl=conv_impl, rngs=rngs)  # fmt: skip
-                setattr(self, name, block)
-                self.block_names.append(name)
+                setattr(self, name, Block(kind, cin, planes, stride, kernel_size=kernel_size,
+                                          conv_norm=conv_norm))  # fmt: skip
+                plan += [("block", name), ("keep", name)]
+                block_names.append(name)
                 cin = planes * EXPANSION[kind]
+        self.block_names = tuple(block_names)
+        self.plan = (*plan, ("avg_pool", 1))
         self.head = nnx.Linear(cin, num_classes, rngs=rngs)
-
-    def __call__(
-        self,
-        x: jax.Array,
-        *,
-        train: bool,
-        mask: jax.Array | None = None,
-        representations: list | None = None,
-    ) -> jax.Array:
-        """Logits; ``representations`` (a list), if given, receives ``(name, activation)``
-        after every layer (see ``FunctionalModel.representations``)."""
-        x = jax.nn.relu(apply_norm(self.stem_norm, self.stem(x), train=train, mask=mask))
-        if self.stem_pool:
-            x = max_pool(x, 3, 2, padding=1)
-        keep(representations, "stem", x)
-        for name in self.block_names:
-            x = getattr(self, name)(x, train=train, mask=mask)
-            keep(representations, name, x)
-        x = adaptive_avg_pool(x, 1).reshape(x.shape[0], -1)
-        logits = self.head(x)
-        keep(representations, "head", logits)
-        return logits
-
-    def layer_names(self) -> tuple[str, ...]:
-        names = ["stem"]
-        for name in self.block_names:
-            names += getattr(self, name).layer_names(name)
-        return tuple(names + ["head"])
-
-
-def resnet_receptive_path(depth, kernel_size, stem_kernel, stem_stride, stem_pool):
-    """(kernel, stride, dilation) along the main path up to the last convolution."""
-    kind, blocks = RESNET_TABLE[depth]
-    path = [(stem_kernel, stem_stride, 1)]
-    if stem_pool:
-        path.append((3, 2, 1))
-    for s, count in enumerate(blocks):
-        for b in range(count):
-            stride = 2 if (s > 0 and b == 0) else 1
-            if kind == "basic":
-                path += [(kernel_size, stride, 1), (kernel_size, 1, 1)]
-            else:
-                path += [(1, 1, 1), (kernel_size, stride, 1), (1, 1, 1)]
-    return path
