@@ -4,13 +4,12 @@ Every field a config may hold is a row of :data:`FIELDS`: its default, its type 
 choices or range, and what it means. :func:`default_config` is built from that table and
 :func:`validate` checks a config against it (plus a few rules that tie fields together), so a
 field, its default and its check live in one place. A field that does not exist, a value of the
-wrong type or out of range is a :class:`ConfigError`, raised before any data is loaded or any file
-is written; the command line turns it into one line on stderr and exit code 2.
+wrong type or out of range is a :class:`~fedjax_deep.errors.ConfigError`, raised before any data is
+loaded or any file is written; the command line turns it into one line on stderr and exit code 2.
 
-Library code (models, data) raises :class:`~fedjax_deep.errors.FieldError` or another
-``ValueError`` and never imports this module; :func:`config_errors` turns the former into
-``ConfigError`` where the runner calls the libraries. Sweeps (``config.sweep``) are expanded by
-:mod:`fedjax_deep.sweep`.
+Library code (models, data) raises :class:`~fedjax_deep.errors.FieldError` and never imports this
+module; :func:`config_errors` turns it into ``ConfigError`` where the runner calls the libraries.
+Sweeps (``config.sweep``) are expanded by :mod:`fedjax_deep.sweep`.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from typing import Any
 import ml_collections
 
 from fedjax_deep.data import AUGMENTATIONS, DATASETS, INPUT_SHAPES, PARTITIONS
-from fedjax_deep.errors import FieldError
+from fedjax_deep.errors import ConfigError, FieldError
 from fedjax_deep.fl.algorithms import ALGORITHMS
 from fedjax_deep.fl.execution import STRATEGIES
 from fedjax_deep.models import CONV_IMPLS, HEADS, MODELS, NORMS
@@ -37,12 +36,6 @@ SERVER_OPTIMIZERS = ("sgd", "adam", "yogi", "adagrad")
 # Sizes beyond these are typos or would exhaust any machine before the memory estimate could help.
 MAX_WIDTH = 65536
 MAX_STEPS = 10**6
-
-
-class ConfigError(FieldError):
-    """A bad config field: names the field, the value and the fix, in one line."""
-
-    prefix = "config."
 
 
 @dataclasses.dataclass(frozen=True)

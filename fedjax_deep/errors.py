@@ -1,12 +1,21 @@
 """The project's error types: one line each, and the exit code the command line gives them.
 
-They sit at the bottom of the import graph so that library code (models, data) can raise them
-without importing the config system:
+They sit at the bottom of the import graph (no JAX, nothing of the package) so that library code
+(models, data, fl) can raise them without importing the config system.
+
+Bad input is one family, :class:`InputError`: the command line catches that one class, prints its
+one line and exits with 2. A library function called with an argument outside its domain by other
+code (``choose_execution('pmap')``) raises a plain ``ValueError``: that is a bug of its caller, not
+bad input.
 
 | error | raised for | exit code |
 |---|---|---|
-| :class:`FieldError` (a ``ValueError``) | a bad value of a named setting; the config layer turns it into ``ConfigError`` | 2 |
-| :class:`WorkdirError` (a ``ValueError``) | a workdir that cannot host the run: locked, another experiment, missing or damaged run files | 2 |
+| :class:`InputError` (a ``ValueError``) | the family of bad input below | 2 |
+| :class:`FieldError` | a bad value of a named setting (``model.depth=12: ...``), raised by the libraries | 2 |
+| :class:`ConfigError` | the same, named as a config field (``config.model.depth=12: ...``); the config layer raises it and turns a library's ``FieldError`` into it | 2 |
+| :class:`PartitionError` | a client partition that cannot be built from the data (a ``FieldError``: it names the knob) | 2 |
+| :class:`DataError` | a dataset that is missing, incomplete or malformed | 2 |
+| :class:`WorkdirError` | a workdir that cannot host the run: locked, another experiment, missing or damaged run files | 2 |
 | :class:`RunFault` (a ``RuntimeError``) | a fault mid-run: a file or checkpoint that cannot be written, non-finite values | 1 |
 | :class:`Interrupted` | Ctrl-C or SIGTERM; the message says the last checkpointed round and how to resume | 130 / 143 |
 """
@@ -16,7 +25,11 @@ from __future__ import annotations
 from typing import Any
 
 
-class FieldError(ValueError):
+class InputError(ValueError):
+    """Bad input (a setting, a dataset, a workdir): one line saying what and how to fix it."""
+
+
+class FieldError(InputError):
     """A bad value of a named setting: names the field, the value and the fix, in one line."""
 
     prefix = ""
@@ -26,7 +39,21 @@ class FieldError(ValueError):
         super().__init__(f"{self.prefix}{field}={_short_repr(value)}: {fix}")
 
 
-class WorkdirError(ValueError):
+class ConfigError(FieldError):
+    """A bad config field: names the field (``config.<field>``), the value and the fix."""
+
+    prefix = "config."
+
+
+class PartitionError(FieldError):
+    """A partition that cannot be built from the given data (names the knob to change)."""
+
+
+class DataError(InputError):
+    """A dataset that is missing, incomplete or malformed (one line naming it and the fix)."""
+
+
+class WorkdirError(InputError):
     """The workdir cannot host this run (one line naming the file or holder and what to do)."""
 
 

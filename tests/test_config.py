@@ -15,7 +15,13 @@ from fedjax_deep.config import (
     set_field,
     validate,
 )
-from fedjax_deep.errors import FieldError
+from fedjax_deep.errors import (
+    DataError,
+    FieldError,
+    InputError,
+    PartitionError,
+    WorkdirError,
+)
 
 
 def test_default_config_is_the_table_and_passes_validation():
@@ -125,3 +131,9 @@ def test_group_size_and_comparison_fields_are_checked_before_a_run():
         config = apply_overrides(default_config(), [f"--config.compare.reference={value}"])
         with pytest.raises(ConfigError, match=fix):
             validate(config)
+
+
+def test_bad_input_is_one_family():
+    for error in (ConfigError, FieldError, PartitionError, DataError, WorkdirError):
+        assert issubclass(error, InputError) and issubclass(error, ValueError), error
+    assert issubclass(ConfigError, FieldError) and issubclass(PartitionError, FieldError)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from fedjax_deep.errors import FieldError
+
 AUGMENTATIONS = ("none", "crop_flip")
 
 
@@ -35,4 +37,4 @@ def make_augment(name: str):
         return None
     if name == "crop_flip":
         return crop_flip
-    raise ValueError(f"data.augment={name!r}: use one of {', '.join(AUGMENTATIONS)}")
+    raise FieldError("data.augment", name, f"use one of {', '.join(AUGMENTATIONS)}")

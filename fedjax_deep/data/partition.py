@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedjax_deep.errors import PartitionError
+
 PARTITIONS = ("iid", "dirichlet", "shards", "full")
-
-
-class PartitionError(ValueError):
-    """A partition that cannot be built from the given data (one line, names the knob)."""
 
 
 def iid(num_examples: int, num_clients: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -31,8 +29,10 @@ def iid(num_examples: int, num_clients: int, rng: np.random.Generator) -> list[n
     example, and the round weights clients by their example counts.
     """
     if not 1 <= num_clients <= num_examples:
-        raise ValueError(
-            f"num_clients={num_clients}: must be between 1 and the {num_examples} training examples"
+        raise PartitionError(
+            "fl.num_clients",
+            num_clients,
+            f"must be between 1 and the {num_examples} training examples",
         )
     return [np.sort(s) for s in np.array_split(rng.permutation(num_examples), num_clients)]
 
@@ -51,10 +51,10 @@ def dirichlet(
     Redraws (up to ``max_tries`` times) until every client holds at least ``min_size`` examples.
     """
     if alpha <= 0:
-        raise PartitionError(f"config.data.dirichlet_alpha={alpha}: must be > 0 (e.g. 0.1 or 1.0)")
+        raise PartitionError("data.dirichlet_alpha", alpha, "must be > 0 (e.g. 0.1 or 1.0)")
     if num_clients > len(labels):
         raise PartitionError(
-            f"config.fl.num_clients={num_clients}: more clients than the {len(labels)} training examples"
+            "fl.num_clients", num_clients, f"more clients than the {len(labels)} training examples"
         )
     classes = np.unique(labels)
     for _ in range(max_tries):
@@ -69,8 +69,10 @@ def dirichlet(
         if min(len(p) for p in out) >= min_size:
             return out
     raise PartitionError(
-        f"config.data.dirichlet_alpha={alpha}: {max_tries} draws left a client with fewer than "
-        f"{min_size} examples; use a larger alpha or fewer clients"
+        "data.dirichlet_alpha",
+        alpha,
+        f"{max_tries} draws left a client with fewer than {min_size} examples; use a larger alpha "
+        "or fewer clients",
     )
 
 
@@ -83,12 +85,14 @@ def shards(
     k = classes_per_client
     if not 1 <= k <= len(classes):
         raise PartitionError(
-            f"config.data.classes_per_client={k}: must be between 1 and the {len(classes)} classes"
+            "data.classes_per_client", k, f"must be between 1 and the {len(classes)} classes"
         )
     if num_clients * k < len(classes):
         raise PartitionError(
-            f"config.data.classes_per_client={k}: {num_clients} clients x {k} classes cannot cover "
-            f"{len(classes)} classes; use >= {-(-len(classes) // num_clients)}"
+            "data.classes_per_client",
+            k,
+            f"{num_clients} clients x {k} classes cannot cover {len(classes)} classes; use >= "
+            f"{-(-len(classes) // num_clients)}",
         )
     order = rng.permutation(classes)
     holders: dict[int, list[int]] = {int(c): [] for c in classes}
@@ -103,7 +107,7 @@ def shards(
     out = [np.sort(np.concatenate(p)) for p in parts]
     if min(len(p) for p in out) == 0:
         raise PartitionError(
-            f"config.data.classes_per_client={k}: a client got no examples; use fewer clients"
+            "data.classes_per_client", k, "a client got no examples; use fewer clients"
         )
     return out
 
@@ -121,8 +125,9 @@ def make_partition(
     if kind == "iid":
         if num_clients > len(labels):
             raise PartitionError(
-                f"config.fl.num_clients={num_clients}: more clients than the {len(labels)} training "
-                f"examples; use at most {len(labels)}"
+                "fl.num_clients",
+                num_clients,
+                f"more clients than the {len(labels)} training examples; use at most {len(labels)}",
             )
         return iid(len(labels), num_clients, rng)
     if kind == "dirichlet":
@@ -131,7 +136,7 @@ def make_partition(
         return shards(labels, num_clients, data_config.classes_per_client, rng)
     if kind == "full":
         return full(len(labels), num_clients)
-    raise PartitionError(f"config.data.partition={kind!r}: use one of {', '.join(PARTITIONS)}")
+    raise PartitionError("data.partition", kind, f"use one of {', '.join(PARTITIONS)}")
 
 
 def partition_stats(partition: list[np.ndarray], labels: np.ndarray, num_classes: int) -> dict:

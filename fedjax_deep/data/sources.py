@@ -23,6 +23,7 @@ import pathlib
 import numpy as np
 
 from fedjax_deep.data.embedded import Dataset, load_digits
+from fedjax_deep.errors import DataError
 
 # name -> (mean per channel, std per channel) on the [0, 1] pixel scale
 NORMALIZATION = {
@@ -38,10 +39,6 @@ INPUT_SHAPES = {
     "cifar100": (32, 32, 3),
     "tiny_imagenet": (64, 64, 3),
 }
-
-
-class DataError(ValueError):
-    """A dataset that is missing, incomplete or malformed (one line; the CLI exits with 2)."""
 
 
 def default_data_dir(data_config) -> str:
