@@ -7,12 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import model_config
 
+from conftest import model_config
 from fedjax_deep.data import load_digits, round_batch_indices, stack_clients
 from fedjax_deep.fl import algorithms, init_server_state, make_round, round_client_keys
 from fedjax_deep.fl.algorithms.fednova import effective_steps
-from fedjax_deep.fl.client import masked_cross_entropy
+from fedjax_deep.losses import masked_cross_entropy
 from fedjax_deep.models import build_model
 
 LR = 0.05

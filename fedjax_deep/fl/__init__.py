@@ -1,11 +1,6 @@
 """Federated training as pure functions: one client's local training and the jitted round."""
 
-from fedjax_deep.fl.client import (
-    ClientState,
-    make_client_grad,
-    make_client_update,
-    masked_cross_entropy,
-)
+from fedjax_deep.fl.client import ClientState, make_client_grad, make_client_update
 from fedjax_deep.fl.round import (
     ServerState,
     SimState,
@@ -34,7 +29,6 @@ __all__ = [
     "make_client_update",
     "make_round",
     "make_seeded_round",
-    "masked_cross_entropy",
     "round_client_keys",
     "sample_cohort",
     "stack_members",

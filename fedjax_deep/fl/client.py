@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from fedjax_deep.losses import masked_cross_entropy
 from fedjax_deep.types import Batch, Metrics, ModelState, Params, PyTree
 
 
@@ -32,23 +33,6 @@ class ClientState:
     params: Params
     model_state: ModelState
     opt_state: optax.OptState
-
-
-def masked_cross_entropy(logits: jax.Array, labels: jax.Array, mask: jax.Array):
-    """Mean cross entropy over real examples and their count.
-
-    Args:
-      logits: ``[B, K]``; labels: ``[B]`` int; mask: ``[B]`` bool.
-
-    Returns:
-      ``(mean_loss, num_real, num_correct)``, scalars; mean is 0 when the batch is all padding.
-    """
-    # where, not multiply: padding may carry NaN (BatchNorm over an all-padding batch is 0/0).
-    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    num = jnp.sum(mask.astype(logits.dtype))
-    loss = jnp.sum(jnp.where(mask, per_example, 0.0)) / jnp.maximum(num, 1.0)
-    correct = jnp.sum(mask & (jnp.argmax(logits, -1) == labels)).astype(logits.dtype)
-    return loss, num, correct
 
 
 def make_loss_fn(model):

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedjax_deep.fl.client import masked_cross_entropy
+from fedjax_deep.losses import masked_cross_entropy
 
 
 def batch_eval_data(x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, jax.Array]:
