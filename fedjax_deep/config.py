@@ -7,6 +7,11 @@ field, its default and its check live in one place. A field that does not exist,
 wrong type or out of range is a :class:`~fedjax_deep.errors.ConfigError`, raised before any data is
 loaded or any file is written; the command line turns it into one line on stderr and exit code 2.
 
+Choices that name library pieces (datasets, partitions, models, algorithms, optimizers, execution
+strategies) are read from the libraries' own tables when a config is validated (:class:`Table`),
+so importing this module imports neither JAX nor Flax nor the round, and a table a user adds to
+before validating is the one checked.
+
 Library code (models, data) raises :class:`~fedjax_deep.errors.FieldError` and never imports this
 module; :func:`config_errors` turns it into ``ConfigError`` where the runner calls the libraries.
 Sweeps (``config.sweep``) are expanded by :mod:`fedjax_deep.sweep`.
@@ -17,6 +22,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import importlib
 import importlib.util
 import math
 import pathlib
@@ -25,17 +31,26 @@ from typing import Any
 
 import ml_collections
 
-from fedjax_deep.data import AUGMENTATIONS, DATASETS, INPUT_SHAPES, PARTITIONS
 from fedjax_deep.errors import ConfigError, FieldError
-from fedjax_deep.fl.algorithms import ALGORITHMS
-from fedjax_deep.fl.execution import STRATEGIES
-from fedjax_deep.models import CONV_IMPLS, HEADS, MODELS, NORMS
 
 MODES = ("fl", "centralized", "independent")
-SERVER_OPTIMIZERS = ("sgd", "adam", "yogi", "adagrad")
 # Sizes beyond these are typos or would exhaust any machine before the memory estimate could help.
 MAX_WIDTH = 65536
 MAX_STEPS = 10**6
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """The choices of a field, read from a library's table (its keys, in order, or sorted) when a
+    config is validated: ``Table('fedjax_deep.models', 'MODELS')``."""
+
+    module: str
+    name: str
+    sort: bool = False
+
+    def __call__(self) -> tuple:
+        table = getattr(importlib.import_module(self.module), self.name)
+        return tuple(sorted(table)) if self.sort else tuple(table)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,12 +58,13 @@ class Field:
     """One config field: its default and what values it accepts.
 
     ``low``/``high`` bound numbers (inclusive; ``open_low`` excludes ``low``); ``choices`` lists the
-    allowed strings; ``items`` bounds the integers of a tuple field; ``doc`` says what it means.
+    allowed strings (a tuple, or a :class:`Table` read at validation); ``items`` bounds the integers
+    of a tuple field; ``doc`` says what it means.
     """
 
     default: Any
     doc: str = ""
-    choices: tuple = ()
+    choices: tuple | Table = ()
     low: float | None = None
     high: float | None = None
     open_low: bool = False
@@ -75,8 +91,9 @@ class Field:
                 _is_int(x) and lo <= x <= hi for x in value
             ):
                 raise ConfigError(name, value, f"expected a tuple of integers in [{lo}, {hi}]")
-        if self.choices and value not in self.choices:
-            raise ConfigError(name, value, f"use one of {', '.join(map(str, self.choices))}")
+        choices = self.choices() if isinstance(self.choices, Table) else self.choices
+        if choices and value not in choices:
+            raise ConfigError(name, value, f"use one of {', '.join(map(str, choices))}")
         if self.low is not None or self.high is not None:
             lo = -math.inf if self.low is None else self.low
             hi = math.inf if self.high is None else self.high
@@ -106,28 +123,30 @@ FIELDS: dict[str, Field] = {
               "data, the same examples per round) or 'independent' (fl.num_clients SGD runs from "
               "one init, never averaged: E7's null reference)", choices=MODES),
     "num_rounds": F(5, low=1, high=MAX_STEPS),
-    "data.name": F("digits", choices=tuple(sorted(DATASETS))),
+    "data.name": F("digits", choices=Table("fedjax_deep.data", "DATASETS", sort=True)),
     "data.test_fraction": F(0.2, "digits: share of examples held out for testing",
                             low=0.0, high=0.99, open_low=True),
     "data.validation_fraction": F(0.0, "share of each class's training examples held out as a "
                                   "validation split (val/accuracy each evaluation; tuning reads "
                                   "it, never the test split); 0: none", low=0.0, high=0.5),
-    "data.partition": F("iid", "fedjax_deep.data.partition", choices=PARTITIONS),
+    "data.partition": F("iid", "fedjax_deep.data.partition",
+                        choices=Table("fedjax_deep.data", "PARTITIONS")),
     "data.dirichlet_alpha": F(0.5, "small: few classes per client; large: close to IID",
                               low=0.0, high=1e6, open_low=True),
     "data.classes_per_client": F(2, "for partition 'shards'", low=1, high=100_000),
     "data.data_dir": F("", "prepared tensorflow-datasets folders ('' = $TFDS_DATA_DIR or ~/...)"),
     "data.manual_dir": F("", "Tiny-ImageNet: the folder holding tiny-imagenet-200 ('' = data_dir)"),
-    "data.augment": F("none", "image datasets only", choices=AUGMENTATIONS),
+    "data.augment": F("none", "image datasets only",
+                      choices=Table("fedjax_deep.data", "AUGMENTATIONS")),
     "data.placement": F("auto", "client data on the 'device' once, or on the 'host' (cohort "
                         "copied per round); auto: host when it takes over half the free memory",
                         choices=("auto", "device", "host")),
-    "model.name": F("plain_cnn", choices=tuple(sorted(MODELS))),
+    "model.name": F("plain_cnn", choices=Table("fedjax_deep.models", "MODELS", sort=True)),
     "model.depth": F(4, "layers of plain nets; vgg 11/13/16/19; resnet 18/34/50/101/152",
                      low=1, high=1024),
     "model.width": F(32, "channels of plain nets", low=1, high=MAX_WIDTH),
     "model.kernel_size": F(3, "odd", low=1, high=63),
-    "model.norm": F("group", choices=NORMS),
+    "model.norm": F("group", choices=Table("fedjax_deep.models", "NORMS")),
     "model.norm_groups": F(8, "GroupNorm: gcd(norm_groups, channels) groups (one channel per "
                            "group when channels <= norm_groups)", low=1, high=MAX_WIDTH),
     "model.norm_group_size": F(0, "GroupNorm: > 0 sets channels per group instead of "
@@ -137,11 +156,12 @@ FIELDS: dict[str, Field] = {
     "model.skip_before_relu": F(False, "with model.skip: add the input before the ReLU, "
                                 "relu(x + norm(conv(x))) as in ResNet v1, instead of after it, "
                                 "x + relu(norm(conv(x)))"),
-    "model.head": F("flatten", choices=HEADS),
+    "model.head": F("flatten", choices=Table("fedjax_deep.models", "HEADS")),
     "model.widths": F((), "per-layer channels (overrides width), e.g. (16, 32, 64, 64)",
                       items=(1, MAX_WIDTH)),
     "model.strides": F((), "per-layer strides, default 1", items=(1, 64)),
-    "model.conv_impl": F("im2col", "'native' is lax.conv_general_dilated", choices=CONV_IMPLS),
+    "model.conv_impl": F("im2col", "'native' is lax.conv_general_dilated",
+                         choices=Table("fedjax_deep.models", "CONV_IMPLS")),
     "model.width_mult": F(1.0, "vgg/resnet: scales every stage's channels",
                           low=0.0, high=64.0, open_low=True),
     "model.stem_kernel": F(0, "first conv's kernel (0: kernel_size); resnet ImageNet stem: 7",
@@ -159,7 +179,8 @@ FIELDS: dict[str, Field] = {
     "fl.local_steps": F(0, "> 0 replaces local_epochs by a fixed number of local steps",
                         low=0, high=MAX_STEPS),
     "fl.batch_size": F(32, low=1, high=2**20),
-    "fl.execution": F("auto", "fedjax_deep.fl.execution", choices=STRATEGIES),
+    "fl.execution": F("auto", "fedjax_deep.fl.execution",
+                      choices=Table("fedjax_deep.fl.execution", "STRATEGIES")),
     "fl.chunk_size": F(0, "clients per chunk for 'chunked' (0 -> 1) and per device for 'sharded'",
                        low=0, high=1_000_000),
     "fl.bn_stats": F("average", "BatchNorm statistics: 'average' (weighted) or 'local' (FedBN)",
@@ -170,19 +191,19 @@ FIELDS: dict[str, Field] = {
     "fl.grad_divergence": F(True),
     "fl.cka_probe": F(0, "> 0: each round also logs the linear CKA between client models' layer "
                       "activations on the first N test examples (0: off)", low=0, high=1_000_000),
-    "client_opt.name": F("sgd", choices=("sgd",)),
+    "client_opt.name": F("sgd", choices=Table("fedjax_deep.optimizers", "CLIENT_OPTIMIZERS")),
     "client_opt.learning_rate": F(0.02, low=0.0, high=1e6, open_low=True),
     "client_opt.momentum": F(0.9, low=0.0, high=0.999999),
     "client_opt.weight_decay": F(5e-4, "coupled, PyTorch-style", low=0.0, high=1e6),
     "algorithm.name": F("fedavg", "fedjax_deep.fl.algorithms: fedavg (with server_opt: FedAvgM, "
                         "FedAdam, FedYogi, FedAdagrad), fedprox, scaffold, fednova, feddyn, fedbn",
-                        choices=ALGORITHMS),
+                        choices=Table("fedjax_deep.fl.algorithms", "REGISTRY")),
     "algorithm.mu": F(0.01, "fedprox: weight of the proximal term (0: FedAvg)", low=0.0, high=1e6),
     "algorithm.alpha": F(0.01, "feddyn: weight of the dynamic regularizer",
                          low=0.0, high=1e6, open_low=True),
     "server_opt.name": F("sgd", "the server optimizer on the pseudo-gradient: sgd (learning_rate "
                          "1, momentum 0 is FedAvg; momentum > 0 is FedAvgM), adam, yogi, adagrad",
-                         choices=SERVER_OPTIMIZERS),
+                         choices=Table("fedjax_deep.optimizers", "SERVER_OPTIMIZERS")),
     "server_opt.learning_rate": F(1.0, low=0.0, high=1e6, open_low=True),
     "server_opt.momentum": F(0.0, "sgd", low=0.0, high=0.999999),
     "server_opt.b1": F(0.9, "adam, yogi", low=0.0, high=0.999999),
@@ -480,6 +501,8 @@ def _clients(c) -> None:
 
 
 def _augment_needs_images(c) -> None:
+    from fedjax_deep.data import INPUT_SHAPES
+
     _require(
         c.data.augment == "none" or len(INPUT_SHAPES.get(c.data.name, ())) == 3,
         "data.augment",
@@ -494,13 +517,17 @@ def _sweep_is_a_tuple(c) -> None:
 
 
 def _algorithm(c) -> None:
-    name = c.algorithm.name
-    _require(name == "fedavg" or c.mode == "fl", "algorithm.name", name,
-             f"mode {c.mode} trains without averaging clients; use fedavg")  # fmt: skip
-    _require(name != "fedbn" or c.model.norm == "batch", "algorithm.name", name,
-             f"FedBN keeps BatchNorm layers local; model.norm is {c.model.norm!r} (use batch)")  # fmt: skip
-    _require(name != "feddyn" or c.server_opt.name == "sgd", "server_opt.name",
-             c.server_opt.name, "feddyn makes its own server update; use sgd")  # fmt: skip
+    """What the algorithm declares it needs (:class:`fedjax_deep.fl.algorithms.AlgorithmSpec`)."""
+    from fedjax_deep.fl.algorithms import REGISTRY
+
+    name, default = c.algorithm.name, FIELDS["algorithm.name"].default
+    spec = REGISTRY[name]
+    _require(name == default or c.mode == "fl", "algorithm.name", name,
+             f"mode {c.mode} trains without averaging clients; use {default}")  # fmt: skip
+    _require(not spec.needs_batch_norm or c.model.norm == "batch", "algorithm.name", name,
+             f"{name} keeps BatchNorm layers local; model.norm is {c.model.norm!r} (use batch)")  # fmt: skip
+    _require(spec.uses_server_optimizer or c.server_opt.name == "sgd", "server_opt.name",
+             c.server_opt.name, f"{name} makes its own server update; use sgd")  # fmt: skip
     _require(c.server_opt.momentum == 0.0 or c.server_opt.name == "sgd", "server_opt.momentum",
              c.server_opt.momentum, f"only server_opt.name=sgd uses momentum (FedAvgM); "
              f"{c.server_opt.name} has server_opt.b1: set momentum to 0.0")  # fmt: skip

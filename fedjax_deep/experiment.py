@@ -18,10 +18,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from jax.extend import core as jax_core
 
-from fedjax_deep.config import ConfigError, config_errors
+from fedjax_deep.config import config_errors
 from fedjax_deep.data import (
     Dataset,
     make_augment,
@@ -32,17 +31,10 @@ from fedjax_deep.data import (
     stack_clients,
 )
 from fedjax_deep.data import sources as data_sources
-from fedjax_deep.fl import (
-    ClientState,
-    ServerState,
-    algorithms,
-    init_server_state,
-    injected_hparams,
-    make_client_update,
-    make_round,
-    sample_cohort,
-)
+from fedjax_deep.errors import ConfigError
+from fedjax_deep.fl import algorithms
 from fedjax_deep.fl.algorithms import Algorithm
+from fedjax_deep.fl.client import ClientState, make_client_update
 from fedjax_deep.fl.execution import (
     Execution,
     available_memory_bytes,
@@ -53,72 +45,32 @@ from fedjax_deep.fl.execution import (
     replicate,
     shard_clients,
 )
+from fedjax_deep.fl.round import make_round
+from fedjax_deep.fl.state import SimState, init_sim_state, injected_hparams, sample_cohort
 from fedjax_deep.metrics import batch_eval_data, make_evaluate
 from fedjax_deep.models import build_model, check_model_config
-
-
-def _sgd_with_decay(learning_rate, momentum, weight_decay) -> optax.GradientTransformation:
-    return optax.chain(
-        optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate, momentum=momentum)
-    )
-
-
-def make_client_optimizer(opt_config) -> optax.GradientTransformation:
-    """SGD with momentum and (coupled, PyTorch-style) weight decay, its hyper-parameters injected
-    (``optax.inject_hyperparams``): they live in the optimizer state as arrays, so the members of a
-    sweep each train with their own in one compiled program. Momentum 0 drops the momentum buffer
-    (a different state structure: such points compile apart from points with momentum)."""
-    return optax.inject_hyperparams(_sgd_with_decay)(
-        learning_rate=opt_config.learning_rate,
-        momentum=opt_config.momentum or None,
-        weight_decay=opt_config.weight_decay,
-    )
-
-
-def make_server_optimizer(opt_config) -> optax.GradientTransformation:
-    """The server optimizer on the pseudo-gradient, by name: ``sgd`` (learning rate 1 and no
-    momentum is plain FedAvg; momentum is FedAvgM), ``adam``, ``yogi``, ``adagrad`` (FedAdam,
-    FedYogi, FedAdagrad of Reddi et al. 2021, ``eps`` their adaptivity ``tau``). Hyper-parameters
-    are injected into its state, as the client optimizer's are."""
-    c = opt_config
-    inject = optax.inject_hyperparams
-    if c.name == "sgd":
-        return inject(optax.sgd)(learning_rate=c.learning_rate, momentum=c.momentum or None)
-    if c.name == "adam":
-        return inject(optax.adam)(learning_rate=c.learning_rate, b1=c.b1, b2=c.b2, eps=c.eps)
-    if c.name == "yogi":
-        return inject(optax.yogi)(learning_rate=c.learning_rate, b1=c.b1, b2=c.b2, eps=c.eps)
-    if c.name == "adagrad":
-        return inject(optax.adagrad)(
-            learning_rate=c.learning_rate, initial_accumulator_value=0.0, eps=c.eps
-        )
-    raise ValueError(f"server_opt.name={c.name!r}: use sgd, adam, yogi or adagrad")
+from fedjax_deep.optimizers import make_client_optimizer, make_server_optimizer
 
 
 def make_algorithm(config, model_state) -> Algorithm:
-    """``config.algorithm`` as an :class:`~fedjax_deep.fl.algorithms.Algorithm`."""
-    server_opt = make_server_optimizer(config.server_opt)
-    a, n = config.algorithm, config.fl.num_clients
-    return {
-        "fedavg": lambda: algorithms.fedavg(server_opt),
-        "fedprox": lambda: algorithms.fedprox(a.mu, server_opt),
-        "scaffold": lambda: algorithms.scaffold(
-            config.client_opt.learning_rate, n, server_opt, config.client_opt.momentum
-        ),
-        "fednova": lambda: algorithms.fednova(config.client_opt.momentum, server_opt),
-        "feddyn": lambda: algorithms.feddyn(a.alpha, n),
-        "fedbn": lambda: algorithms.fedbn(model_state, server_opt),
-    }[a.name]()
+    """``config.algorithm`` as an :class:`~fedjax_deep.fl.algorithms.Algorithm`, built by its
+    registry entry (``model_state`` may be shapes: it names the BatchNorm modules)."""
+    setting = algorithms.Setting(
+        server_optimizer=make_server_optimizer(config.server_opt),
+        num_clients=config.fl.num_clients,
+        client_learning_rate=config.client_opt.learning_rate,
+        client_momentum=config.client_opt.momentum,
+        model_state=model_state,
+    )
+    return algorithms.REGISTRY[config.algorithm.name].build(config.algorithm, setting)
 
 
 def describe_algorithm(config) -> dict:
-    """What ``run_info.json`` records of the algorithm and its server optimizer."""
+    """What ``run_info.json`` records of the algorithm (the fields of ``config.algorithm`` it
+    takes) and its server optimizer."""
     a, s = config.algorithm, config.server_opt
     out = {"name": a.name, "server_opt": s.name, "server_lr": s.learning_rate}
-    if a.name == "fedprox":
-        out["mu"] = a.mu
-    if a.name == "feddyn":
-        out["alpha"] = a.alpha
+    out.update({name: a[name] for name in algorithms.REGISTRY[a.name].hparams})
     return out
 
 
@@ -158,7 +110,7 @@ class Experiment:
     """
 
     config: ml_collections.ConfigDict
-    state: ServerState
+    state: SimState
     round_fn: Callable
     round_inputs: Callable[[int], tuple[Any, jax.Array]]
     evaluate_fn: Callable
@@ -276,8 +228,8 @@ def estimate_memory(config, dataset: Dataset, num_learners: int, batch_size: int
         persistent = num_learners * param_bytes * 2  # each run's model and momentum
     elif config.mode == "centralized":
         persistent = param_bytes
-    if config.algorithm.name in ("scaffold", "feddyn"):
-        persistent += num_learners * param_bytes  # each client's c_i or h_i
+    # What the algorithm keeps per client (SCAFFOLD's c_i, FedDyn's h_i, FedBN's norm layers).
+    persistent += num_learners * make_algorithm(config, model_state).persistent_bytes(params)
     terms = {
         "model": param_bytes * 5,  # params, gradients, momentum, update, the round's start point
         "activations": batch_size * activations,
@@ -425,21 +377,19 @@ def build(
         grad_divergence=config.fl.grad_divergence and not independent,
         execution=execution,
         augment=make_augment(config.data.augment),
+        cohort_size=cohort_size,
         # On the host the cohort is drawn (with the same key) and copied over before the round.
-        cohort_size=0 if on_host else cohort_size,
+        draw_cohort=not on_host,
         skip_nonfinite=config.fl.nonfinite == "skip",
         cka_probe=_cka_probe(config, dataset),
     )
-    state = init_server_state(
+    state = init_sim_state(
         params,
         model_state,
-        algorithm,
+        algorithm,  # FedBN keeps each client's BatchNorm statistics (Algorithm.local_model_state)
         client_optimizer=client_opt if (centralized or independent) else None,
         num_clients=population.num_clients,
-        local_model_state=(
-            config.fl.bn_stats == "local" or independent or config.algorithm.name == "fedbn"
-        )
-        and bool(model_state),
+        local_model_state=config.fl.bn_stats == "local" or independent,
         independent=independent,
         client_hparams=injected_hparams(client_opt, params),
     )

@@ -19,10 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fedjax_deep.aggregation import fedavg
 from fedjax_deep.config import default_config
 from fedjax_deep.data import load_digits, stack_clients
-from fedjax_deep.fl import algorithms, init_server_state, make_round
+from fedjax_deep.fl import algorithms, init_sim_state, make_round
 from fedjax_deep.fl.execution import (
     Execution,
     client_mesh,
@@ -48,7 +47,7 @@ def run(
     cfg.depth, cfg.width, cfg.norm = 2, 4, "batch"
     model, params, model_state = build_model(cfg, ds.input_shape, 10, jax.random.key(0))
     client_opt = optax.chain(optax.add_decayed_weights(1e-3), optax.sgd(0.05, momentum=0.9))
-    rule = fedavg(optax.sgd(1.0, momentum=0.5))
+    rule = algorithms.fedavg(optax.sgd(1.0, momentum=0.5))
     if algorithm == "scaffold":  # per-client control variates, sharded with the clients
         rule = algorithms.scaffold(0.05, len(SIZES), optax.sgd(1.0, momentum=0.5))
 
@@ -57,7 +56,7 @@ def run(
     if mesh is not None:
         client_data = pad_clients(client_data, mesh.devices.size)
     num_clients = client_data.num_clients
-    state = init_server_state(
+    state = init_sim_state(
         params,
         model_state,
         rule,

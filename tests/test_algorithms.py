@@ -10,7 +10,7 @@ import pytest
 
 from conftest import model_config
 from fedjax_deep.data import load_digits, round_batch_indices, stack_clients
-from fedjax_deep.fl import algorithms, init_server_state, make_round, round_client_keys
+from fedjax_deep.fl import algorithms, init_sim_state, make_round, round_client_keys
 from fedjax_deep.fl.algorithms.fednova import effective_steps
 from fedjax_deep.losses import masked_cross_entropy
 from fedjax_deep.models import build_model
@@ -102,10 +102,10 @@ def test_fedprox_with_mu_zero_is_fedavg_bit_for_bit():
     _, _, data, model, params, state = _setup()
     key = jax.random.key(3)
     a, _ = _round(model, algorithms.fedavg())(
-        init_server_state(params, state, algorithms.fedavg()), data, key
+        init_sim_state(params, state, algorithms.fedavg()), data, key
     )
     prox = algorithms.fedprox(0.0)
-    b, _ = _round(model, prox)(init_server_state(params, state, prox), data, key)
+    b, _ = _round(model, prox)(init_sim_state(params, state, prox), data, key)
     jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
 
 
@@ -114,8 +114,8 @@ def test_fednova_with_equal_step_counts_is_fedavg():
     key = jax.random.key(4)
     nova = algorithms.fednova(0.9)
     avg = algorithms.fedavg()
-    a, _ = _round(model, avg, 0.9)(init_server_state(params, state, avg), data, key)
-    b, _ = _round(model, nova, 0.9)(init_server_state(params, state, nova), data, key)
+    a, _ = _round(model, avg, 0.9)(init_sim_state(params, state, avg), data, key)
+    b, _ = _round(model, nova, 0.9)(init_sim_state(params, state, nova), data, key)
     _close(a.params, b.params, atol=1e-6)
 
 
@@ -124,7 +124,7 @@ def test_fedprox_round_matches_reference():
     _, _, data, model, params, state = setup
     key, mu = jax.random.key(5), 0.5
     prox = algorithms.fedprox(mu)
-    new, _ = _round(model, prox)(init_server_state(params, state, prox), data, key)
+    new, _ = _round(model, prox)(init_sim_state(params, state, prox), data, key)
     hook = lambda g, p: jax.tree.map(lambda gg, pp, aa: gg + mu * (pp - aa), g, p, params)  # noqa: E731
     ref = _reference_clients(setup, key, hooks=[hook] * 3)
     _close(new.params, _mean([r[0] for r in ref], _weights()))
@@ -135,7 +135,7 @@ def test_fednova_round_matches_reference_with_unequal_steps_and_momentum():
     _, _, data, model, params, state = setup
     key, rho = jax.random.key(6), 0.9
     nova = algorithms.fednova(rho)
-    new, _ = _round(model, nova, rho)(init_server_state(params, state, nova), data, key)
+    new, _ = _round(model, nova, rho)(init_sim_state(params, state, nova), data, key)
     ref = _reference_clients(setup, key, momentum=rho)
     steps = [r[2] for r in ref]
     assert len(set(steps)) == 3  # the point of FedNova: the clients took different step counts
@@ -155,7 +155,7 @@ def test_scaffold_round_matches_reference_over_two_rounds():
     P = len(SIZES)
     alg = algorithms.scaffold(LR, P)
     round_fn = _round(model, alg)
-    sim = init_server_state(params, state, alg, num_clients=P)
+    sim = init_sim_state(params, state, alg, num_clients=P)
     x = params
     c = jax.tree.map(np.zeros_like, params)
     c_i = [jax.tree.map(np.zeros_like, params) for _ in SIZES]
@@ -187,7 +187,7 @@ def test_feddyn_round_matches_reference():
     _, _, data, model, params, state = setup
     P, alpha = len(SIZES), 0.1
     alg = algorithms.feddyn(alpha, P)
-    sim, _ = _round(model, alg)(init_server_state(params, state, alg, num_clients=P), data,
+    sim, _ = _round(model, alg)(init_sim_state(params, state, alg, num_clients=P), data,
                                 jax.random.key(7))  # fmt: skip
     hook = lambda g, p: jax.tree.map(lambda gg, w, x0: gg + alpha * (w - x0), g, p, params)  # noqa: E731
     ref = _reference_clients(setup, jax.random.key(7), hooks=[hook] * P)
@@ -207,7 +207,7 @@ def test_fedbn_keeps_batchnorm_parameters_local_and_averages_the_rest():
     setup = _setup(norm="batch")
     _, _, data, model, params, state = setup
     alg = algorithms.fedbn(state)
-    sim0 = init_server_state(params, state, alg, num_clients=3, local_model_state=True)
+    sim0 = init_sim_state(params, state, alg, num_clients=3, local_model_state=True)
     assert set(sim0.clients["algorithm"]) == {"norm_0", "norm_1"}
     round_fn = _round(model, alg)
     sim1, _ = round_fn(sim0, data, jax.random.key(8))
@@ -297,7 +297,7 @@ def test_clients_not_sampled_keep_their_state_bit_for_bit():
     _, _, data, model, params, state = _setup()
     alg = algorithms.scaffold(LR, 3)
     round_fn = _round(model, alg, cohort_size=1)
-    sim = init_server_state(params, state, alg, num_clients=3)
+    sim = init_sim_state(params, state, alg, num_clients=3)
     sim, _ = round_fn(sim, data, jax.random.key(1))  # client states become non-zero
     for r in range(2, 5):
         before = jax.tree.map(np.asarray, sim.clients["algorithm"])
@@ -316,7 +316,7 @@ def test_scaffold_chunked_equals_vmap(chunk):
     _, _, data, model, params, state = _setup()
     alg = algorithms.scaffold(LR, 3)
     key = jax.random.key(2)
-    sim = init_server_state(params, state, alg, num_clients=3)
+    sim = init_sim_state(params, state, alg, num_clients=3)
     a, _ = _round(model, alg)(sim, data, key)
     b, _ = _round(model, alg, execution=Execution(chunk))(sim, data, key)
     _close(a.params, b.params, atol=1e-6)
@@ -340,3 +340,31 @@ def test_scaffold_control_variate_is_the_gradient_under_a_constant_gradient(mome
     rule_state = alg.server_init(x)  # holds lr and momentum, as a sweep member's state does
     (_, delta_c), c_i = alg.client_final(rule_state, x, y, None, zeros, jnp.int32(k))
     np.testing.assert_allclose(c_i["w"], g, rtol=1e-5)
+
+
+def test_the_registry_builds_every_algorithm_and_what_it_declares():
+    """Each entry builds its algorithm from ``config.algorithm``; what an algorithm keeps per client
+    is measured from shapes alone (the memory estimate's figure), and FedBN asks for local
+    BatchNorm statistics."""
+    from fedjax_deep.config import default_config
+
+    _, _, _, _, params, state = _setup(norm="batch")
+    shapes = jax.eval_shape(lambda: (params, state))
+    setting = algorithms.Setting(optax.sgd(1.0), 3, LR, 0.9, shapes[1])
+    config = default_config()
+    built = {
+        name: spec.build(config.algorithm, setting) for name, spec in algorithms.REGISTRY.items()
+    }
+    assert {name: alg.name for name, alg in built.items()} == {n: n for n in algorithms.REGISTRY}
+    param_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
+    norm_bytes = sum(
+        x.nbytes for x in jax.tree.leaves({k: params[k] for k in ("norm_0", "norm_1")})
+    )
+    assert {name: alg.persistent_bytes(shapes[0]) for name, alg in built.items()} == {
+        "fedavg": 0, "fedprox": 0, "fednova": 0, "scaffold": param_bytes, "feddyn": param_bytes,
+        "fedbn": norm_bytes,
+    }  # fmt: skip
+    assert [n for n, alg in built.items() if alg.local_model_state] == ["fedbn"]
+    assert algorithms.REGISTRY["fedprox"].hparams == ("mu",)
+    assert not algorithms.REGISTRY["feddyn"].uses_server_optimizer
+    assert algorithms.REGISTRY["fedbn"].needs_batch_norm

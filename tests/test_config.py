@@ -137,3 +137,31 @@ def test_bad_input_is_one_family():
     for error in (ConfigError, FieldError, PartitionError, DataError, WorkdirError):
         assert issubclass(error, InputError) and issubclass(error, ValueError), error
     assert issubclass(ConfigError, FieldError) and issubclass(PartitionError, FieldError)
+
+
+def test_choices_are_the_libraries_tables_read_at_validation(monkeypatch):
+    from fedjax_deep import data, models, optimizers
+    from fedjax_deep.fl import algorithms, execution
+
+    expected = {
+        "data.name": tuple(sorted(data.DATASETS)),
+        "data.partition": data.PARTITIONS,
+        "data.augment": data.AUGMENTATIONS,
+        "model.name": tuple(sorted(models.MODELS)),
+        "model.norm": tuple(models.NORMS),
+        "model.head": tuple(models.HEADS),
+        "model.conv_impl": tuple(models.CONV_IMPLS),
+        "fl.execution": execution.STRATEGIES,
+        "client_opt.name": tuple(optimizers.CLIENT_OPTIMIZERS),
+        "server_opt.name": tuple(optimizers.SERVER_OPTIMIZERS),
+        "algorithm.name": tuple(algorithms.REGISTRY),
+    }
+    for field, names in expected.items():
+        assert FIELDS[field].choices() == names, field
+    # An entry registered before validation is a valid choice.
+    config = apply_overrides(default_config(), ["--config.algorithm.name=mine"])
+    with pytest.raises(ConfigError, match="config.algorithm.name='mine': use one of fedavg"):
+        validate(config)
+    mine = algorithms.AlgorithmSpec(lambda a, s: algorithms.fedavg(s.server_optimizer))
+    monkeypatch.setitem(algorithms.REGISTRY, "mine", mine)
+    validate(config)

@@ -21,7 +21,6 @@ from fedjax_deep.data import (
     shards,
     stack_clients,
 )
-from fedjax_deep.fl import sample_cohort
 
 
 def test_digits_split_is_seeded_and_complete():
@@ -147,17 +146,6 @@ def test_crop_flip_is_keyed_and_keeps_content():
     # every output pixel is an input pixel or padding: values are a subset
     values = set(np.round(np.asarray(x), 5).ravel().tolist()) | {0.0}
     assert set(np.round(np.asarray(a), 5).ravel().tolist()) <= values
-
-
-def test_sample_cohort_is_uniform_without_replacement_over_clients_with_data():
-    num_examples = jnp.array([5, 0, 3, 7, 0, 2, 9, 4], jnp.int32)
-    counts = np.zeros(8)
-    for i in range(400):
-        ids = np.asarray(sample_cohort(jax.random.key(i), num_examples, 3))
-        assert len(set(ids.tolist())) == 3 and not {1, 4} & set(ids.tolist())
-        counts[ids] += 1
-    held = counts[[0, 2, 3, 5, 6, 7]] / 400
-    assert np.all(np.abs(held - 0.5) < 0.1)  # each of 6 data-holding clients: 3/6 of rounds
 
 
 def test_validation_split_is_carved_from_training_data_and_evaluated(tmp_path):

@@ -1,22 +1,17 @@
-"""Experiment plumbing: the general configs load, the seed axis equals separate runs, synthetic reports
-(the study's configs are tested in experiments/depth_divergence/tests)."""
+"""Experiment plumbing: the general configs load, synthetic reports (the study's configs are tested
+in experiments/depth_divergence/tests; the seed axis in tests/test_members.py)."""
 
 import json
 import math
 import pathlib
 
-import jax
 import numpy as np
-import optax
 import pytest
-from conftest import model_config
 
-from fedjax_deep.aggregation import fedavg
 from fedjax_deep.analysis import mean_ci, write_sweep_report
 from fedjax_deep.config import load_config
-from fedjax_deep.data import INPUT_SHAPES, iid, load_digits, stack_clients
-from fedjax_deep.fl import init_server_state, make_round, make_seeded_round, stack_seeds
-from fedjax_deep.models import build_model, check_model_config
+from fedjax_deep.data import INPUT_SHAPES
+from fedjax_deep.models import check_model_config
 from fedjax_deep.sweep import expand
 
 GENERAL = sorted((pathlib.Path(__file__).parents[1] / "configs").glob("*.py"))
@@ -30,38 +25,6 @@ def test_every_general_config_loads_and_expands(path):
         check_model_config(point.config.model, INPUT_SHAPES[point.config.data.name])
     doc = path.read_text().split('"""')[1]
     assert "fedjax-deep train --config configs/" in doc  # the docstring gives the command
-
-
-def test_seed_axis_equals_separate_runs():
-    model_cfg = model_config(depth=2, width=4, norm="batch")
-    rule = fedavg(optax.sgd(1.0))
-    opt = optax.sgd(0.05, momentum=0.9)
-    states, datas, keys = [], [], []
-    for seed in range(3):
-        rng = np.random.default_rng(seed)
-        ds = load_digits(rng)
-        data = stack_clients(ds.train_x[:60], ds.train_y[:60], iid(60, 3, rng))
-        model, params, state = build_model(model_cfg, (8, 8, 1), 10, jax.random.key(seed))
-        states.append(init_server_state(params, state, rule))
-        datas.append(data)
-        keys.append(jax.random.key(100 + seed))
-    round_fn = make_round(model, opt, rule, batch_size=5, num_local_steps=3)
-    separate = []
-    for state, data, key in zip(states, datas, keys, strict=True):
-        for r in range(2):
-            state, metrics = jax.jit(round_fn)(state, data, jax.random.fold_in(key, r))
-        separate.append((state, metrics))
-    together = jax.jit(make_seeded_round(round_fn))
-    state, data = stack_seeds(states), stack_seeds(datas)
-    for r in range(2):
-        rkeys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(jax.numpy.stack(keys), r)
-        state, metrics = together(state, data, rkeys)
-    for s, (one_state, one_metrics) in enumerate(separate):
-        for a, b in zip(
-            jax.tree.leaves(one_state.params), jax.tree.leaves(state.params), strict=True
-        ):
-            np.testing.assert_allclose(b[s], a, atol=1e-5, rtol=1e-5)
-        np.testing.assert_allclose(metrics["train/loss"][s], one_metrics["train/loss"], rtol=1e-5)
 
 
 def _fake_run(root, name, mode, depth, seed, acc_first, acc_last, divs):

@@ -6,14 +6,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import model_config
 
-from fedjax_deep.aggregation import fedavg, normalized_weights
+from conftest import model_config
 from fedjax_deep.data import ClientData, load_digits, round_batch_indices, stack_clients
 from fedjax_deep.fl import (
     ClientState,
-    broadcast_clients,
-    init_server_state,
+    algorithms,
+    clients,
+    init_sim_state,
     make_client_update,
     make_round,
     round_client_keys,
@@ -66,12 +66,12 @@ def test_round_equals_loop_over_clients_with_numpy_average(norm, rng):
         model_config(depth=2, width=4, norm=norm), ds.input_shape, 10, jax.random.key(0)
     )
     num_steps = epochs * -(-max(sizes) // batch_size)
-    rule = fedavg(optax.sgd(1.0))
+    rule = algorithms.fedavg(optax.sgd(1.0))
     round_fn = jax.jit(
         make_round(model, _client_opt(), rule, batch_size=batch_size, num_local_steps=num_steps)
     )
     key = jax.random.key(42)
-    new_state, metrics = round_fn(init_server_state(params, state, rule), client_data, key)
+    new_state, metrics = round_fn(init_sim_state(params, state, rule), client_data, key)
 
     batch_keys, _ = round_client_keys(key, client_data.client_ids)
     idx, mask = round_batch_indices(
@@ -115,7 +115,7 @@ def test_one_local_step_fedavg_equals_large_batch_sgd():
             model_config(depth=3, width=4), ds.input_shape, 10, jax.random.key(0)
         )
         params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
-        rule = fedavg(optax.sgd(1.0))
+        rule = algorithms.fedavg(optax.sgd(1.0))
         round_fn = jax.jit(
             make_round(
                 model,
@@ -126,9 +126,7 @@ def test_one_local_step_fedavg_equals_large_batch_sgd():
                 divergence=False,
             )
         )
-        fl_state, _ = round_fn(
-            init_server_state(params, state, rule), client_data, jax.random.key(0)
-        )
+        fl_state, _ = round_fn(init_sim_state(params, state, rule), client_data, jax.random.key(0))
 
         union = np.concatenate(partition)
         x, y = jnp.asarray(ds.train_x[union], jnp.float64), jnp.asarray(ds.train_y[union])
@@ -152,11 +150,11 @@ def test_centralized_round_keeps_optimizer_state_across_rounds(rng):
     model, params, state = build_model(
         model_config(depth=2, width=4), ds.input_shape, 10, jax.random.key(0)
     )
-    rule = fedavg(optax.sgd(1.0))
+    rule = algorithms.fedavg(optax.sgd(1.0))
     round_fn = jax.jit(
         make_round(model, _client_opt(), rule, batch_size=8, num_local_steps=4, divergence=False)
     )
-    server = init_server_state(params, state, rule, client_optimizer=_client_opt(), num_clients=1)
+    server = init_sim_state(params, state, rule, client_optimizer=_client_opt(), num_clients=1)
     ref_params, ref_state, ref_opt = params, state, None
     x, y = ds.train_x[partition[0]], ds.train_y[partition[0]]
     for r in range(2):
@@ -177,10 +175,10 @@ def test_round_compiles_once_over_three_rounds(rng):
     model, params, state = build_model(
         model_config(depth=2, width=4, norm="batch"), ds.input_shape, 10, jax.random.key(0)
     )
-    rule = fedavg(optax.sgd(1.0))
+    rule = algorithms.fedavg(optax.sgd(1.0))
     round_fn = make_round(model, _client_opt(), rule, batch_size=4, num_local_steps=3)
     round_step = jax.jit(chex.assert_max_traces(round_fn, n=1), donate_argnums=0)
-    server = init_server_state(params, state, rule)
+    server = init_sim_state(params, state, rule)
     for r in range(3):
         server, metrics = round_step(server, client_data, jax.random.key(r))
         assert np.isfinite(float(metrics["train/loss"]))
@@ -198,11 +196,11 @@ def test_identical_clients_have_zero_divergence_and_unchanged_average(rng):
     model, params, state = build_model(
         model_config(depth=2, width=4), ds.input_shape, 10, jax.random.key(0)
     )
-    rule = fedavg(optax.sgd(1.0))
+    rule = algorithms.fedavg(optax.sgd(1.0))
     round_fn = jax.jit(make_round(model, _client_opt(), rule, batch_size=4, num_local_steps=5))
     key = jax.random.key(7)
-    s3, m3 = round_fn(init_server_state(params, state, rule), three, key)
-    s1, _ = round_fn(init_server_state(params, state, rule), one_client, key)
+    s3, m3 = round_fn(init_sim_state(params, state, rule), three, key)
+    s1, _ = round_fn(init_sim_state(params, state, rule), one_client, key)
     for name, value in m3.items():
         if name.startswith("divergence/") and name.rsplit("/", 1)[-1] in (
             "relative",
@@ -224,9 +222,9 @@ def test_client_update_on_materialized_batches_equals_indexed_data(rng):
     batch_keys, train_keys = round_client_keys(jax.random.key(3), client_data.client_ids)
     idx, mask = round_batch_indices(batch_keys, client_data.num_examples, 10, 4, 6)
     start = ClientState(
-        broadcast_clients(params, 2),
-        broadcast_clients(state, 2),
-        jax.vmap(opt.init)(broadcast_clients(params, 2)),
+        clients.broadcast(params, 2),
+        clients.broadcast(state, 2),
+        jax.vmap(opt.init)(clients.broadcast(params, 2)),
     )
     data = {"x": client_data.x, "y": client_data.y}
     by_index, m1 = client_update(start, {"idx": idx, "mask": mask}, train_keys, data)
@@ -242,7 +240,26 @@ def test_client_update_on_materialized_batches_equals_indexed_data(rng):
     assert m1["num_steps"].tolist() == [6, 6]  # 10 examples, B=4: 4, 4, 2, then 4, 4, 2
 
 
-def test_weights_are_normalized_and_scale_free():
-    w = normalized_weights(jnp.array([3, 1, 4], jnp.int32))
-    np.testing.assert_allclose(w, [3 / 8, 1 / 8, 4 / 8], rtol=1e-6)
-    np.testing.assert_allclose(normalized_weights(jnp.array([30, 10, 40])), w, rtol=1e-6)
+def test_a_cohort_drawn_by_the_caller_equals_the_round_drawing_it(rng):
+    """The cohort is decided by ``cohort_size``: drawn in the round, or (``draw_cohort=False``) by
+    the caller with the same key split, as the host placement does; the population's per-client
+    rows are gathered and scattered by client id either way."""
+    from fedjax_deep.fl import sample_cohort
+
+    ds, data, _ = _digits_clients([9, 7, 12, 5, 8], rng)
+    model, params, state = build_model(
+        model_config(depth=2, width=4), ds.input_shape, 10, jax.random.key(0)
+    )
+    alg = algorithms.scaffold(LR, 5)
+    kwargs = dict(batch_size=4, num_local_steps=3, cohort_size=2)
+    in_round = jax.jit(make_round(model, _client_opt(), alg, **kwargs))
+    by_caller = jax.jit(make_round(model, _client_opt(), alg, draw_cohort=False, **kwargs))
+    a = b = init_sim_state(params, state, alg, num_clients=5)
+    for r in range(3):
+        key = jax.random.key(r)
+        a, ma = in_round(a, data, key)
+        key, cohort_key = jax.random.split(key)
+        ids = sample_cohort(cohort_key, data.num_examples, 2)
+        b, mb = by_caller(b, jax.tree.map(lambda x, ids=ids: x[ids], data), key)
+    chex.assert_trees_all_equal(a, b)
+    chex.assert_trees_all_equal(ma, mb)

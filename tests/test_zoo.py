@@ -11,10 +11,9 @@ import pytest
 from flax import nnx
 
 from conftest import model_config
-from fedjax_deep.aggregation import fedavg, weighted_mean
 from fedjax_deep.config import ConfigError, config_errors
 from fedjax_deep.data import stack_clients
-from fedjax_deep.fl import init_server_state, make_round
+from fedjax_deep.fl import algorithms, clients, init_sim_state, make_round
 from fedjax_deep.models import (
     Conv,
     abstract_params,
@@ -123,13 +122,13 @@ def test_every_family_trains_under_the_round_and_compiles_once(knobs, num_layers
     data = stack_clients(x, y, [np.arange(6), np.arange(6, 12)])
     model, params, state = build_model(model_config(**knobs), x.shape[1:], 10, jax.random.key(0))
     opt = optax.sgd(0.05, momentum=0.9)
-    rule = fedavg(optax.sgd(1.0))
+    rule = algorithms.fedavg(optax.sgd(1.0))
     # The 53-layer ResNet-50 compiles without the divergence metrics to keep the suite fast; its
     # bottleneck blocks are what this case adds, and divergence is checked on the others.
     divergence = knobs["depth"] != 50
     round_fn = make_round(model, opt, rule, batch_size=3, num_local_steps=2, divergence=divergence)
     step = jax.jit(chex.assert_max_traces(round_fn, n=1))
-    server = init_server_state(params, state, rule)
+    server = init_sim_state(params, state, rule)
     losses = []
     for r in range(2):
         server, metrics = step(server, data, jax.random.key(r))
@@ -190,7 +189,7 @@ def _bn_setup():
     model, params, state = build_model(
         model_config(depth=2, width=4, norm="batch"), (8, 8, 1), 10, jax.random.key(0)
     )
-    rule = fedavg(optax.sgd(1.0))
+    rule = algorithms.fedavg(optax.sgd(1.0))
     round_fn = jax.jit(make_round(model, optax.sgd(0.05), rule, batch_size=4, num_local_steps=3))
     return data, params, state, rule, round_fn
 
@@ -198,13 +197,13 @@ def _bn_setup():
 def test_batchnorm_average_is_the_weighted_mean_and_fedbn_keeps_client_stats():
     data, params, state, rule, round_fn = _bn_setup()
     key = jax.random.key(0)
-    avg, _ = round_fn(init_server_state(params, state, rule), data, key)
-    local0 = init_server_state(params, state, rule, num_clients=2, local_model_state=True)
+    avg, _ = round_fn(init_sim_state(params, state, rule), data, key)
+    local0 = init_sim_state(params, state, rule, num_clients=2, local_model_state=True)
     local, _ = round_fn(local0, data, key)
     weights = jnp.array([6 / 16, 10 / 16])
     # Same start, same batches: the clients' statistics agree, so the averaged policy's server
     # statistics are exactly the weighted mean of what FedBN keeps per client.
-    chex.assert_trees_all_close(avg.model_state, weighted_mean(local.clients['model_state'], weights),
+    chex.assert_trees_all_close(avg.model_state, clients.weighted_mean(local.clients['model_state'], weights),
                                 atol=1e-6)  # fmt: skip
     chex.assert_trees_all_close(local.model_state, avg.model_state, atol=1e-6)
     per_client = local.clients["model_state"]["norm_0"]["var"]

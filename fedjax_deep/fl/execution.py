@@ -3,9 +3,10 @@
 An :class:`Execution` has two independent knobs:
 
 - ``chunk_size``: ``0`` vmaps every (device-local) client at once; ``k >= 1`` runs a ``lax.map`` over
-  chunks of ``k`` vmapped clients (``1``: one client after another inside the compiled program).
+  chunks of ``k`` vmapped clients (``1``: one client after another inside the compiled program):
+  :func:`fedjax_deep.fl.clients.map`.
   Chunks bound memory (a cohort larger than memory runs in pieces) and, on CPU, run faster than one
-  wide vmap (batched matrix products are slower than plain ones there; ``scripts/bench_clients.py``).
+  wide vmap (batched matrix products are slower than plain ones there; ``benchmarks/bench_clients.py``).
 - ``mesh``: when set, the client axis is sharded over the mesh's ``'clients'`` axis with
   ``jax.shard_map``: each device trains its own clients with the chunk rule above, and FedAvg and the
   divergence reductions become ``psum``s across devices. With ``jax.distributed`` the mesh spans
@@ -52,22 +53,6 @@ class Execution:
         if self.mesh is None:
             return local
         return f"sharded over {self.num_shards} devices, {local} on each"
-
-
-def map_clients(fn, args: tuple, chunk_size: int = 0):
-    """``fn`` over the leading client axis of every leaf of ``args``: ``vmap`` or chunked map."""
-    num = jax.tree.leaves(args)[0].shape[0]
-    if chunk_size == 0 or chunk_size >= num:
-        return jax.vmap(fn)(*args)
-    if chunk_size == 1:
-        return jax.lax.map(lambda a: fn(*a), args)
-    return jax.lax.map(lambda a: fn(*a), args, batch_size=chunk_size)
-
-
-def client_sum(x: jax.Array, axis_name: str | None = None) -> jax.Array:
-    """Sum over the leading client axis, across devices too when the axis is sharded."""
-    total = jnp.sum(x, axis=0)
-    return jax.lax.psum(total, axis_name) if axis_name else total
 
 
 def client_mesh(devices=None) -> Mesh:
@@ -206,7 +191,7 @@ def choose_execution(
       memory_fraction: share of free device memory ``auto`` lets one chunk use.
 
     ``auto``: shard when there is more than one device; on CPU run one client after another
-    (``lax.map``, the fastest there by ``scripts/bench_clients.py``); on GPU/TPU vmap as many clients
+    (``lax.map``, the fastest there by ``benchmarks/bench_clients.py``); on GPU/TPU vmap as many clients
     as fit in ``memory_fraction`` of free memory, in chunks when they do not all fit.
     """
     if strategy not in STRATEGIES:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from fedjax_deep.fl import clients
 from fedjax_deep.types import ClientParams, Metrics, Params
 
 METRICS = ("relative", "update", "cosine", "grad")
@@ -41,18 +42,10 @@ def _sqnorm(x: jax.Array) -> jax.Array:
     return jnp.sum(jnp.square(x).reshape(x.shape[0], -1), axis=1)
 
 
-def _psum(x, axis_name):
-    return jax.lax.psum(x, axis_name) if axis_name else x
-
-
-def _wsum(p: jax.Array, v: jax.Array, axis_name=None) -> jax.Array:
-    return _psum(jnp.sum(p * v), axis_name)
-
-
 def _dispersion(x: jax.Array, p: jax.Array, axis_name=None) -> tuple[jax.Array, jax.Array]:
     """``sum_k p_k ||x[k] - xbar||^2`` and ``xbar``."""
-    xbar = _psum(jnp.tensordot(p, x, axes=(0, 0)), axis_name)
-    return _wsum(p, _sqnorm(x - xbar[None]), axis_name), xbar
+    xbar = clients.weighted_mean(x, p, axis_name)
+    return clients.sum(p * _sqnorm(x - xbar[None]), axis_name), xbar
 
 
 def relative_dispersion(client_w: jax.Array, p: jax.Array, axis_name=None) -> jax.Array:
@@ -64,7 +57,7 @@ def relative_dispersion(client_w: jax.Array, p: jax.Array, axis_name=None) -> ja
 def update_dispersion(client_d: jax.Array, p: jax.Array, axis_name=None) -> jax.Array:
     """``U``: ``client_d [C, ...]`` (updates or gradients), ``p [C]`` -> scalar in [0, 1]."""
     disp, _ = _dispersion(client_d, p, axis_name)
-    return _safe_div(disp, _wsum(p, _sqnorm(client_d), axis_name))
+    return _safe_div(disp, clients.sum(p * _sqnorm(client_d), axis_name))
 
 
 def mean_pairwise_cosine(client_d: jax.Array, p: jax.Array, axis_name=None) -> jax.Array:
@@ -73,9 +66,9 @@ def mean_pairwise_cosine(client_d: jax.Array, p: jax.Array, axis_name=None) -> j
     shape = (-1,) + (1,) * (client_d.ndim - 1)
     unit = client_d / jnp.where(norms > 0, norms, 1.0).reshape(shape)
     unit_sq = (norms > 0).astype(p.dtype)
-    mean_unit = _psum(jnp.tensordot(p, unit, axes=(0, 0)), axis_name)
-    pair_weight = 1.0 - _wsum(p, p, axis_name)
-    self_terms = _wsum(jnp.square(p), unit_sq, axis_name)
+    mean_unit = clients.weighted_mean(unit, p, axis_name)
+    pair_weight = 1.0 - clients.sum(p * p, axis_name)
+    self_terms = clients.sum(jnp.square(p) * unit_sq, axis_name)
     return (jnp.sum(jnp.square(mean_unit)) - self_terms) / pair_weight
 
 

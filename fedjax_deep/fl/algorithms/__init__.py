@@ -1,7 +1,8 @@
 """Federated algorithms as one interface of pure functions, vmapped by the round over clients.
 
-An :class:`Algorithm` is seven pure functions (FedJAX's ``client_init / client_step /
-client_final`` split with the server side as an optax-style pair; no Python loop over clients):
+An :class:`Algorithm` is six pure functions (FedJAX's ``client_init / client_step / client_final``
+split with the server side as an optax-style pair; no Python loop over clients) and what it keeps
+per client:
 
 | function | signature | called |
 |---|---|---|
@@ -14,41 +15,66 @@ client_final`` split with the server side as an optax-style pair; no Python loop
 
 ``num_steps`` is the client's real local steps this round (0 for a padding client or one whose
 update was skipped as non-finite: algorithms then leave its persistent state unchanged).
-``axis_name`` names the client axis when it is sharded (sums over clients must ``psum`` it).
-Per-client persistent state lives in the round's population container
-(``SimState.clients['algorithm']``), gathered for the cohort and scattered back by the round.
+``axis_name`` names the client axis when it is sharded (reduce with :mod:`fedjax_deep.fl.clients`).
+Per-client persistent state lives in the population container (``SimState.clients['algorithm']``),
+gathered for the cohort and scattered back by the round; ``local_model_state`` asks for each
+client's BatchNorm statistics to be kept there too.
 
 Algorithms: :func:`fedavg` (with any server optax optimizer: FedAvgM, FedAdam, FedYogi,
 FedAdagrad), :func:`fedprox`, :func:`scaffold`, :func:`fednova`, :func:`feddyn`, :func:`fedbn`.
+
+:data:`REGISTRY` maps ``config.algorithm.name`` to an :class:`AlgorithmSpec`: how to build the
+algorithm from ``config.algorithm`` and a :class:`Setting`, and what it asks of the config (the
+config validates against it; add an entry to register an algorithm of your own).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+import optax
 
-from fedjax_deep.types import Params, PyTree
+from fedjax_deep.fl.algorithms.base import Algorithm, AlgorithmSpec, Setting
+from fedjax_deep.fl.algorithms.fedavg import fedavg
+from fedjax_deep.fl.algorithms.fedbn import fedbn
+from fedjax_deep.fl.algorithms.feddyn import feddyn
+from fedjax_deep.fl.algorithms.fednova import fednova
+from fedjax_deep.fl.algorithms.fedprox import fedprox
+from fedjax_deep.fl.algorithms.scaffold import scaffold
+
+REGISTRY: dict[str, AlgorithmSpec] = {
+    "fedavg": AlgorithmSpec(lambda a, s: fedavg(s.server_optimizer)),
+    "fedprox": AlgorithmSpec(lambda a, s: fedprox(a.mu, s.server_optimizer), hparams=("mu",)),
+    "scaffold": AlgorithmSpec(
+        lambda a, s: scaffold(
+            s.client_learning_rate, s.num_clients, s.server_optimizer, s.client_momentum
+        )
+    ),
+    "fednova": AlgorithmSpec(lambda a, s: fednova(s.client_momentum, s.server_optimizer)),
+    "feddyn": AlgorithmSpec(
+        lambda a, s: feddyn(a.alpha, s.num_clients),
+        hparams=("alpha",),
+        uses_server_optimizer=False,
+    ),  # fmt: skip
+    "fedbn": AlgorithmSpec(
+        lambda a, s: fedbn(s.model_state, s.server_optimizer), needs_batch_norm=True
+    ),
+}
 
 
-class Algorithm(NamedTuple):
-    """A federated algorithm (see the module docstring for each function's contract)."""
-
-    server_init: Callable[[Params], PyTree]
-    persistent_init: Callable[[Params], PyTree]
-    client_init: Callable[..., tuple[Params, Any]]
-    grad_hook: Callable[..., PyTree] | None
-    client_final: Callable[..., tuple[PyTree, PyTree]]
-    server_apply: Callable[..., tuple[Params, PyTree]]
-    name: str = "fedavg"
+def as_algorithm(algorithm: Algorithm | optax.GradientTransformation) -> Algorithm:
+    """An :class:`Algorithm` as it is; an optax transformation as FedAvg's server optimizer."""
+    return algorithm if isinstance(algorithm, Algorithm) else fedavg(algorithm)
 
 
-from fedjax_deep.fl.algorithms.fedavg import fedavg  # noqa: E402
-from fedjax_deep.fl.algorithms.fedbn import fedbn  # noqa: E402
-from fedjax_deep.fl.algorithms.feddyn import feddyn  # noqa: E402
-from fedjax_deep.fl.algorithms.fednova import fednova  # noqa: E402
-from fedjax_deep.fl.algorithms.fedprox import fedprox  # noqa: E402
-from fedjax_deep.fl.algorithms.scaffold import scaffold  # noqa: E402
-
-ALGORITHMS = ("fedavg", "fedprox", "scaffold", "fednova", "feddyn", "fedbn")
-
-__all__ = ["ALGORITHMS", "Algorithm", "fedavg", "fedbn", "feddyn", "fednova", "fedprox", "scaffold"]
+__all__ = [
+    "REGISTRY",
+    "Algorithm",
+    "AlgorithmSpec",
+    "Setting",
+    "as_algorithm",
+    "fedavg",
+    "fedbn",
+    "feddyn",
+    "fednova",
+    "fedprox",
+    "scaffold",
+]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax
 
+from fedjax_deep.fl.algorithms.base import Algorithm
 from fedjax_deep.fl.algorithms.fedavg import fedavg
 
 
@@ -46,9 +47,14 @@ def _merge(params: dict, local: dict) -> dict:
     }
 
 
-def fedbn(model_state, server_optimizer=None):
-    """``model_state``: the model's BatchNorm statistics (names the BatchNorm modules)."""
-    base = fedavg(server_optimizer)
+def client_init(rule_state, local, start):
+    """Trains from the server model with the client's own BatchNorm parameters."""
+    return _merge(start, local), None
+
+
+def fedbn(model_state, server_optimizer=None) -> Algorithm:
+    """``model_state``: the model's BatchNorm statistics (names the BatchNorm modules; shapes
+    suffice). The algorithm keeps them local too (``local_model_state``)."""
 
     def local_part(params):
         return _select(params, norm_mask(params, model_state))
@@ -56,9 +62,10 @@ def fedbn(model_state, server_optimizer=None):
     def client_final(rule_state, start, end, ctx, local, num_steps):
         return end, local_part(end)
 
-    return base._replace(
-        persistent_init=local_part,
-        client_init=lambda rule_state, local, start: (_merge(start, local), None),
-        client_final=client_final,
+    return fedavg(server_optimizer).replace(
         name="fedbn",
+        persistent_init=local_part,
+        client_init=client_init,
+        client_final=client_final,
+        local_model_state=True,
     )

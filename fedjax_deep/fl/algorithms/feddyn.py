@@ -14,48 +14,51 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fedjax_deep import aggregation
-from fedjax_deep.fl.algorithms.fedavg import fedavg
+from fedjax_deep.fl import clients
+from fedjax_deep.fl.algorithms.base import (
+    Algorithm,
+    population_mean,
+    with_control_variate,
+    zeros_like,
+)
 
 
-def feddyn(alpha: float, num_clients: int):
-    base = fedavg()
+def client_init(rule_state, h_i, start):
+    """Trains from the server model ``x``; the context is ``(x, h_i, alpha)``."""
+    return start, (start, h_i, rule_state["alpha"])
+
+
+def grad_hook(grads, params, ctx):
+    x, h_i, a = ctx
+    return jax.tree.map(lambda g, w, x0, h: g - h + a.astype(g.dtype) * (w - x0),
+                        grads, params, x, h_i)  # fmt: skip
+
+
+def client_final(rule_state, start, end, ctx, h_i, num_steps):
+    """Sends ``y_i`` and keeps ``h_i - alpha (y_i - x)`` (unchanged for a client that took no step)."""
+    a = rule_state["alpha"]
+    new_h = jax.tree.map(
+        lambda h, y, x: jnp.where(num_steps > 0, h - a.astype(h.dtype) * (y - x), h),
+        h_i, end, start,
+    )  # fmt: skip
+    return end, new_h
+
+
+def feddyn(alpha: float, num_clients: int) -> Algorithm:
+    """``alpha``: the regularizer's weight; ``num_clients``: ``P``."""
 
     def server_init(params):
-        return {"h": jax.tree.map(jnp.zeros_like, params), "alpha": jnp.asarray(alpha, jnp.float32)}
-
-    def client_init(rule_state, h_i, start):
-        return start, (start, h_i, rule_state["alpha"])
-
-    def grad_hook(grads, params, ctx):
-        x, h_i, a = ctx
-        return jax.tree.map(lambda g, w, x0, h: g - h + a.astype(g.dtype) * (w - x0),
-                            grads, params, x, h_i)  # fmt: skip
-
-    def client_final(rule_state, start, end, ctx, h_i, num_steps):
-        a = rule_state["alpha"]
-        new_h = jax.tree.map(
-            lambda h, y, x: jnp.where(num_steps > 0, h - a.astype(h.dtype) * (y - x), h),
-            h_i, end, start,
-        )  # fmt: skip
-        return end, new_h
+        return {"h": zeros_like(params), "alpha": jnp.asarray(alpha, jnp.float32)}
 
     def server_apply(params, rule_state, client_params, weights, axis_name=None):
         a = rule_state["alpha"]
-        ones = jnp.full(weights.shape, 1.0 / num_clients, weights.dtype)
         moved = jax.tree.map(lambda y, x: y - x[None], client_params, params)
-        h = jax.tree.map(lambda h, m: h - a.astype(h.dtype) * m, rule_state["h"],
-                         aggregation.weighted_mean(moved, ones, axis_name))  # fmt: skip
-        mean = aggregation.weighted_mean(client_params, weights, axis_name)
+        mean_moved = population_mean(moved, weights, num_clients, axis_name)
+        h = jax.tree.map(lambda h, m: h - a.astype(h.dtype) * m, rule_state["h"], mean_moved)
+        mean = clients.weighted_mean(client_params, weights, axis_name)
         new = jax.tree.map(lambda m, hh: m - hh / a.astype(hh.dtype), mean, h)
         return new, {"h": h, "alpha": a}
 
-    return base._replace(
-        server_init=server_init,
-        persistent_init=lambda params: jax.tree.map(jnp.zeros_like, params),
-        client_init=client_init,
-        grad_hook=grad_hook,
-        client_final=client_final,
-        server_apply=server_apply,
-        name="feddyn",
+    return with_control_variate(
+        "feddyn", server_init, server_apply, client_init, grad_hook, client_final
     )

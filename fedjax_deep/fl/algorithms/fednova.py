@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedjax_deep import aggregation
+from fedjax_deep.fl import clients
+from fedjax_deep.fl.algorithms.base import Algorithm
 from fedjax_deep.fl.algorithms.fedavg import fedavg
 
 
@@ -30,28 +31,32 @@ def effective_steps(num_steps, momentum: float):
     return jnp.where(rho > 0, (k - safe * (1 - safe**k) / (1 - safe)) / (1 - safe), k)
 
 
-def fednova(momentum: float, server_optimizer=None):
+def client_final(rule_state, start, end, ctx, persistent, num_steps):
+    """Sends ``(d_i, a_i)``: the update normalized by the effective step count, and that count."""
+    a = effective_steps(num_steps, rule_state["momentum"])
+    inv = jnp.where(a > 0, 1.0 / jnp.maximum(a, 1e-12), 0.0)
+    d = jax.tree.map(lambda x, y: (x - y) * inv.astype(x.dtype), start, end)
+    return (d, a), persistent
+
+
+def fednova(momentum: float, server_optimizer=None) -> Algorithm:
     server_optimizer = server_optimizer or optax.sgd(1.0)
     base = fedavg(server_optimizer)
 
     def server_init(params):
         return {"opt": base.server_init(params), "momentum": jnp.asarray(momentum, jnp.float32)}
 
-    def client_final(rule_state, start, end, ctx, persistent, num_steps):
-        a = effective_steps(num_steps, rule_state["momentum"])
-        inv = jnp.where(a > 0, 1.0 / jnp.maximum(a, 1e-12), 0.0)
-        d = jax.tree.map(lambda x, y: (x - y) * inv.astype(x.dtype), start, end)
-        return (d, a), persistent
-
     def server_apply(params, rule_state, outputs, weights, axis_name=None):
         d, a = outputs
-        tau_eff = aggregation.weighted_mean(a, weights, axis_name)
-        mean_d = aggregation.weighted_mean(d, weights, axis_name)
+        tau_eff = clients.weighted_mean(a, weights, axis_name)
+        mean_d = clients.weighted_mean(d, weights, axis_name)
         pseudo_grad = jax.tree.map(lambda m: tau_eff.astype(m.dtype) * m, mean_d)
         updates, opt = server_optimizer.update(pseudo_grad, rule_state["opt"], params)
         return optax.apply_updates(params, updates), {**rule_state, "opt": opt}
 
-    return base._replace(
-        server_init=server_init, client_final=client_final, server_apply=server_apply,
+    return base.replace(
         name="fednova",
-    )  # fmt: skip
+        server_init=server_init,
+        server_apply=server_apply,
+        client_final=client_final,
+    )

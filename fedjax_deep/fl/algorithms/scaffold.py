@@ -18,12 +18,40 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fedjax_deep import aggregation
+from fedjax_deep.fl.algorithms.base import (
+    Algorithm,
+    population_mean,
+    with_control_variate,
+    zeros_like,
+)
 from fedjax_deep.fl.algorithms.fedavg import fedavg
 from fedjax_deep.fl.algorithms.fednova import effective_steps
 
 
-def scaffold(learning_rate: float, num_clients: int, server_optimizer=None, momentum: float = 0.0):
+def client_init(rule_state, c_i, start):
+    """Trains from the server model; the context is the correction ``c - c_i``."""
+    return start, jax.tree.map(jnp.subtract, rule_state["c"], c_i)
+
+
+def grad_hook(grads, params, correction):
+    return jax.tree.map(jnp.add, grads, correction)
+
+
+def client_final(rule_state, start, end, correction, c_i, num_steps):
+    """Sends ``(y_i, c_i+ - c_i)`` and keeps ``c_i+`` (unchanged for a client that took no step)."""
+    steps = jnp.maximum(effective_steps(num_steps, rule_state["momentum"]), 1e-12)
+    scale = 1.0 / (steps * rule_state["lr"])
+    new_c_i = jax.tree.map(
+        lambda ci, c, x, y: jnp.where(num_steps > 0, ci - c + (x - y) * scale.astype(x.dtype), ci),
+        c_i, rule_state["c"], start, end,
+    )  # fmt: skip
+    delta_c = jax.tree.map(jnp.subtract, new_c_i, c_i)
+    return (end, delta_c), new_c_i
+
+
+def scaffold(
+    learning_rate: float, num_clients: int, server_optimizer=None, momentum: float = 0.0
+) -> Algorithm:
     """``learning_rate`` and ``momentum``: the clients' (for option II's ``1 / (a lr)``);
     ``num_clients``: ``P``."""
     base = fedavg(server_optimizer)
@@ -31,43 +59,20 @@ def scaffold(learning_rate: float, num_clients: int, server_optimizer=None, mome
     def server_init(params):
         return {
             "opt": base.server_init(params),
-            "c": jax.tree.map(jnp.zeros_like, params),
+            "c": zeros_like(params),
             "lr": jnp.asarray(learning_rate, jnp.float32),
             "momentum": jnp.asarray(momentum, jnp.float32),
         }
-
-    def client_init(rule_state, c_i, start):
-        return start, jax.tree.map(jnp.subtract, rule_state["c"], c_i)
-
-    def grad_hook(grads, params, correction):
-        return jax.tree.map(jnp.add, grads, correction)
-
-    def client_final(rule_state, start, end, correction, c_i, num_steps):
-        steps = jnp.maximum(effective_steps(num_steps, rule_state["momentum"]), 1e-12)
-        scale = 1.0 / (steps * rule_state["lr"])
-        new_c_i = jax.tree.map(
-            lambda ci, c, x, y: jnp.where(num_steps > 0, ci - c + (x - y) * scale.astype(x.dtype), ci),
-            c_i, rule_state["c"], start, end,
-        )  # fmt: skip
-        delta_c = jax.tree.map(jnp.subtract, new_c_i, c_i)
-        return (end, delta_c), new_c_i
 
     def server_apply(params, rule_state, outputs, weights, axis_name=None):
         client_params, delta_c = outputs
         params, opt = base.server_apply(
             params, rule_state["opt"], client_params, weights, axis_name
         )
-        ones = jnp.full(weights.shape, 1.0 / num_clients, weights.dtype)
-        c = jax.tree.map(jnp.add, rule_state["c"],
-                         aggregation.weighted_mean(delta_c, ones, axis_name))  # fmt: skip
+        mean_delta_c = population_mean(delta_c, weights, num_clients, axis_name)
+        c = jax.tree.map(jnp.add, rule_state["c"], mean_delta_c)
         return params, {**rule_state, "opt": opt, "c": c}
 
-    return base._replace(
-        server_init=server_init,
-        persistent_init=lambda params: jax.tree.map(jnp.zeros_like, params),
-        client_init=client_init,
-        grad_hook=grad_hook,
-        client_final=client_final,
-        server_apply=server_apply,
-        name="scaffold",
+    return with_control_variate(
+        "scaffold", server_init, server_apply, client_init, grad_hook, client_final
     )
