@@ -23,7 +23,7 @@ import optax
 
 from fedjax_deep.config import default_config
 from fedjax_deep.data import stack_clients
-from fedjax_deep.fl import algorithms, init_server_state, make_round
+from fedjax_deep.fl import algorithms, init_sim_state, make_round
 from fedjax_deep.fl.execution import choose_execution
 from fedjax_deep.models import build_model
 
@@ -60,7 +60,7 @@ def main():
     for name, alg in arms.items():
         rounds[name] = jax.jit(make_round(model, opt, alg, batch_size=batch, num_local_steps=steps,
                                           divergence=False, execution=execution))  # fmt: skip
-        states[name] = init_server_state(params, state, alg, num_clients=num,
+        states[name] = init_sim_state(params, state, alg, num_clients=num,
                                          local_model_state=name == "fedbn")  # fmt: skip
         states[name], _ = rounds[name](states[name], data, jax.random.key(0))  # compile
         jax.block_until_ready(states[name])

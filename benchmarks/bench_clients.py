@@ -112,10 +112,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from fedjax_deep.aggregation import fedavg  # noqa: E402
 from fedjax_deep.config import default_config  # noqa: E402
 from fedjax_deep.data import ClientData  # noqa: E402
-from fedjax_deep.fl import init_server_state, make_round  # noqa: E402
+from fedjax_deep.fl import init_sim_state, make_round  # noqa: E402
+from fedjax_deep.fl.algorithms import fedavg  # noqa: E402
 from fedjax_deep.fl.client import make_loss_fn  # noqa: E402
 from fedjax_deep.fl.execution import (  # noqa: E402
     choose_execution,
@@ -196,7 +196,7 @@ def bench_ours(name, num_clients, args, strategy, chunk=0, divergence=False):
         divergence=divergence,
         execution=execution,
     )
-    server = init_server_state(params, state, rule)
+    server = init_sim_state(params, state, rule)
     if execution.mesh is not None:
         from fedjax_deep.fl.execution import pad_clients
 
@@ -663,7 +663,7 @@ def memory_check(args):
         num_local_steps=args.local_steps,
         divergence=False,
     )
-    server = init_server_state(params, state, rule)
+    server = init_sim_state(params, state, rule)
     compiled = jax.jit(round_fn).lower(server, data, jax.random.key(0)).compile()
     result["vmap_xla_memory_bytes"] = _memory_bytes(compiled)
     return result

@@ -25,11 +25,12 @@ import jax
 import numpy as np
 import optax
 
-from fedjax_deep.aggregation import fedavg, normalized_weights, weighted_mean
 from fedjax_deep.config import default_config
 from fedjax_deep.data import crop_flip, round_batch_indices, stack_clients
-from fedjax_deep.fl import ClientState, init_server_state, make_client_update, make_round
-from fedjax_deep.fl.execution import choose_execution, map_clients
+from fedjax_deep.fl import ClientState, clients, init_sim_state, make_client_update, make_round
+from fedjax_deep.fl.algorithms import fedavg
+from fedjax_deep.fl.clients import normalized_weights, weighted_mean
+from fedjax_deep.fl.execution import choose_execution
 from fedjax_deep.models import build_model
 
 MODELS = {
@@ -68,10 +69,10 @@ def bench(name, num_clients, steps, batch, repeats):
             start = ClientState(server.params, server.model_state, opt.init(server.params))
             return client_update(start, b, k)
 
-        clients, _ = map_clients(train, (batches, keys), execution.chunk_size)
+        trained, _ = clients.map(train, (batches, keys), execution.chunk_size)
         w = normalized_weights(num_examples)
-        params, rule_state = rule.apply(server.params, server.rule_state, clients.params, w)
-        return server.replace(params=params, model_state=weighted_mean(clients.model_state, w),
+        params, rule_state = rule.server_apply(server.params, server.rule_state, trained.params, w)
+        return server.replace(params=params, model_state=weighted_mean(trained.model_state, w),
                               rule_state=rule_state, round=server.round + 1)  # fmt: skip
 
     keys = jax.random.split(jax.random.key(1), num_clients)
@@ -81,7 +82,7 @@ def bench(name, num_clients, steps, batch, repeats):
         "y": jax.vmap(lambda a, i: a[i])(data.y, idx),
         "mask": mask,
     }
-    server = init_server_state(params, state, rule)
+    server = init_sim_state(params, state, rule)
     holders = {"real": server, "pre": server}
 
     def run_real():

@@ -24,10 +24,11 @@ import numpy as np
 
 from fedjax_deep.config import default_config
 from fedjax_deep.data import stack_clients
-from fedjax_deep.experiment import make_algorithm, make_client_optimizer, with_precision
-from fedjax_deep.fl import init_server_state, injected_hparams, make_round
+from fedjax_deep.experiment import make_algorithm, with_precision
+from fedjax_deep.fl import init_sim_state, injected_hparams, make_round
 from fedjax_deep.fl.execution import choose_execution
 from fedjax_deep.models import build_model
+from fedjax_deep.optimizers import make_client_optimizer
 
 POLICIES = ("default", "highest", "bf16")
 
@@ -66,7 +67,7 @@ def main():
         fn = make_round(m, opt, algorithm, batch_size=batch, num_local_steps=steps,
                         divergence=False, execution=execution)  # fmt: skip
         rounds[policy] = jax.jit(with_precision(fn, policy), donate_argnums=0)
-        start = init_server_state(params, state, algorithm,
+        start = init_sim_state(params, state, algorithm,
                                   client_hparams=injected_hparams(opt, params))  # fmt: skip
         states[policy], metrics = rounds[policy](
             jax.tree.map(jax.numpy.copy, start), data, jax.random.key(0)

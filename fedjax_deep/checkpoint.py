@@ -1,6 +1,6 @@
 """The one orbax wrapper: atomic, self-checking checkpoints of everything a run needs to continue.
 
-A checkpoint at round ``r`` holds the :class:`~fedjax_deep.fl.ServerState` after ``r`` rounds
+A checkpoint at round ``r`` holds the :class:`~fedjax_deep.fl.state.SimState` after ``r`` rounds
 (server parameters, BatchNorm statistics, the server rule's optimizer state, the round counter and
 every piece of per-client state that persists across rounds), the run key, and a SHA-256 digest of
 all of it. The PRNG stream and the data sampler are pure functions of the seed and the round
@@ -82,7 +82,7 @@ def saved_rounds(directory: str | pathlib.Path) -> list[int]:
 
 
 class Checkpointer:
-    """Saves and restores ``{'state': ServerState, 'run_key': uint32 array}`` by round."""
+    """Saves and restores ``{'state': SimState, 'run_key': uint32 array}`` by round."""
 
     def __init__(self, directory: str | pathlib.Path, *, keep: int = 3):
         self.directory = pathlib.Path(directory).absolute()

@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     compare = sub.add_parser(
         "compare",
         help="each arm of a sweep at its learning rate tuned on validation accuracy, against the "
-        "reference arm, seeds paired (fedjax_deep.protocol): compare.md, compare.json, curves.png",
+        "reference arm, seeds paired (fedjax_deep.analysis): compare.md, compare.json, curves.png",
     )
     compare.add_argument("workdirs", nargs="+", metavar="workdir",
                          help="one sweep, or several read together (a control sweep and the "
@@ -150,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [a for a in argv if a.startswith("--config.")]
     args = _parser().parse_args([a for a in argv if not a.startswith("--config.")])
 
-    from fedjax_deep.data import DataError, PartitionError
-    from fedjax_deep.errors import FieldError, Interrupted, RunFault, WorkdirError
+    from fedjax_deep.errors import InputError, Interrupted, RunFault
 
     try:
         if args.command == "prepare":
@@ -188,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"values ({', '.join(stopped)}); the lines above say where, and the other "
                       "points finished", file=sys.stderr)  # fmt: skip
                 return 1
-    except (FieldError, DataError, PartitionError, WorkdirError) as e:
+    except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:

@@ -217,7 +217,7 @@ FIELDS: dict[str, Field] = {
     "log.tensorboard": F("auto", "TensorBoard event files beside metrics.jsonl: 'auto' (when "
                          "tensorboardX is installed), 'on' or 'off'", choices=("auto", "on", "off")),
     "compare.reference": F("", "after a sweep, also write the tuned comparison (fedjax_deep."
-                           "protocol: compare.md, curves.png) against this arm, e.g. "
+                           "analysis: compare.md, curves.png) against this arm, e.g. "
                            "'mode=centralized,fl.batch_size=36' ('': none)"),
     "compare.group": F("model.depth", "the comparison's groups: a field, or several "
                        "comma-separated"),
@@ -468,19 +468,12 @@ def _group_size(c) -> None:
                  f"must divide every layer's width ({w} here): use a divisor, or 0")  # fmt: skip
 
 
-def parse_reference(text: str) -> dict:
-    """``'mode=centralized,fl.batch_size=36'`` -> ``{'mode': 'centralized', 'fl.batch_size': '36'}``
-    (values compare as strings): the reference arm of ``fedjax_deep.protocol.compare``."""
-    pairs = [part.partition("=") for part in text.split(",")]
-    if not text or not all(f.strip() and v.strip() for f, _, v in pairs):
-        raise ValueError("use FIELD=VALUE[,FIELD=VALUE], e.g. mode=centralized")
-    return {f.strip(): v.strip() for f, _, v in pairs}
-
-
 def _compare_reference(c) -> None:
     text = c.compare.reference
     if not text:
         return
+    from fedjax_deep.analysis.runs import parse_reference  # the reader's format, no JAX
+
     try:
         fields = parse_reference(text)
     except ValueError as e:

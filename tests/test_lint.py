@@ -8,7 +8,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PATHS = ["fedjax_deep", "tests", "configs", "scripts"]
+PATHS = ["fedjax_deep", "tests", "configs", "experiments", "benchmarks", "conftest.py", "README.md"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff is in the test extra")
