@@ -13,19 +13,20 @@ the whole population: SCAFFOLD's c_i and FedDyn's h_i are one model each per cli
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import time
 
 import jax
-import numpy as np
 import optax
 
 from fedjax_deep.config import default_config
-from fedjax_deep.data import stack_clients
 from fedjax_deep.fl import algorithms, init_sim_state, make_round
 from fedjax_deep.fl.execution import choose_execution
 from fedjax_deep.models import build_model
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/common.py
+from common import random_clients, write_result  # noqa: E402
 
 
 def main():
@@ -39,11 +40,7 @@ def main():
     cfg = default_config().model
     cfg.depth, cfg.widths, cfg.strides, cfg.norm = 4, (32, 64, 128, 128), (1, 2, 2, 2), "batch"
     model, params, state = build_model(cfg, (32, 32, 3), 10, jax.random.key(0))
-    rng = np.random.default_rng(0)
-    n = steps * batch
-    x = rng.standard_normal((num * n, 32, 32, 3), dtype=np.float32)
-    y = rng.integers(0, 10, num * n).astype(np.int32)
-    data = stack_clients(x, y, np.split(np.arange(num * n), num))
+    data = random_clients(num, steps, batch, (32, 32, 3))
     opt = optax.sgd(0.01, momentum=0.9)
     server = optax.sgd(1.0)
     arms = {
@@ -88,13 +85,8 @@ def main():
     ]
     lines += [f"| {r['algorithm']} | {r['seconds_per_round']:.4f} | {r['ratio_to_fedavg']:.2f} | "
               f"{r['client_state_bytes'] / 2**20:.2f} |" for r in rows]  # fmt: skip
-    print("\n".join(lines))
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "bench_algorithms.json"), "w") as f:
-            json.dump({"device": device, "execution": why, "rows": rows}, f, indent=2)
-        with open(os.path.join(args.out, "bench_algorithms.md"), "w") as f:
-            f.write("\n".join(lines) + "\n")
+    payload = {"device": device, "execution": why, "rows": rows}
+    write_result(args.out, "bench_algorithms", payload, lines)
 
 
 if __name__ == "__main__":

@@ -19,19 +19,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import jax
-import numpy as np
 import optax
 
 from fedjax_deep.config import default_config
-from fedjax_deep.data import crop_flip, round_batch_indices, stack_clients
+from fedjax_deep.data import crop_flip, round_batch_indices
 from fedjax_deep.fl import ClientState, clients, init_sim_state, make_client_update, make_round
 from fedjax_deep.fl.algorithms import fedavg
 from fedjax_deep.fl.clients import normalized_weights, weighted_mean
 from fedjax_deep.fl.execution import choose_execution
 from fedjax_deep.models import build_model
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/common.py
+from common import random_clients  # noqa: E402
 
 MODELS = {
     "digits": ((8, 8, 1), dict(depth=4, width=32), None),
@@ -49,11 +52,8 @@ def bench(name, num_clients, steps, batch, repeats):
     for k, v in overrides.items():
         cfg[k] = v
     model, params, state = build_model(cfg, shape, 10, jax.random.key(0))
-    rng = np.random.default_rng(0)
     n = steps * batch
-    x = rng.standard_normal((num_clients * n, *shape), dtype=np.float32)
-    y = rng.integers(0, 10, num_clients * n).astype(np.int32)
-    data = stack_clients(x, y, np.split(np.arange(num_clients * n), num_clients))
+    data = random_clients(num_clients, steps, batch, shape)
     opt = optax.sgd(0.01, momentum=0.9)
     rule = fedavg(optax.sgd(1.0))
     execution, _ = choose_execution("auto", num_clients)

@@ -15,20 +15,21 @@ under ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import time
 
 import jax
-import numpy as np
 
 from fedjax_deep.config import default_config
-from fedjax_deep.data import stack_clients
 from fedjax_deep.experiment import make_algorithm, with_precision
 from fedjax_deep.fl import init_sim_state, injected_hparams, make_round
 from fedjax_deep.fl.execution import choose_execution
 from fedjax_deep.models import build_model
 from fedjax_deep.optimizers import make_client_optimizer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/common.py
+from common import random_clients, write_result  # noqa: E402
 
 POLICIES = ("default", "highest", "bf16")
 
@@ -53,11 +54,7 @@ def main():
     else:
         cfg.depth, cfg.widths, cfg.strides, cfg.norm = 4, (32, 64, 128, 128), (1, 2, 2, 2), "batch"
     model, params, state = build_model(cfg, shape, 10, jax.random.key(0))
-    rng = np.random.default_rng(0)
-    n = steps * batch
-    x = rng.standard_normal((num * n, *shape), dtype=np.float32)
-    y = rng.integers(0, 10, num * n).astype(np.int32)
-    data = stack_clients(x, y, np.split(np.arange(num * n), num))
+    data = random_clients(num, steps, batch, shape)
     opt = make_client_optimizer(config.client_opt)
     algorithm = make_algorithm(config, state)
     execution, why = choose_execution("auto", num)
@@ -99,13 +96,9 @@ def main():
     ]
     lines += [f"| {r['precision']} | {r['seconds_per_round']:.4f} | {r['examples_per_s']:,.0f} | "
               f"{r['x_default']:.2f} | {r['round1_train_loss']:.4f} |" for r in rows]  # fmt: skip
-    print("\n".join(lines))
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "bench_precision.json"), "w") as f:
-            json.dump({"device": device, "model": name, "rows": rows}, f, indent=2)
-        with open(os.path.join(args.out, "bench_precision.md"), "w") as f:
-            f.write("\n".join(lines) + "\n")
+    write_result(
+        args.out, "bench_precision", {"device": device, "model": name, "rows": rows}, lines
+    )
 
 
 if __name__ == "__main__":
