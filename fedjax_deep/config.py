@@ -373,6 +373,15 @@ def _coerce(field: str, value: Any, current: Any) -> Any:
     return value
 
 
+def as_field_type(config: ml_collections.ConfigDict, field: str, value: Any) -> Any:
+    """``value`` as ``set_field`` would store it in the existing ``field`` (a string parsed, an int
+    made a float for a float field, a list a tuple), or a :class:`ConfigError`."""
+    current = get_field(config, field)
+    if isinstance(value, str) and not isinstance(current, str):
+        value = _parse_value(field, value, current)
+    return _coerce(field, value, current)
+
+
 def set_field(config: ml_collections.ConfigDict, field: str, value: Any) -> None:
     """Sets an existing dotted field; unknown fields and wrong types are a :class:`ConfigError`."""
     parts = field.split(".")

@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import pathlib
 import re
 from collections.abc import Callable, Iterator
@@ -34,13 +35,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import ml_collections
 
-from fedjax_deep.config import ConfigError, get_field, set_field, validate
+from fedjax_deep.config import ConfigError, as_field_type, get_field, set_field, validate
 
 if TYPE_CHECKING:  # the records name them; expanding a sweep needs neither JAX nor the runner
     from fedjax_deep.experiment import Experiment, Prepared
     from fedjax_deep.runlog import RunDir
 
 MAX_NAME = 200  # bytes; file systems allow 255 per path component
+MAX_POINTS = 100_000  # a sweep larger than this is refused before any point is built
 
 
 # -- entries and points ------------------------------------------------------------------------
@@ -66,8 +68,24 @@ class Point:
 def parse_entries(config: ml_collections.ConfigDict) -> list[Entry]:
     """``config.sweep`` as :class:`Entry` records, each checked against ``config``'s fields.
 
+    A field may be swept by one entry only, an entry may not list one value twice (``1`` and
+    ``1.0`` of a float field are one value), and the number of points (the product of the
+    entries' lengths) may not exceed :data:`MAX_POINTS`: each is refused before any point is built.
     Raises :class:`ConfigError` naming ``config.sweep`` and the entry or value at fault."""
-    return [_parse_entry(config, entry) for entry in config.sweep]
+    entries = [_parse_entry(config, entry) for entry in config.sweep]
+    seen: set[str] = set()
+    for entry in entries:
+        for field in entry.fields:
+            if field in seen:
+                raise ConfigError("sweep", field, "is swept by two entries (or twice in one): list "
+                                  "all its values in one entry")  # fmt: skip
+            seen.add(field)
+    total = math.prod(len(e.values) for e in entries)
+    if total > MAX_POINTS:
+        lengths = " x ".join(str(len(e.values)) for e in entries)
+        raise ConfigError("sweep", f"{lengths} = {total} points", f"a sweep holds at most "
+                          f"{MAX_POINTS} points: split it into several sweeps")  # fmt: skip
+    return entries
 
 
 def _parse_entry(c: ml_collections.ConfigDict, entry) -> Entry:
@@ -104,7 +122,22 @@ def _parse_entry(c: ml_collections.ConfigDict, entry) -> Entry:
             get_field(c, field)
         except KeyError:
             raise ConfigError("sweep", field, "names no config field") from None
+    seen: dict[tuple, tuple] = {}
+    for value in values:
+        try:  # values equal in the field's type are one point, named twice: refuse it
+            typed = tuple(as_field_type(c, f, v) for f, v in zip(fields, value, strict=True))
+        except ConfigError as e:
+            raise ConfigError("sweep", e.value, f"a value of {e.field}: {e.fix}") from None
+        if typed in seen:
+            raise ConfigError("sweep", value, f"{', '.join(fields)} already lists "
+                              f"{_one(seen[typed])}, the same value in the field's type: list it "
+                              "once")  # fmt: skip
+        seen[typed] = value
     return Entry(fields, values)
+
+
+def _one(value: tuple):
+    return value[0] if len(value) == 1 else value
 
 
 def _component(field: str, value) -> str:
@@ -151,9 +184,7 @@ def expand(config: ml_collections.ConfigDict) -> list[Point]:
             where = ", ".join(f"{f}={v!r}" for f, v in assignments)
             raise ConfigError(e.field, e.value, f"{e.fix} (at the sweep point {where})") from None
         name = point_name(assignments)
-        if name in names:
-            if names[name] == repr(assignments):
-                raise ConfigError("sweep", config.sweep, f"the point {name} appears twice")
+        if name in names:  # two values that print alike (parse_entries refused true repeats)
             name = f"{name[: MAX_NAME - 9]}-{_hash(repr(assignments))}"
         names[name] = repr(assignments)
         points.append(Point(name, point, assignments))

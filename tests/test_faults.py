@@ -106,6 +106,12 @@ class Case:
 
 
 NESTED = "(" * 5000 + ")" * 5000
+# Five entries of 100 values: refused from the product of their lengths, before any point is built.
+HUGE_SWEEP = "--config.sweep=" + repr(tuple(
+    (field, tuple(round(scale * (i + 1), 6) for i in range(100)))
+    for field, scale in (("seed", 1), ("client_opt.learning_rate", 1e-3), ("client_opt.momentum", 9e-3),
+                         ("client_opt.weight_decay", 1e-3), ("server_opt.learning_rate", 1e-2))
+))  # fmt: skip
 CASES = [
     # Config values: type, range, finiteness, choices.
     Case("num_clients=0", ["--config.fl.num_clients=0"], "config.fl.num_clients=0"),
@@ -178,6 +184,11 @@ CASES = [
          "config.sweep=2.5: a value of model.depth: expected an integer"),
     Case("sweep bad point", ["--config.sweep=(('model.depth', (2, 0)),)"],
          "config.model.depth=0"),
+    Case("sweep 1 and 1.0", ["--config.sweep=(('client_opt.learning_rate', (1, 1.0)),)"],
+         "client_opt.learning_rate already lists 1, the same value in the field's type"),
+    Case("sweep field twice", ["--config.sweep=(('seed', (0, 1)), ('seed', (2,)))"],
+         "config.sweep='seed': is swept by two entries"),
+    Case("sweep 10**10 points", [HUGE_SWEEP], "100 x 100 x 100 x 100 x 100 = 10000000000 points"),
     # Config files.
     Case("syntax error", [], "SyntaxError", config_text="def get_config(:\n"),
     Case("no get_config", [], "defines no get_config", config_text="x = 1\n"),

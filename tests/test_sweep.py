@@ -75,7 +75,7 @@ def test_errors_name_the_sweep_value():
         ConfigError, match=r"config.model.depth=0: must be in .*at the sweep point model.depth=0"
     ):
         expand(_sweep("(('model.depth', (2, 0)),)"))
-    with pytest.raises(ConfigError, match="appears twice"):
+    with pytest.raises(ConfigError, match="model.depth already lists 2, the same value"):
         expand(_sweep("(('model.depth', (2, 2)),)"))
     with pytest.raises(ConfigError, match="cannot sweep itself"):
         expand(_sweep("(('sweep', ((),)),)"))
