@@ -89,8 +89,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="the field compared across, or several comma-separated (each "
                          "combination is a group with its own reference arm)")  # fmt: skip
     compare.add_argument("--tune", default="client_opt.learning_rate", help="the tuned field")
-    compare.add_argument("--reference", default="mode=centralized",
-                         help="the reference arm: FIELD=VALUE[,FIELD=VALUE...]")  # fmt: skip
+    compare.add_argument("--reference", default=None,
+                         help="the reference arm: FIELD=VALUE[,FIELD=VALUE...] (default "
+                         "mode=centralized; one given explicitly must match an arm)")  # fmt: skip
     compare.add_argument("--window", type=int, default=5, help="evaluations in a plateau window")
     prepare = sub.add_parser(
         "prepare",
@@ -127,8 +128,12 @@ def _compare(args) -> int:
     from fedjax_deep.analysis import parse_reference, write_comparison
     from fedjax_deep.config import FIELDS
 
+    if args.window < 1:
+        print(f"error: --window={args.window}: a plateau window holds at least 1 evaluation; "
+              "use a positive count, e.g. --window 5", file=sys.stderr)  # fmt: skip
+        return 2
     try:
-        reference = parse_reference(args.reference)
+        reference = parse_reference(args.reference or "mode=centralized")
     except ValueError as e:
         print(f"error: --reference={args.reference!r}: {e}", file=sys.stderr)
         return 2
@@ -136,7 +141,7 @@ def _compare(args) -> int:
     defaults = {name: field.default for name, field in FIELDS.items()}
     path = write_comparison(args.workdirs, args.out or args.workdirs[0], group=args.group,
                             tune=args.tune, reference=reference, window=args.window,
-                            defaults=defaults)  # fmt: skip
+                            defaults=defaults, require_reference=args.reference is not None)  # fmt: skip
     print(path)
     return 0
 

@@ -376,3 +376,23 @@ def test_full_disk_one_line_naming_file_round_and_checkpoint_then_resume(
     filler[0].unlink()
     assert cli.main(argv) == 0
     assert _rounds(workdir) == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["--window", "0"], "--window=0: a plateau window holds at least 1 evaluation"),
+        (["--window", "-3"], "--window=-3"),
+        (["--reference", "mode=independent"], "--reference=mode=independent matches no arm"),
+    ],
+    ids=["window 0", "window -3", "reference matches no arm"],
+)
+def test_compare_refuses_what_it_cannot_compute(tmp_path, capsys, finished, args, expect):
+    workdir = tmp_path / "sweep"
+    shutil.copytree(finished / "sweep", workdir)
+    before = _snapshot(workdir)
+    code = cli.main(["compare", str(workdir), *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and expect in err, err
+    assert _snapshot(workdir) == before  # no compare.md, compare.json or plot written

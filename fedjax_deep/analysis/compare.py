@@ -46,6 +46,7 @@ from fedjax_deep.analysis.stats import (
     plateau_value,
     rounds_to,
 )
+from fedjax_deep.errors import InputError
 
 SCALE_FREE = ("update", "cosine", "grad")  # U_l, the mean update cosine, gradient divergence
 
@@ -59,6 +60,7 @@ def compare(
     window: int = WINDOW,
     tol: float = TOL,
     defaults: Mapping[str, object] | None = None,
+    require_reference: bool = False,
 ) -> dict:
     """Every arm of one or several sweeps at its own tuned learning rate, against the reference
     arm, per value of ``group``, with seeds paired.
@@ -71,7 +73,9 @@ def compare(
     role (``FL``, ``CL``, ``steps-matched CL``, ``null``; :func:`~fedjax_deep.analysis.runs.arm_names`).
     ``reference`` (``{field: value}``, values compared as strings) picks each group's reference arm
     (the CL one where several match). ``defaults`` (``{field: value}``) are the values of fields
-    absent from an old run's ``config.json``.
+    absent from an old run's ``config.json``. ``require_reference``: a reference that matches no
+    arm of any group is an :class:`~fedjax_deep.errors.InputError` (one asked for by name must
+    exist; without it, a sweep with no reference arm is compared without gaps).
 
     For each group and arm: the learning rate chosen on validation accuracy
     (:func:`~fedjax_deep.analysis.stats.choose_learning_rate`, each arm alone), and at that rate, per
@@ -165,6 +169,10 @@ def compare(
             a["gaps"] = {name: _paired(r, a, "final") for name, r in refs.items() if r is not a}
             if ref is not None:
                 _against_reference(a, ref)
+    if require_reference and out["groups"] and not any(out["reference_arms"].values()):
+        wanted = ",".join(f"{f}={v}" for f, v in reference.items())
+        raise InputError(f"--reference={wanted} matches no arm of {', '.join(map(str, sweep_dirs))}; "
+                         "name the reference arm by swept fields, e.g. mode=centralized")  # fmt: skip
     return out
 
 
