@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import jax
 import optax
@@ -26,7 +25,7 @@ from fedjax_deep.fl.execution import choose_execution
 from fedjax_deep.models import build_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/common.py
-from common import random_clients, write_result  # noqa: E402
+from common import random_clients, round_robin_seconds, write_result  # noqa: E402
 
 
 def main():
@@ -53,7 +52,7 @@ def main():
         "fedbn": algorithms.fedbn(state, server),
     }
     execution, why = choose_execution("auto", num)
-    rounds, states, seconds = {}, {}, {}
+    rounds, states = {}, {}
     for name, alg in arms.items():
         rounds[name] = jax.jit(make_round(model, opt, alg, batch_size=batch, num_local_steps=steps,
                                           divergence=False, execution=execution))  # fmt: skip
@@ -61,13 +60,7 @@ def main():
                                          local_model_state=name == "fedbn")  # fmt: skip
         states[name], _ = rounds[name](states[name], data, jax.random.key(0))  # compile
         jax.block_until_ready(states[name])
-        seconds[name] = []
-    for r in range(args.repeats):
-        for name in arms:
-            t0 = time.perf_counter()
-            states[name], metrics = rounds[name](states[name], data, jax.random.key(r + 1))
-            jax.block_until_ready((states[name], metrics))
-            seconds[name].append(time.perf_counter() - t0)
+    seconds = round_robin_seconds(rounds, states, data, args.repeats)
     best = {k: min(v) for k, v in seconds.items()}
     rows = []
     for name in arms:

@@ -29,7 +29,7 @@ from fedjax_deep.models import build_model
 from fedjax_deep.optimizers import make_client_optimizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/common.py
-from common import random_clients, write_result  # noqa: E402
+from common import random_clients, round_robin_seconds, write_result  # noqa: E402
 
 POLICIES = ("default", "highest", "bf16")
 
@@ -58,7 +58,7 @@ def main():
     opt = make_client_optimizer(config.client_opt)
     algorithm = make_algorithm(config, state)
     execution, why = choose_execution("auto", num)
-    rounds, states, seconds, losses = {}, {}, {}, {}
+    rounds, states, losses = {}, {}, {}
     for policy in POLICIES:
         m = model.with_compute_dtype(jax.numpy.bfloat16) if policy == "bf16" else model
         fn = make_round(m, opt, algorithm, batch_size=batch, num_local_steps=steps,
@@ -71,13 +71,7 @@ def main():
         )  # compile + round 1
         losses[policy] = float(metrics["train/loss"])
         jax.block_until_ready(states[policy])
-        seconds[policy] = []
-    for r in range(args.repeats):
-        for policy in POLICIES:
-            t0 = time.perf_counter()
-            states[policy], metrics = rounds[policy](states[policy], data, jax.random.key(r + 1))
-            jax.block_until_ready((states[policy], metrics))
-            seconds[policy].append(time.perf_counter() - t0)
+    seconds = round_robin_seconds(rounds, states, data, args.repeats)
     examples = num * steps * batch
     rows = [{"precision": p, "seconds_per_round": min(seconds[p]),
              "examples_per_s": examples / min(seconds[p]),

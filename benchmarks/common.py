@@ -1,11 +1,13 @@
-"""Helpers the benchmark scripts share: random client data of a fixed shape, and writing a result
-as ``<name>.json`` plus the markdown table ``<name>.md`` (the scripts import it from beside them)."""
+"""Helpers the benchmark scripts share: random client data of a fixed shape, round-robin timing of
+several compiled rounds, and writing a result as ``<name>.json`` plus the markdown table ``<name>.md`` (the scripts import it from beside them)."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 
+import jax
 import numpy as np
 
 from fedjax_deep.data import stack_clients
@@ -31,3 +33,17 @@ def write_result(out: str, name: str, payload: dict, lines: list[str]) -> None:
         json.dump(payload, f, indent=2)
     with open(os.path.join(out, f"{name}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def round_robin_seconds(rounds: dict, states: dict, data, repeats: int) -> dict:
+    """Times ``rounds[name](states[name], data, key)`` for every arm in turn, ``repeats`` times
+    (round-robin, so the machine's drift hits every arm alike): ``{name: [seconds, ...]}``.
+    ``states`` is advanced in place; every round is compiled already."""
+    seconds = {name: [] for name in rounds}
+    for r in range(repeats):
+        for name, round_fn in rounds.items():
+            t0 = time.perf_counter()
+            states[name], metrics = round_fn(states[name], data, jax.random.key(r + 1))
+            jax.block_until_ready((states[name], metrics))
+            seconds[name].append(time.perf_counter() - t0)
+    return seconds
