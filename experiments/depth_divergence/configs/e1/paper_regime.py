@@ -1,0 +1,53 @@
+"""E1 in the paper's regime (cpu): 8 local epochs a round, FL against CL and steps-matched CL.
+
+    fedjax-deep train --config experiments/depth_divergence/configs/e1/paper_regime.py:tune --workdir runs/e1_paper_tune
+    fedjax-deep compare runs/e1_paper_tune --reference mode=centralized,fl.batch_size=36
+
+Issue 23's protocol, written and committed before any run of this file (2026-12-07):
+
+- data: MNIST-1D, 10% of each class's training examples held out for validation (tuning reads only
+  it); 10 IID clients of 360 signals; plain 1-D CNN (width 8, kernel 5, GroupNorm, no skips) at
+  depths 2, 8 and 16;
+- arms, each seeing 8 epochs of the training data a round: FL (FedAvg, 8 local epochs of batch 36
+  = 80 local steps a round, the paper's and its authors' code's 8 local epochs); CL on the same
+  examples (800 steps of batch 36 a round); steps-matched CL (80 steps of batch 360 a round: FL's
+  sequential step count);
+- SGD momentum 0.9, weight decay 5e-4 throughout;
+- stage ``tune``: each arm at each depth picks its learning rate from (0.003, 0.01, 0.03, 0.1) by
+  mean validation accuracy over its last 5 evaluations, on 2 seeds (0, 1), at 40 rounds (the
+  paper's); a choice at an end of the grid is widened one step on that side (a later pass, named
+  as such); 72 runs, 9 shapes;
+- stage ``confirm`` (its own file member, written once ``tune`` has chosen): the chosen rates on 8
+  fresh seeds (2-9), never used for tuning;
+- the plateau (fedjax_deep.analysis, ``certify_plateau``): certified only if at the last round
+  the mean test accuracy of the last 10 evaluations exceeds that of the 10 before by less than
+  0.5 points; an arm that fails is resumed with 40 more rounds, up to a cap of 160 rounds, and is
+  otherwise reported as still rising with its slope. A saturating fit a + b exp(-r / tau) per seed
+  is the second reading (its asymptote, paired intervals of asymptotes).
+
+Compute budget: about 70 s a run on two quiet CPU cores at 40 rounds (four times the 1-epoch main
+job's runs), so about 85 CPU-minutes for ``tune``. Results: results/e1_paper_regime_mnist1d.
+"""
+
+from experiments.depth_divergence.common import cpu_mnist1d
+
+DEPTHS = (2, 8, 16)
+ARMS = (("mode", "fl.batch_size"), (("fl", 36), ("centralized", 36), ("centralized", 360)))
+LEARNING_RATES = (0.003, 0.01, 0.03, 0.1)
+STAGES = {"tune": (0, 1)}
+
+
+def get_config(stage: str = "tune"):
+    from fedjax_deep.config import ConfigError
+
+    if stage not in STAGES:
+        raise ConfigError("stage", stage, f"choose one of {', '.join(STAGES)}")
+    config = cpu_mnist1d()
+    config.data.validation_fraction = 0.1
+    config.fl.local_epochs = 8
+    config.fl.batch_size = 36
+    config.num_rounds = 40
+    config.checkpoint.every_rounds = 5
+    config.sweep = (("model.depth", DEPTHS), ARMS, ("client_opt.learning_rate", LEARNING_RATES),
+                    ("seed", STAGES[stage]))  # fmt: skip
+    return config
