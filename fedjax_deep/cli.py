@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                     [args.workdir], args.workdir, group=config.compare.group,
                     reference=parse_reference(config.compare.reference)))  # fmt: skip
         if config.sweep:
-            stopped = [name for name, s in result.items() if s.get("status") == "stopped"]
+            stopped = [name for name, s in result.items()
+                       if s.get("status") == "stopped" and not s.get("earlier")]  # fmt: skip
             if stopped:
                 print(f"error: {len(stopped)} of {len(result)} sweep points stopped on non-finite "
                       f"values ({', '.join(stopped)}); the lines above say where, and the other "
