@@ -28,6 +28,7 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
+from fedjax_deep.errors import InputError
 from fedjax_deep.runfiles import CONFIG, read_config, read_run
 
 FL, CL, STEPS_MATCHED_CL, NULL = "FL", "CL", "steps-matched CL", "null"
@@ -82,9 +83,13 @@ def read_sweep(sweep_dir: str | os.PathLike) -> tuple[dict, list[dict]]:
     """A sweep's root config and every point with a ``config.json``, in name order: each
     :func:`fedjax_deep.runfiles.read_run` (``config``, ``run_info``, ``summary``, ``rows``,
     ``stopped``) with its ``name`` (the point's directory name). Points that stopped on non-finite
-    values are included (they have rows but no summary)."""
+    values are included (they have rows but no summary). A single run's directory is an
+    :class:`~fedjax_deep.errors.InputError`."""
     sweep_dir = pathlib.Path(sweep_dir)
     config = read_config(sweep_dir)
+    if not config.get("sweep"):
+        raise InputError(f"{sweep_dir} holds a single run, not a sweep; compare and report read "
+                         "a sweep's workdir (one trained with --config.sweep)")  # fmt: skip
     runs = []
     for path in sorted(p.parent for p in sweep_dir.glob(f"*/{CONFIG}")):
         runs.append({"name": path.name, **read_run(path, finished=False)})
