@@ -42,6 +42,7 @@ from fedjax_deep import compile_cache
 from fedjax_deep import experiment as experiment_lib
 from fedjax_deep import sweep as sweep_lib
 from fedjax_deep.checkpoint import Checkpointer, saved_rounds
+from fedjax_deep.config import FIELDS
 from fedjax_deep.errors import Interrupted, RunFault
 from fedjax_deep.experiment import Experiment
 from fedjax_deep.fl import stack_members, sweep_over_members
@@ -484,16 +485,16 @@ def _guard(
     skipped = metrics.get("train/skipped_clients")
     size = len(batch.members)
     skipped = np.atleast_1d(fetch(skipped)) if skipped is not None else np.zeros(size)
-    fix = ("lower client_opt.learning_rate in a new --workdir, or resume this one with "
-           "--config.fl.nonfinite=skip to drop such client updates")  # fmt: skip
     stopped = []
     for i, (m, run) in enumerate(zip(batch.members, batch.experiments, strict=True)):
         path = m.run_dir.path
+        fix = (f"lower {_suspects(run.config)} in a new --workdir, or resume this one with "
+               "--config.fl.nonfinite=skip to drop such client updates")  # fmt: skip
         if skipped[i] and skipped[i] >= run.run_info["cohort_size"]:
             stopped.append((i, NumericError(
                 f"round {r + 1}: every client's update of {path} was non-finite and skipped, so "
                 f"the model cannot move; {ckpts[i].describe_latest()}; lower "
-                "client_opt.learning_rate in a new --workdir"
+                f"{_suspects(run.config)} in a new --workdir"
             )))  # fmt: skip
         elif bad[i] >= 0 or not math.isfinite(losses[i]):
             where = run.leaf_names[bad[i]] if bad[i] >= 0 else "the training loss"
@@ -502,6 +503,22 @@ def _guard(
                 f"{path}; {ckpts[i].describe_latest()}; {fix}"
             )))  # fmt: skip
     return stopped
+
+
+# An algorithm's coefficient that scales a term of the client loss: raised far enough, it
+# diverges like a learning rate does.
+_COEFFICIENTS = {"fedprox": "algorithm.mu", "feddyn": "algorithm.alpha"}
+
+
+def _suspects(config) -> str:
+    """The fields to lower after a divergence: the algorithm's coefficient first when it was
+    raised above its default, then the learning rate."""
+    field = _COEFFICIENTS.get(config.algorithm.name)
+    if field:
+        value = config.algorithm[field.split(".")[1]]
+        if value > FIELDS[field].default:
+            return f"{field} ({value:g}) or client_opt.learning_rate"
+    return "client_opt.learning_rate"
 
 
 # -- signals: the first one ends the run after its round and checkpoint --------------------------

@@ -24,6 +24,7 @@ from fedjax_deep.analysis.runs import (
     NULL,
     REFERENCE_ROLES,
     arm_names,
+    check_writable,
     curve,
     field_value,
     matches,
@@ -499,8 +500,12 @@ def write_comparison(sweep_dirs, out_dir, **kwargs) -> os.PathLike:
     # that compare.md exists only when the whole analysis did.
     texts = {"compare.json": json.dumps(plain(result), indent=1) + "\n",
              "compare.md": markdown(result)}  # fmt: skip
+    check_writable(
+        out,
+        [*texts, "curves.png", "divergence.png", "cka.png", "null_ratio.png"],
+        "make it writable, or pass --out another directory",
+    )
     try:
-        out.mkdir(parents=True, exist_ok=True)
         plots.plot_curves(result, out / "curves.png")
         plots.plot_divergence(result, out / "divergence.png")
         plots.plot_divergence(result, out / "cka.png", metric="cka")

@@ -31,6 +31,7 @@ from fedjax_deep.analysis.runs import (
     NULL,
     STEPS_MATCHED_CL,
     accuracy_at,
+    check_writable,
     field_value,
     read_sweep,
     reference_batch,
@@ -391,6 +392,11 @@ def write_sweep_report(sweep_dir: str | pathlib.Path) -> pathlib.Path:
     missing = not_finished(sweep_dir)
     fixed, per_point = settings_as_run(fields, groups)
     path = sweep_dir / "report.md"
+    check_writable(
+        sweep_dir,
+        ["report.md", "accuracy.png", "learning_curves.png"],
+        "make the sweep's directory writable",
+    )
     try:
         plotted = plot_sweep(fields, groups, sweep_dir)
     except OSError as e:

@@ -136,6 +136,24 @@ def accuracy_at(rows: Sequence[Mapping], index: int) -> float | None:
     return float(values[index])
 
 
+def check_writable(directory: pathlib.Path, names: Sequence[str], fix: str) -> None:
+    """An :class:`~fedjax_deep.errors.InputError` naming the path unless every file ``names``
+    can be written in ``directory`` (made if missing): checked before an analysis writes its
+    first file, so that a refused one writes none."""
+    import tempfile
+
+    for name in names:
+        if (directory / name).is_dir():
+            raise InputError(f"{directory / name} is a directory, so the analysis cannot write "
+                             f"its file there; {fix}")  # fmt: skip
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        raise InputError(f"{directory} cannot be written ({e.strerror or e}); {fix}") from None
+
+
 # -- names ----------------------------------------------------------------------------------------
 
 
