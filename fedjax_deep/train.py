@@ -50,7 +50,6 @@ from fedjax_deep.fl.execution import available_memory_bytes, fetch
 from fedjax_deep.runfiles import STOPPED, SUMMARY
 from fedjax_deep.runlog import (
     RunDir,
-    check_name_lengths,
     check_workdir_path,
     config_json,
     jsonable,
@@ -90,9 +89,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
         for point in points:
             d = root
             if point.name:
-                path = sweep_lib.point_dir(workdir, point.name)
-                check_name_lengths(path, f"config.sweep point {point.name[:40]!r}")
-                d = stack.enter_context(RunDir(path, writer=writer))
+                # Point names are cut to a safe length (sweep.MAX_NAME), so only the workdir
+                # itself can be too long (check_workdir_path).
+                d = stack.enter_context(RunDir(sweep_lib.point_dir(workdir, point.name),
+                                               writer=writer))  # fmt: skip
                 d.check_kind(config_json(point.config))
             dirs.append(d)
             changes.append(d.check_compatible(config_json(point.config)))
