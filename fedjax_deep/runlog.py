@@ -8,7 +8,8 @@ A run (one point of a sweep, or a config without a sweep) writes into its direct
 | ``run_info.json`` | dataset, model size, layer order, ``S`` and ``B``, execution, compile time | the same |
 | ``metrics.jsonl`` | one JSON object per round (non-finite values as ``null``) | appended, flushed and fsynced as each round ends |
 | ``checkpoints/<round>/`` | the state, the run key and their SHA-256 digest (:mod:`fedjax_deep.checkpoint`) | atomically, every ``checkpoint.every_rounds`` |
-| ``summary.json`` | final and first-round figures, wall time | atomically, at the end |
+| ``summary.json`` | final and first-round figures, wall time | atomically, at the end (removed when a resume trains more rounds) |
+| ``stopped.json`` | the round and line of a stop on non-finite values (a sweep point stays stopped) | when it stops |
 | ``resume_log.jsonl`` | each resume: the round, the harmless config changes, skipped checkpoints | appended |
 | ``partition.json``, ``partition.png`` | client sizes and class histograms | before round 1 |
 | ``tensorboard/`` | the same scalars as event files, when tensorboardX is installed | with each row |
@@ -21,7 +22,9 @@ the report. The file names and their readers (``read_run``, ``read_config``, re-
 The rules (each refusal is one line and exit code 2, before anything is written):
 
 - **One process per directory**: a run holds an exclusive ``flock`` on its directory (and a sweep on
-  its root) for its whole life; a second process is refused with the holder's pid, host and command.
+  its root) for its whole life, taken before any check (a new workdir is made empty to be locked,
+  and removed if the run is refused); a second process is refused with the holder's pid, host and
+  command.
   The lock is released by the kernel when the process dies, so a crash never leaves a stale lock.
 - **One experiment per directory**: a single run is refused in a sweep's directory and a sweep in a
   single run's; a sweep is refused in another sweep's directory (other swept fields, or another
@@ -29,8 +32,10 @@ The rules (each refusal is one line and exit code 2, before anything is written)
 - **Resume verifies**: a directory with progress (rows or checkpoints) must hold a readable
   ``config.json`` and ``run_info.json``; only the fields in :data:`RESUME_HARMLESS` may change;
   ``metrics.jsonl`` must hold exactly rounds ``1..N`` of the checkpoint resumed (rows after it, and a
-  last row cut by a crash, are dropped); a checkpoint whose digest fails is skipped for the newest
-  intact one, and the skip is printed and logged.
+  last row cut by a crash, are dropped); a checkpoint whose digest fails, or a round folder without
+  a whole checkpoint, is skipped for the newest intact one, and the skip is printed and logged;
+  a ``checkpoints`` that is not a folder is refused before anything is touched; ``num_rounds`` may
+  grow (the run is extended) but not drop below the rounds the run holds.
 """
 
 from __future__ import annotations
