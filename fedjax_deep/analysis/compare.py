@@ -205,6 +205,9 @@ def _check_comparable(sweep_dirs, runs: list[dict], fields: list[str], defaults)
     if not runs:
         raise InputError(f"{where}: no point of the sweep has started (no */{CONFIG}); run the "
                          "sweep first")  # fmt: skip
+    if all(r["stopped"] for r in runs):
+        raise InputError(f"{where}: no point of the sweep has finished (no */summary.json): "
+                         "there is nothing to compare; rerun the sweep's command to finish it")  # fmt: skip
     for f in fields:
         if all(field_value(r["config"], f, defaults, missing=_MISSING) is _MISSING for r in runs):
             option = "--tune" if f == fields[-1] else "--group"

@@ -92,7 +92,12 @@ def read_sweep(sweep_dir: str | os.PathLike) -> tuple[dict, list[dict]]:
                          "a sweep's workdir (one trained with --config.sweep)")  # fmt: skip
     runs = []
     for path in sorted(p.parent for p in sweep_dir.glob(f"*/{CONFIG}")):
-        runs.append({"name": path.name, **read_run(path, finished=False)})
+        run = read_run(path, finished=False)
+        lacks = [k for k in ("seed", "mode") if k not in run["config"]]
+        if lacks:
+            raise InputError(f"{path / CONFIG} holds no {lacks[0]}: it is not a run's config; "
+                             "restore it, or move the point's directory out of the sweep")  # fmt: skip
+        runs.append({"name": path.name, **run})
     return config, runs
 
 
