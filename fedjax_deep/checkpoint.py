@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import logging
 import pathlib
+import shutil
 
 import jax
 import numpy as np
@@ -72,13 +73,29 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}"
 
 
-def saved_rounds(directory: str | pathlib.Path) -> list[int]:
-    """Rounds with a finished checkpoint under ``directory``, read from the folder names alone
-    (orbax renames a checkpoint's temporary folder to its round when it is complete)."""
+def _round_folders(directory: str | pathlib.Path) -> list[pathlib.Path]:
     directory = pathlib.Path(directory)
     if not directory.is_dir():
         return []
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
+    return sorted((p for p in directory.iterdir() if p.name.isdigit() and p.is_dir()),
+                  key=lambda p: int(p.name))  # fmt: skip
+
+
+def _complete(folder: pathlib.Path) -> bool:
+    """Orbax renames a checkpoint's temporary folder to its round once both items are in it; a
+    round folder without them (empty, say) is what a crash or a hand can leave."""
+    return (folder / "state").is_dir() and (folder / "digest").is_dir()
+
+
+def saved_rounds(directory: str | pathlib.Path) -> list[int]:
+    """Rounds with a complete checkpoint under ``directory``, read from the folders alone (no
+    digest check: :meth:`Checkpointer.restore_latest` does that)."""
+    return [int(p.name) for p in _round_folders(directory) if _complete(p)]
+
+
+def incomplete_rounds(directory: str | pathlib.Path) -> list[int]:
+    """Round folders under ``directory`` that do not hold a whole checkpoint (a stray ``5/``)."""
+    return [int(p.name) for p in _round_folders(directory) if not _complete(p)]
 
 
 class Checkpointer:
@@ -158,8 +175,13 @@ class Checkpointer:
           ``skipped`` lists one line per newer checkpoint that failed to read or to verify.
         """
         skipped = []
-        for round_ in sorted(self.all_rounds(), reverse=True):
+        incomplete = set(incomplete_rounds(self.directory))
+        for round_ in sorted(set(self.all_rounds()) | incomplete, reverse=True):
             if at_most is not None and round_ > at_most:
+                continue
+            if round_ in incomplete:
+                skipped.append(f"checkpoint folder {self.directory / str(round_)} is incomplete "
+                               "(what a crash during a write leaves)")  # fmt: skip
                 continue
             try:
                 return round_, self.restore(round_, state_template, run_key), skipped
@@ -170,12 +192,17 @@ class Checkpointer:
         return 0, state_template, skipped
 
     def discard_after(self, round_: int) -> None:
-        """Deletes the checkpoints after ``round_`` (ones that failed to verify): the resumed run
-        writes those rounds again."""
+        """Deletes the checkpoints after ``round_`` (ones that failed to verify, and incomplete
+        round folders): the resumed run writes those rounds again."""
+        incomplete = incomplete_rounds(self.directory)
         for step in self.all_rounds():
-            if step > round_:
+            if step > round_ and step not in incomplete:
                 with _quiet_orbax():
                     self._manager.delete(step)
+        for step in incomplete:  # not orbax's to delete: it may not list them
+            if step > round_:
+                shutil.rmtree(self.directory / str(step), ignore_errors=True)
+        self._manager.reload()
 
     def close(self) -> None:
         self._manager.close()

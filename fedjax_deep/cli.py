@@ -93,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
                          help="the reference arm: FIELD=VALUE[,FIELD=VALUE...] (default "
                          "mode=centralized; one given explicitly must match an arm)")  # fmt: skip
     compare.add_argument("--window", type=int, default=5, help="evaluations in a plateau window")
+    compare.add_argument("--tune-on", choices=("val", "test"), default="val",
+                         help="the accuracy the rate is chosen on: val (the default; runs without "
+                         "a validation split are refused) or test (asked for explicitly, and "
+                         "labelled so in compare.md and compare.json)")  # fmt: skip
     prepare = sub.add_parser(
         "prepare",
         help="prepare a tensorflow-datasets dataset as array_record folders (needs network and "
@@ -141,7 +145,8 @@ def _compare(args) -> int:
     defaults = {name: field.default for name, field in FIELDS.items()}
     path = write_comparison(args.workdirs, args.out or args.workdirs[0], group=args.group,
                             tune=args.tune, reference=reference, window=args.window,
-                            defaults=defaults, require_reference=args.reference is not None)  # fmt: skip
+                            defaults=defaults, require_reference=args.reference is not None,
+                            tune_on=args.tune_on)  # fmt: skip
     print(path)
     return 0
 
@@ -186,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                     [args.workdir], args.workdir, group=config.compare.group,
                     reference=parse_reference(config.compare.reference)))  # fmt: skip
         if config.sweep:
-            stopped = [name for name, s in result.items() if s.get("status") == "stopped"]
+            stopped = [name for name, s in result.items()
+                       if s.get("status") == "stopped" and not s.get("earlier")]  # fmt: skip
             if stopped:
                 print(f"error: {len(stopped)} of {len(result)} sweep points stopped on non-finite "
                       f"values ({', '.join(stopped)}); the lines above say where, and the other "

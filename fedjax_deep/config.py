@@ -82,6 +82,12 @@ class Field:
         elif isinstance(default, float):
             if not _is_num(value) or not math.isfinite(value):
                 raise ConfigError(name, value, "expected a finite number")
+            # Runs compute in float32: a value outside its range would silently be 0 or inf.
+            if value and not FLOAT32_TINY <= abs(value) <= FLOAT32_MAX:
+                fix = (f"is {'0' if abs(value) < 1 else 'inf'} in float32, the precision runs "
+                       f"compute in; use 0 or a magnitude in [{FLOAT32_TINY:.3g}, "
+                       f"{FLOAT32_MAX:.3g}]")  # fmt: skip
+                raise ConfigError(name, value, fix)
         elif isinstance(default, str):
             if not isinstance(value, str):
                 raise ConfigError(name, value, "expected a string")
@@ -101,6 +107,10 @@ class Field:
             if too_low or value > hi:
                 left = "(" if self.open_low else "["
                 raise ConfigError(name, value, f"must be in {left}{_num(lo)}, {_num(hi)}]")
+
+
+FLOAT32_TINY = 1.1754944e-38  # the smallest normal float32: below it, values flush to 0
+FLOAT32_MAX = 3.4028235e38
 
 
 def _num(x: float) -> str:
@@ -279,6 +289,9 @@ def load_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
     with _on_sys_path(str(root) if len(parts) > 1 else None):
         try:
             spec.loader.exec_module(module)
+        except SystemExit as e:
+            raise ConfigError("file", shown, f"called sys.exit({e.code!r}) while loading; a "
+                              "config file defines get_config() and exits nothing") from None  # fmt: skip
         except Exception as e:
             raise ConfigError(
                 "file", shown, f"cannot be loaded ({type(e).__name__}: {_first_line(e)})"
@@ -287,6 +300,9 @@ def load_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
             raise ConfigError("file", shown, "the file defines no get_config()")
         try:
             config = module.get_config() if arg is None else module.get_config(arg)
+        except SystemExit as e:
+            raise ConfigError("file", shown, f"get_config() called sys.exit({e.code!r}); it must "
+                              "return an ml_collections.ConfigDict") from None  # fmt: skip
         except Exception as e:
             raise ConfigError(
                 "file", shown, f"get_config() failed ({type(e).__name__}: {_first_line(e)})"

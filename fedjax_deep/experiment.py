@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from jax.extend import core as jax_core
 
-from fedjax_deep.config import config_errors
+from fedjax_deep.config import FIELDS, config_errors
 from fedjax_deep.data import (
     Dataset,
     make_augment,
@@ -243,11 +243,15 @@ def estimate_memory(config, dataset: Dataset, num_learners: int, batch_size: int
     free = available_memory_bytes()
     if free is not None and need > free:
         largest = max(terms, key=terms.get)
+        width = (("model.width_mult", config.model.width_mult)
+                 if config.model.name in ("vgg", "resnet")
+                 else ("model.width", config.model.width))  # fmt: skip
+        # Activations grow with the batch and the width: name the one further above its default.
+        growth = {f: v / FIELDS[f].default for f, v in (width, ("fl.batch_size", batch_size))}
         field, value = {
-            "model": ("model.width_mult", config.model.width_mult)
-            if config.model.name in ("vgg", "resnet")
-            else ("model.width", config.model.width),
-            "activations": ("fl.batch_size", config.fl.batch_size),
+            "model": width,
+            "activations": width if growth[width[0]] > growth["fl.batch_size"]
+            else ("fl.batch_size", config.fl.batch_size),
             "steps": ("fl.local_steps" if config.fl.local_steps else "fl.local_epochs",
                       config.fl.local_steps or config.fl.local_epochs),
             "population": ("fl.num_clients", config.fl.num_clients),

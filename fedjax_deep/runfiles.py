@@ -7,7 +7,8 @@ of files and when each is written is in :mod:`fedjax_deep.runlog`.
 - ``config.json``: the resolved config (a sweep's root holds the base config and its ``sweep``);
 - ``run_info.json``: dataset, model size, layer order, ``S`` and ``B``, execution;
 - ``metrics.jsonl``: one JSON object per round, ``{"round": r, "<metric path>": value, ...}``;
-- ``summary.json``: written when the run ends (absent: the run stopped or is unfinished).
+- ``summary.json``: written when the run ends (absent: the run stopped or is unfinished);
+- ``stopped.json``: the round and the line of a run that stopped on non-finite values.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ RUN_INFO = "run_info.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 RESUME_LOG = "resume_log.jsonl"
-FILES = (CONFIG, RUN_INFO, METRICS, SUMMARY, RESUME_LOG)
+STOPPED = "stopped.json"
+FILES = (CONFIG, RUN_INFO, METRICS, SUMMARY, RESUME_LOG, STOPPED)
 
 
 def read_json(path: str | os.PathLike, *, required: str = "") -> dict | None:

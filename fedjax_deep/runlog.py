@@ -8,7 +8,8 @@ A run (one point of a sweep, or a config without a sweep) writes into its direct
 | ``run_info.json`` | dataset, model size, layer order, ``S`` and ``B``, execution, compile time | the same |
 | ``metrics.jsonl`` | one JSON object per round (non-finite values as ``null``) | appended, flushed and fsynced as each round ends |
 | ``checkpoints/<round>/`` | the state, the run key and their SHA-256 digest (:mod:`fedjax_deep.checkpoint`) | atomically, every ``checkpoint.every_rounds`` |
-| ``summary.json`` | final and first-round figures, wall time | atomically, at the end |
+| ``summary.json`` | final and first-round figures, wall time | atomically, at the end (removed when a resume trains more rounds) |
+| ``stopped.json`` | the round and line of a stop on non-finite values (a sweep point stays stopped) | when it stops |
 | ``resume_log.jsonl`` | each resume: the round, the harmless config changes, skipped checkpoints | appended |
 | ``partition.json``, ``partition.png`` | client sizes and class histograms | before round 1 |
 | ``tensorboard/`` | the same scalars as event files, when tensorboardX is installed | with each row |
@@ -21,7 +22,9 @@ the report. The file names and their readers (``read_run``, ``read_config``, re-
 The rules (each refusal is one line and exit code 2, before anything is written):
 
 - **One process per directory**: a run holds an exclusive ``flock`` on its directory (and a sweep on
-  its root) for its whole life; a second process is refused with the holder's pid, host and command.
+  its root) for its whole life, taken before any check (a new workdir is made empty to be locked,
+  and removed if the run is refused); a second process is refused with the holder's pid, host and
+  command.
   The lock is released by the kernel when the process dies, so a crash never leaves a stale lock.
 - **One experiment per directory**: a single run is refused in a sweep's directory and a sweep in a
   single run's; a sweep is refused in another sweep's directory (other swept fields, or another
@@ -29,8 +32,10 @@ The rules (each refusal is one line and exit code 2, before anything is written)
 - **Resume verifies**: a directory with progress (rows or checkpoints) must hold a readable
   ``config.json`` and ``run_info.json``; only the fields in :data:`RESUME_HARMLESS` may change;
   ``metrics.jsonl`` must hold exactly rounds ``1..N`` of the checkpoint resumed (rows after it, and a
-  last row cut by a crash, are dropped); a checkpoint whose digest fails is skipped for the newest
-  intact one, and the skip is printed and logged.
+  last row cut by a crash, are dropped); a checkpoint whose digest fails, or a round folder without
+  a whole checkpoint, is skipped for the newest intact one, and the skip is printed and logged;
+  a ``checkpoints`` that is not a folder is refused before anything is touched; ``num_rounds`` may
+  grow (the run is extended) but not drop below the rounds the run holds.
 """
 
 from __future__ import annotations
@@ -113,6 +118,7 @@ def check_workdir_path(workdir: str | os.PathLike) -> pathlib.Path:
     if not str(workdir).strip():
         raise WorkdirError("--workdir='': give a directory for the run, e.g. --workdir runs/x")
     workdir = pathlib.Path(workdir)
+    check_name_lengths(workdir, "--workdir")
     existing = workdir
     while not existing.exists():
         existing = existing.parent
@@ -123,6 +129,21 @@ def check_workdir_path(workdir: str | os.PathLike) -> pathlib.Path:
     return workdir
 
 
+def check_name_lengths(path: pathlib.Path, what: str) -> None:
+    """A :class:`WorkdirError` for a path component longer than the file system allows (255
+    bytes on most): a directory that could never be made is bad input, not a fault mid-run."""
+    for part in path.parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise WorkdirError(
+                f"{what}={str(path)[:80]!r}...: the name {part[:40]!r}... is "
+                f"{len(os.fsencode(part))} bytes, more than the {NAME_MAX} a file system allows; "
+                "use a shorter name"
+            )
+
+
+NAME_MAX = 255
+
+
 class RunDir:
     """One run's (or a sweep root's) directory: its lock, its files, its resume checks.
 
@@ -130,12 +151,25 @@ class RunDir:
     Use as a context manager, or call :meth:`close` to release the lock.
     """
 
-    def __init__(self, path: str | os.PathLike, *, writer: bool = True):
+    def __init__(self, path: str | os.PathLike, *, writer: bool = True, claim: bool = False):
+        """``claim=True`` (a workdir given on the command line): a directory that does not exist
+        yet is made empty and locked at once, before any check, so that no other process can
+        start in it meanwhile; it is removed again if the run is refused before :meth:`create`."""
         self.path = pathlib.Path(path)
         self.writer = writer
         self._lock_fd: int | None = None
         self._metrics = None
         self._tensorboard = None
+        self._made: list[pathlib.Path] = []  # directories made by the claim, deepest first
+        self._created = False
+        if writer and claim and not self.path.exists():
+            missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
+            try:
+                self.path.mkdir(parents=True)
+            except OSError as e:
+                raise WorkdirError(f"--workdir={str(self.path)!r} cannot be created "
+                                   f"({e.strerror or e}); pass another --workdir") from None  # fmt: skip
+            self._made = missing
         if writer and self.path.is_dir():
             self._lock()  # lock what exists at once; a new directory is locked when created
 
@@ -163,6 +197,7 @@ class RunDir:
         """Creates the directory (after validation passed), locks it and names the holder."""
         if not self.writer:
             return
+        self._created = True
         self._write(lambda: self.path.mkdir(parents=True, exist_ok=True), self.path)
         if self._lock_fd is None:
             self._lock()
@@ -181,6 +216,11 @@ class RunDir:
                 (self.path / "lock.json").unlink()
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
+        if not self._created:  # refused before anything was written: leave no trace
+            for p in self._made:
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+        self._made = []
 
     def __enter__(self):
         return self
@@ -228,8 +268,15 @@ class RunDir:
                 raise WorkdirError(f"{self.path} holds another sweep ({changed[0]} differs); {fix}")
 
     def check_compatible(self, config: dict) -> dict[str, tuple]:
-        """The harmless changes a resume makes; a :class:`WorkdirError` for any other change or
-        for run files a resume needs that are missing or unreadable."""
+        """The harmless changes a resume makes; a :class:`WorkdirError` for any other change, for
+        run files a resume needs that are missing, unreadable or not what they should be, and for
+        a ``num_rounds`` below the rounds the run already holds (a run is extended, never cut)."""
+        checkpoints = self.path / "checkpoints"
+        if checkpoints.exists() and not checkpoints.is_dir():
+            raise WorkdirError(
+                f"{checkpoints} is a file, not the run's checkpoint folder, so the run cannot be "
+                "resumed; restore the folder, or pass another --workdir"
+            )
         if not self.has_progress():
             return {}
         why = (
@@ -245,20 +292,37 @@ class RunDir:
                     f"config.{field}={new!r} differs from the run being resumed in {self.path} "
                     f"({old!r}); that would change the experiment: pass another --workdir"
                 )
-        self.check_rows(max(saved_rounds(self.path / "checkpoints"), default=0))
+        held = max(saved_rounds(checkpoints), default=0)
+        summary = self.read_json("summary.json") or {}
+        held_rounds = max(held, summary.get("rounds") or 0)
+        wanted = config.get("num_rounds")
+        if isinstance(wanted, int) and wanted < held_rounds:
+            raise WorkdirError(
+                f"config.num_rounds={wanted} is below the {held_rounds} rounds {self.path} already "
+                f"holds; a run is extended, never cut: pass num_rounds >= {held_rounds}, or "
+                "another --workdir"
+            )
+        self.check_rows(held)
         return changes
 
     def check_rows(self, checkpoint_round: int) -> list[dict]:
         """Rounds ``1..checkpoint_round`` of ``metrics.jsonl``; a :class:`WorkdirError` if any of
         them is missing (rows after it, left by a crash before its checkpoint, are allowed)."""
         kept = [r for r in self.read_rows() if r["round"] <= checkpoint_round]
-        if [r["round"] for r in kept] != list(range(1, checkpoint_round + 1)):
-            have = sorted({r["round"] for r in kept})
-            raise WorkdirError(
-                f"{self.path / 'metrics.jsonl'} does not hold rounds 1..{checkpoint_round} of the "
-                f"checkpoint being resumed (it holds {_ranges(have)}); restore the file, or pass "
-                "another --workdir to start over"
-            )
+        rounds = [r["round"] for r in kept]
+        if rounds != list(range(1, checkpoint_round + 1)):
+            path, fix = self.path / "metrics.jsonl", "restore the file, or pass another --workdir"
+            twice = sorted({r for r in rounds if rounds.count(r) > 1})
+            missing = sorted(set(range(1, checkpoint_round + 1)) - set(rounds))
+            need = f"rounds 1..{checkpoint_round} of the checkpoint being resumed"
+            if missing:
+                what = (f"does not hold {need} ({_ranges(missing)} missing; it holds "
+                        f"{_ranges(sorted(set(rounds)))})")  # fmt: skip
+            elif twice:
+                what = f"holds {_ranges(twice)} more than once ({need} are needed once each)"
+            else:
+                what = f"holds {need} out of order"
+            raise WorkdirError(f"{path} {what}; {fix}")
         return kept
 
     def rows_for_resume(self, checkpoint_round: int) -> list[dict]:
@@ -297,6 +361,11 @@ class RunDir:
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+
+    def remove(self, name: str) -> None:
+        """Deletes a run file if present (a summary that an extended run no longer agrees with)."""
+        if self.writer:
+            self._write(lambda: (self.path / name).unlink(missing_ok=True), self.path / name)
 
     def write_json(self, name: str, value: dict) -> None:
         self.write_text(name, json.dumps(value, indent=2) + "\n")

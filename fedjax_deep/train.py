@@ -42,11 +42,18 @@ from fedjax_deep import compile_cache
 from fedjax_deep import experiment as experiment_lib
 from fedjax_deep import sweep as sweep_lib
 from fedjax_deep.checkpoint import Checkpointer, saved_rounds
+from fedjax_deep.config import FIELDS
 from fedjax_deep.errors import Interrupted, RunFault
 from fedjax_deep.experiment import Experiment
 from fedjax_deep.fl import stack_members, sweep_over_members
 from fedjax_deep.fl.execution import available_memory_bytes, fetch
-from fedjax_deep.runlog import RunDir, check_workdir_path, config_json, jsonable
+from fedjax_deep.runfiles import STOPPED, SUMMARY
+from fedjax_deep.runlog import (
+    RunDir,
+    check_workdir_path,
+    config_json,
+    jsonable,
+)
 from fedjax_deep.sweep import Batch, Member
 
 WIDTH = 80  # progress and group lines fit a terminal this wide
@@ -76,12 +83,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, progre
     writer = is_writer()
     with contextlib.ExitStack() as stack:
         # -- run directories: locks and resume checks (nothing is written yet) -------------------
-        root = stack.enter_context(RunDir(workdir, writer=writer))
+        root = stack.enter_context(RunDir(workdir, writer=writer, claim=True))
         root.check_kind(config_json(config))
         dirs, changes = [], []
         for point in points:
             d = root
             if point.name:
+                # Point names are cut to a safe length (sweep.MAX_NAME), so only the workdir
+                # itself can be too long (check_workdir_path).
                 d = stack.enter_context(RunDir(sweep_lib.point_dir(workdir, point.name),
                                                writer=writer))  # fmt: skip
                 d.check_kind(config_json(point.config))
@@ -167,7 +176,7 @@ def train(batch: Batch, *, progress: bool) -> list:
                 try:
                     state, metrics = program.round_step(state, *program.inputs(r))
                     for i, error in _guard(r, state, metrics, program, batch, ckpts):
-                        stopped[i] = stopped[i] or _stop(batch.members[i], error)
+                        stopped[i] = stopped[i] or _stop(batch.members[i], r + 1, error)
                     live = [i for i, error in enumerate(stopped) if error is None]
                     if not live:
                         break
@@ -199,10 +208,12 @@ def _due(r: int, every: int, num_rounds: int) -> bool:
     return bool(every and (r + 1) % every == 0) or r + 1 == num_rounds
 
 
-def _stop(member: Member, error: NumericError) -> NumericError:
-    """Stops one member: its metrics file is closed; a sweep point says so (a run without a sweep
-    raises the error once the batch returns)."""
+def _stop(member: Member, round_: int, error: NumericError) -> NumericError:
+    """Stops one member: its metrics file is closed and ``stopped.json`` says at which round and
+    why (a resumed sweep leaves the point stopped); a sweep point says so on stderr (a run without
+    a sweep raises the error once the batch returns)."""
     member.run_dir.close_metrics()
+    member.run_dir.write_json(STOPPED, {"round": round_, "error": str(error)})
     if member.run_dir.writer and member.name:
         print(f"error: {error} (the other members go on)", file=sys.stderr, flush=True)
     return error
@@ -307,10 +318,22 @@ def _first_nonfinite(params) -> int:
 # -- run directories: what is done, what is restored, what is written ----------------------------
 def _unfinished(group: list[Member], summaries: dict) -> list[Member]:
     """The members still to train; a finished one (every round, its checkpoint and summary, and no
-    config change) keeps its files as they are and its summary goes to ``summaries``."""
+    config change) keeps its files as they are and its summary goes to ``summaries``. A sweep point
+    that stopped on non-finite values (``stopped.json``) stays stopped, with one line, unless the
+    resume changes ``fl.nonfinite``: it would stop at the same round again, and training it would
+    take its group-mates back to its last checkpoint."""
     todo = []
     for m in group:
-        if not m.changes and _finished(m.run_dir, m.config):
+        stopped = m.run_dir.read_json(STOPPED) if m.name else None
+        if stopped is not None and "fl.nonfinite" not in m.changes:
+            summaries[m.name] = {"status": "stopped", "error": stopped.get("error"),
+                                 "earlier": True}  # fmt: skip
+            if m.run_dir.writer:
+                print(f"{m.run_dir.path}: stopped at round {stopped.get('round')} on non-finite "
+                      "values in an earlier run; left stopped (stopped.json says why; resume "
+                      "with --config.fl.nonfinite=skip to retry it)", file=sys.stderr,
+                      flush=True)  # fmt: skip
+        elif not m.changes and _finished(m.run_dir, m.config):
             summaries[m.name] = m.run_dir.read_json("summary.json")
             if m.run_dir.writer:
                 print(f"{m.run_dir.path}: already finished ({m.config.num_rounds} rounds)",
@@ -364,6 +387,10 @@ def _write_run_files(batch: Batch, axis: _MemberAxis, program: _Program, start_r
         )  # fmt: skip
         d.write_json("config.json", config_json(run.config))
         d.write_json("run_info.json", run.run_info)
+        # A summary or a stop of an earlier run no longer holds for the rounds to come.
+        if start_round < run.config.num_rounds:
+            d.remove(SUMMARY)
+        d.remove(STOPPED)
         if run.partition_stats is not None:
             d.write_json("partition.json", run.partition_stats)
             _plot_partition(run, d)
@@ -458,16 +485,16 @@ def _guard(
     skipped = metrics.get("train/skipped_clients")
     size = len(batch.members)
     skipped = np.atleast_1d(fetch(skipped)) if skipped is not None else np.zeros(size)
-    fix = ("lower client_opt.learning_rate in a new --workdir, or resume this one with "
-           "--config.fl.nonfinite=skip to drop such client updates")  # fmt: skip
     stopped = []
     for i, (m, run) in enumerate(zip(batch.members, batch.experiments, strict=True)):
         path = m.run_dir.path
+        fix = (f"lower {_suspects(run.config)} in a new --workdir, or resume this one with "
+               "--config.fl.nonfinite=skip to drop such client updates")  # fmt: skip
         if skipped[i] and skipped[i] >= run.run_info["cohort_size"]:
             stopped.append((i, NumericError(
                 f"round {r + 1}: every client's update of {path} was non-finite and skipped, so "
                 f"the model cannot move; {ckpts[i].describe_latest()}; lower "
-                "client_opt.learning_rate in a new --workdir"
+                f"{_suspects(run.config)} in a new --workdir"
             )))  # fmt: skip
         elif bad[i] >= 0 or not math.isfinite(losses[i]):
             where = run.leaf_names[bad[i]] if bad[i] >= 0 else "the training loss"
@@ -478,6 +505,22 @@ def _guard(
     return stopped
 
 
+# An algorithm's coefficient that scales a term of the client loss: raised far enough, it
+# diverges like a learning rate does.
+_COEFFICIENTS = {"fedprox": "algorithm.mu", "feddyn": "algorithm.alpha"}
+
+
+def _suspects(config) -> str:
+    """The fields to lower after a divergence: the algorithm's coefficient first when it was
+    raised above its default, then the learning rate."""
+    field = _COEFFICIENTS.get(config.algorithm.name)
+    if field:
+        value = config.algorithm[field.split(".")[1]]
+        if value > FIELDS[field].default:
+            return f"{field} ({value:g}) or client_opt.learning_rate"
+    return "client_opt.learning_rate"
+
+
 # -- signals: the first one ends the run after its round and checkpoint --------------------------
 class _Stop:
     signum: int | None = None
@@ -486,25 +529,66 @@ class _Stop:
 @contextlib.contextmanager
 def _graceful_signals():
     """The first Ctrl-C or SIGTERM ends the run after the current round and its checkpoint; a
-    second one interrupts the round at once."""
+    second one stops the process at once, even inside a long round.
+
+    Python runs signal handlers only between bytecodes, so a handler cannot act while the main
+    thread waits on a compiled round. The C-level handler also writes each signal's number to a
+    wakeup pipe, which a watcher thread reads at once: on the second signal it prints one line and
+    ends the process with exit code 128 + the signal (the checkpoints already written are whole;
+    the round in flight is lost, and the same command resumes)."""
     stop = _Stop()
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
 
     def handler(signum, _frame):
-        if stop.signum is not None:
-            raise KeyboardInterrupt
-        stop.signum = signum
-        print(f"\n{signal.Signals(signum).name}: finishing this round and its checkpoint "
-              "(again to stop at once)", file=sys.stderr, flush=True)  # fmt: skip
+        if stop.signum is None:
+            stop.signum = signum
+            print(f"\n{signal.Signals(signum).name}: finishing this round and its checkpoint "
+                  "(again to stop at once)", file=sys.stderr, flush=True)  # fmt: skip
 
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    watcher = threading.Thread(target=_second_signal_watcher, args=(read_fd,), daemon=True)
+    watcher.start()
     try:
         yield stop
     finally:
+        signal.set_wakeup_fd(previous_fd)
         for s, h in previous.items():
             signal.signal(s, h)
+        os.close(write_fd)  # the watcher reads end-of-file and returns
+        watcher.join(timeout=5)
+        os.close(read_fd)
+
+
+def _second_signal_watcher(read_fd: int) -> None:
+    """Counts SIGINT and SIGTERM as they arrive (the wakeup pipe's bytes); the second one ends the
+    process at once with that signal's default action."""
+    seen = 0
+    while True:
+        try:
+            data = os.read(read_fd, 64)
+        except OSError:
+            return
+        if not data:
+            return
+        for signum in data:
+            if signum not in (signal.SIGINT, signal.SIGTERM):
+                continue
+            seen += 1
+            if seen >= 2:
+                name = signal.Signals(signum).name
+                line = (
+                    f"\nstopped: {name} again: stopped at once, the round in flight is lost; "
+                    "the checkpoints written are whole; run the same command to resume\n"
+                )
+                # os.write, not print: the main thread may hold sys.stderr's lock.
+                with contextlib.suppress(OSError):
+                    os.write(2, line.encode())
+                os._exit(128 + signum)
 
 
 def _interrupted(signum: int, rounds_done: int, ckpt: Checkpointer) -> Interrupted:

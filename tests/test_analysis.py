@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import pathlib
 
 import numpy as np
 import pytest
 
 from fedjax_deep.analysis import compare as compare_mod
-from fedjax_deep.analysis import runs, stats
-from fedjax_deep.errors import WorkdirError
+from fedjax_deep.analysis import report, runs, stats
+from fedjax_deep.errors import InputError, WorkdirError
 from fedjax_deep.runfiles import read_run
 
 # -- stats ----------------------------------------------------------------------------------------
@@ -276,3 +277,53 @@ def test_seeds_added_at_the_chosen_rate_confirm_but_never_choose(monkeypatch):
     sources["extra"] = ({"sweep": [["seed", list(range(2, 12))]]}, extra)
     arm = compare_mod.compare(["tuning", "extra"], window=1)["groups"][2]["FL"]
     assert arm["chosen_lr"] == 0.1 and sorted(arm["per_seed"]) == list(range(12))
+
+
+# -- refusals: what cannot be computed is not computed --------------------------------------------
+
+
+def _test_only_runs():
+    """Two learning rates, two seeds, rows with test accuracy and no validation split."""
+    out = []
+    for lr, acc in ((0.1, 0.6), (0.3, 0.7)):
+        for seed in (0, 1):
+            run = _run("fl", 36, lr, seed, acc + 0.01 * seed)
+            run["rows"] = [{k: v for k, v in r.items() if k != "val/accuracy"} for r in run["rows"]]
+            out.append(run)
+    return out
+
+
+def test_tuning_without_a_validation_split_is_refused_unless_asked_on_test(monkeypatch):
+    sweep = {"sweep": [["client_opt.learning_rate", [0.1, 0.3]], ["seed", [0, 1]]]}
+    monkeypatch.setattr(runs, "read_sweep", lambda d: (sweep, _test_only_runs()))
+    with pytest.raises(InputError, match=r"logged no validation accuracy .* --tune-on test"):
+        compare_mod.compare("sweep", window=1)
+    result = compare_mod.compare("sweep", window=1, tune_on="test")
+    arm = result["groups"][2]["FL"]
+    assert result["tuned_on"] == "test" and arm["chosen_lr"] == 0.3
+    assert arm["grid"] == {0.1: pytest.approx(0.605), 0.3: pytest.approx(0.705)}
+    text = compare_mod.markdown(result)
+    assert text.startswith("**Tuned on test accuracy**") and "lr (chosen on test)" in text
+    with pytest.raises(InputError, match=r"--group='model.nope': no run of sweep"):
+        compare_mod.compare("sweep", window=1, tune_on="test", group="model.nope")
+    monkeypatch.setattr(runs, "read_sweep", lambda d: (sweep, []))
+    with pytest.raises(InputError, match="no point of the sweep has started"):
+        compare_mod.compare("sweep", window=1)
+
+
+def test_a_swept_value_with_a_bar_or_a_line_break_keeps_the_report_table_whole():
+    run = _run("fl", 36, 0.1, 0, 0.5)
+    run["config"]["model"] = {"name": "plain_cnn", "depth": 2, "width": 8}
+    table = report.sweep_table(["data.data_dir"], {("a|b\nc",): {"fl": [run]}})
+    lines = table.splitlines()
+    assert len(lines) == 3 and lines[2].startswith("| a\\|b c | plain_cnn-2 w8 |")
+    assert all(line.count(" | ") == lines[0].count(" | ") for line in lines[::2])
+
+
+def test_committed_comparisons_record_no_machine_paths():
+    root = pathlib.Path(__file__).parents[1] / "experiments"
+    found = sorted(root.glob("*/results/*/compare.json"))
+    assert found
+    for path in found:
+        sweeps = json.loads(path.read_text()).get("sweeps") or []
+        assert not [s for s in sweeps if pathlib.PurePath(s).is_absolute()], path

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from fedjax_deep import cli
-from fedjax_deep.checkpoint import Checkpointer, CheckpointError, saved_rounds, state_digest
+from fedjax_deep.checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    incomplete_rounds,
+    saved_rounds,
+    state_digest,
+)
 
 TINY = str(pathlib.Path(__file__).parents[1] / "configs" / "digits_tiny.py")
 
@@ -50,6 +56,21 @@ def test_a_changed_checkpoint_is_skipped_for_the_newest_intact_one(tmp_path, fli
     assert saved_rounds(tmp_path / "ckpt") == [1, 2]
     ckpt.save(3, _state(3.0), key)  # the round is written again
     assert ckpt.restore_latest(_state(0.0), key)[0] == 3
+    ckpt.close()
+
+
+def test_an_incomplete_round_folder_is_skipped_with_one_line_and_not_counted(tmp_path):
+    key = jax.random.key(0)
+    ckpt = Checkpointer(tmp_path / "ckpt", keep=3)
+    ckpt.save(1, _state(1.0), key)
+    (tmp_path / "ckpt" / "2").mkdir()  # what a crash during a write can leave
+    assert saved_rounds(tmp_path / "ckpt") == [1] and incomplete_rounds(tmp_path / "ckpt") == [2]
+    round_, state, skipped = ckpt.restore_latest(_state(0.0), key)
+    assert round_ == 1 and float(state["w"][0, 0]) == 1.0
+    assert skipped == [f"checkpoint folder {tmp_path / 'ckpt' / '2'} is incomplete (what a crash "
+                       "during a write leaves)"]  # fmt: skip
+    ckpt.discard_after(1)
+    assert not (tmp_path / "ckpt" / "2").exists()
     ckpt.close()
 
 

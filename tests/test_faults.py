@@ -42,7 +42,10 @@ def finished(tmp_path_factory):
 
 
 def _snapshot(path: pathlib.Path) -> dict:
-    if not path.exists():
+    try:
+        if not path.exists():
+            return {}
+    except OSError:  # a name too long to exist
         return {}
     if path.is_file():
         return {".": hashlib.sha1(path.read_bytes()).hexdigest()}
@@ -74,6 +77,35 @@ def copy_of(name, edit: Callable | None = None, args=()):
         return workdir, list(args) or (RUN_ARGS if name == "run" else SWEEP_ARGS)
 
     return setup
+
+
+def _checkpoints_a_file(w):
+    shutil.rmtree(w / "checkpoints")
+    (w / "checkpoints").write_text("x")
+
+
+def _row_twice(w):
+    lines = (w / "metrics.jsonl").read_text().splitlines()
+    (w / "metrics.jsonl").write_text("\n".join([*lines, lines[0]]) + "\n")
+
+
+def _report_a_directory(w):
+    (w / "report.md").unlink()
+    (w / "report.md").mkdir()
+
+
+def _no_points(w):
+    for p in w.iterdir():
+        if p.is_dir():
+            shutil.rmtree(p)
+
+
+def _two_rates(w):
+    """The sweep's second seed relabelled as another learning rate: two rates to tune over."""
+    path = w / "seed-1" / "config.json"
+    config = json.loads(path.read_text())
+    config["client_opt"]["learning_rate"] = 0.1
+    path.write_text(json.dumps(config))
 
 
 def _write(rel, text):
@@ -222,10 +254,54 @@ CASES = [
          setup=copy_of("run", _corrupt_first_row)),
     Case("point rows missing", [], "does not hold rounds 1..1",
          setup=copy_of("sweep", lambda w: (w / "seed-1" / "metrics.jsonl").write_text(""))),
+    # Run files under faults: nothing is touched before the checkpoint is known good.
+    Case("checkpoints replaced by a file", [], "checkpoints is a file, not the run's checkpoint "
+         "folder, so the run cannot be resumed", setup=copy_of("run", _checkpoints_a_file)),
+    Case("metrics row twice", [], "metrics.jsonl holds round 1 more than once (rounds 1..2 of "
+         "the checkpoint being resumed are needed once each)", setup=copy_of("run", _row_twice)),
+    Case("num_rounds lowered", [], "config.num_rounds=1 is below the 2 rounds",
+         setup=copy_of("run", args=[*RUN_ARGS, "--config.num_rounds=1"])),
+    Case("workdir name too long", [], "is 300 bytes, more than the 255 a file system allows",
+         setup=lambda tmp, f: (tmp / ("a" * 300) / "run", [])),
+    # Config loading and values that float32 cannot hold.
+    Case("get_config exits", [], "get_config() called sys.exit(0); it must return",
+         config_text="import sys\ndef get_config():\n    sys.exit(0)\n"),
+    Case("config file exits", [], "called sys.exit(3) while loading",
+         config_text="import sys\nsys.exit(3)\n"),
+    Case("alpha=1e-300", ["--config.algorithm.alpha=1e-300"],
+         "config.algorithm.alpha=1e-300: is 0 in float32"),
+    Case("weight_decay=1e-39", ["--config.client_opt.weight_decay=1e-39"],
+         "config.client_opt.weight_decay=1e-39: is 0 in float32"),
+    Case("width 65536 needs more memory", ["--config.model.width=65536"],
+         "config.model.width=65536: the run needs about"),
+    Case("compile_cache impossible", ["--config.compile_cache=/proc/no/cache"],
+         "config.compile_cache='/proc/no/cache': cannot hold the compilation cache"),
     # Reports.
     Case("report corrupt config", [], "config.json cannot be read", command="report",
          setup=copy_of("sweep", _write("config.json", "]"))),
     Case("report of no run", [], "holds no run or sweep", command="report"),
+    Case("report of a single run", [], "holds a single run, not a sweep", command="report",
+         setup=copy_of("run")),
+    Case("report: finished point without rows", [], "holds no rows though summary.json says",
+         command="report", setup=copy_of("sweep", _write("seed-1/metrics.jsonl", ""))),
+    Case("report: report.md a directory", [], "report.md is a directory", command="report",
+         setup=copy_of("sweep", _report_a_directory)),
+    # Comparisons that cannot be computed.
+    Case("compare a single run", [], "holds a single run, not a sweep", command="compare",
+         setup=copy_of("run")),
+    Case("compare: no point started", [], "no point of the sweep has started",
+         command="compare", setup=copy_of("sweep", _no_points)),
+    Case("compare --group no field", ["--group", "model.nope"],
+         "--group='model.nope': no run of", command="compare", setup=copy_of("sweep")),
+    Case("compare --tune no field", ["--tune", "nope"], "--tune='nope': no run of",
+         command="compare", setup=copy_of("sweep")),
+    Case("compare without a validation split", [],
+         "logged no validation accuracy (data.validation_fraction=0), so no rate can be chosen",
+         command="compare", setup=copy_of("sweep", _two_rates)),
+    Case("compare --out a file", ["--out", "{workdir}/config.json"], "is a file; give a "
+         "directory", command="compare", setup=copy_of("sweep")),
+    Case("compare: compare.json a directory", [], "compare.json is a directory",
+         command="compare", setup=copy_of("sweep", lambda w: (w / "compare.json").mkdir())),
 ]  # fmt: skip
 
 
@@ -240,6 +316,8 @@ def test_bad_input_one_line_exit_code_and_nothing_written(tmp_path, capsys, fini
     before = _snapshot(watched) if watched else sorted(os.listdir())
     if case.command == "report":
         argv = ["report", str(workdir)]
+    elif case.command == "compare":
+        argv = ["compare", str(workdir), *(a.format(workdir=workdir) for a in case.argv)]
     else:
         argv = ["train", "--config", config, "--workdir", str(workdir), "--no-progress",
                 *args, *case.argv]  # fmt: skip
@@ -396,3 +474,99 @@ def test_compare_refuses_what_it_cannot_compute(tmp_path, capsys, finished, args
     assert code == 2, err
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and expect in err, err
     assert _snapshot(workdir) == before  # no compare.md, compare.json or plot written
+
+
+# -- run files under faults: resumes that keep every row --------------------------------------
+def test_a_run_extended_past_a_stray_checkpoint_folder_keeps_its_rows_and_tensorboard_agrees(
+    tmp_path, capsys, finished
+):
+    """Raising num_rounds on a finished run trains the extra round; an empty round folder (what a
+    crash during a write leaves) is skipped with one line; summary.json, metrics.jsonl and the
+    TensorBoard events (read back with tensorboard's own reader) agree."""
+    workdir = tmp_path / "run"
+    shutil.copytree(finished / "run", workdir)
+    (workdir / "checkpoints" / "3").mkdir()
+    before = (workdir / "metrics.jsonl").read_text()
+    argv = ["train", "--config", TINY, "--workdir", str(workdir), "--no-progress", *RUN_ARGS,
+            "--config.num_rounds=3"]  # fmt: skip
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"warning: checkpoint folder {workdir / 'checkpoints' / '3'} is incomplete "
+                   "(what a crash during a write leaves); skipped it"], err  # fmt: skip
+    assert (workdir / "metrics.jsonl").read_text().startswith(before)  # rounds 1..2 untouched
+    rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [1, 2, 3]
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["rounds"] == 3 and summary["resumed_at_round"] == 2
+    assert summary["final_accuracy"] == rows[-1]["eval/accuracy"]
+    assert summary["examples_seen"] == sum(r["train/num_examples"] for r in rows)
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    events = accumulator.EventAccumulator(
+        str(workdir / "tensorboard"), size_guidance={"scalars": 0}
+    )
+    events.Reload()
+    keys = {k for r in rows for k, v in r.items() if k != "round" and isinstance(v, int | float)}
+    assert set(events.Tags()["scalars"]) == keys
+    for key in keys:
+        logged = [(e.step, e.value) for e in events.Scalars(key)]
+        assert logged == [(r["round"], pytest.approx(r[key], rel=1e-6)) for r in rows], key
+
+
+def test_a_refused_run_in_a_new_workdir_leaves_nothing_and_the_lock_comes_first(tmp_path, capsys):
+    workdir = tmp_path / "new" / "run"
+    argv = ["train", "--config", TINY, "--workdir", str(workdir), "--no-progress", *RUN_ARGS]
+    # Refused by the data checks, which run after the new workdir was made and locked.
+    assert cli.main([*argv, "--config.data.test_fraction=0.0001"]) == 2
+    assert "leaves 0" in capsys.readouterr().err and os.listdir(tmp_path) == []
+    # Another process that claimed the workdir first (a sweep still checking its data) holds it.
+    with RunDir(workdir, claim=True):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"error: {workdir} is in use by another run (a process that is still "
+                       "starting); wait for it to end or pass another --workdir")  # fmt: skip
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_sweep_resumes_its_healthy_members_and_leaves_a_diverged_one_stopped(tmp_path, capsys):
+    workdir = tmp_path / "sweep"
+    argv = ["train", "--config", TINY, "--workdir", str(workdir), "--no-progress",
+            "--config.fl.num_clients=2", "--config.compile_cache=off",
+            "--config.sweep=(('client_opt.learning_rate', (0.05, 100000.0)),)"]  # fmt: skip
+    assert cli.main([*argv, "--config.num_rounds=1"]) == 1
+    good, bad = workdir / "learning_rate-0.05", workdir / "learning_rate-100000.0"
+    assert json.loads((bad / "stopped.json").read_text())["round"] == 1
+    first = (good / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert cli.main([*argv, "--config.num_rounds=2"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"{bad}: stopped at round 1 on non-finite values in an earlier run; left "
+                   "stopped (stopped.json says why; resume with --config.fl.nonfinite=skip to "
+                   "retry it)"], err  # fmt: skip
+    assert (good / "metrics.jsonl").read_text().startswith(first)
+    assert _rounds(good) == [1, 2] and _rounds(bad) == []
+    assert json.loads((good / "summary.json").read_text())["resumed_at_round"] == 1
+    assert not (bad / "summary.json").exists()
+    report = (workdir / "report.md").read_text()
+    assert "- `learning_rate-100000.0`: stopped on non-finite values at round 1" in report
+
+
+def test_a_second_signal_stops_at_once_inside_a_long_round(tmp_path):
+    workdir = tmp_path / "run"
+    # Rounds of many local epochs: far longer than the few seconds the second signal may take.
+    proc = _start(workdir, "--config.num_rounds=2", "--config.fl.local_epochs=400")
+    deadline = time.time() + 300
+    # metrics.jsonl is opened just before the loop (after the partition plot and run info).
+    while not (workdir / "metrics.jsonl").exists() and time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    time.sleep(1.0)  # inside round 1
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1].strip().splitlines()
+    assert time.time() - sent < 30
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err[-1] == ("stopped: SIGTERM again: stopped at once, the round in flight is lost; the "
+                       "checkpoints written are whole; run the same command to resume"), err  # fmt: skip
+    assert _rounds(workdir) == []  # round 1 never finished

@@ -67,16 +67,22 @@ def test_resume_keeps_rounds_up_to_the_checkpoint_and_drops_a_cut_row(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content,holds",
-    [(_rows(2, 3), "rounds 2..3"), (_rows(1, 3), "round 1, round 3"), ("", "no rows"),
-     (_rows(1, 1, 2, 3), "rounds 1..3")],
+    "content,says",
+    [(_rows(2, 3), "does not hold rounds 1..3 of the checkpoint being resumed (round 1 missing; "
+                   "it holds rounds 2..3)"),
+     (_rows(1, 3), "(round 2 missing; it holds round 1, round 3)"),
+     ("", "(rounds 1..3 missing; it holds no rows)"),
+     (_rows(1, 1, 2, 3), "holds round 1 more than once (rounds 1..3 of the checkpoint being "
+                         "resumed are needed once each)"),
+     (_rows(1, 2, 3, 4, 2), "holds round 2 more than once"),
+     (_rows(2, 1, 3), "holds rounds 1..3 of the checkpoint being resumed out of order")],
 )  # fmt: skip
-def test_resume_refuses_missing_or_repeated_rows(tmp_path, content, holds):
+def test_resume_refuses_missing_or_repeated_rows_saying_which(tmp_path, content, says):
     d = RunDir(tmp_path)
     (tmp_path / "metrics.jsonl").write_text(content)
     with pytest.raises(WorkdirError) as exc:
         d.rows_for_resume(3)
-    assert "does not hold rounds 1..3" in str(exc.value) and holds in str(exc.value)
+    assert says in str(exc.value), exc.value
     assert (tmp_path / "metrics.jsonl").read_text() == content
 
 
@@ -134,3 +140,35 @@ def test_workdir_paths(tmp_path):
     with pytest.raises(WorkdirError, match="is a file, not a directory"):
         check_workdir_path(tmp_path / "f" / "run")
     assert check_workdir_path(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+
+
+def test_a_claimed_new_workdir_is_locked_at_once_and_removed_if_refused(tmp_path):
+    path = tmp_path / "a" / "b"
+    with RunDir(path, claim=True):
+        assert path.is_dir() and not any(path.iterdir())  # locked, nothing written
+        with pytest.raises(WorkdirError, match="in use by another run"):
+            RunDir(path, claim=True)
+    assert sorted(os.listdir(tmp_path)) == []  # refused before create(): no trace left
+    with RunDir(path, claim=True) as d:
+        d.create()
+    assert (tmp_path / "a" / "b").is_dir()  # created: kept
+
+
+def test_a_run_is_extended_never_cut_and_needs_its_checkpoint_folder(tmp_path):
+    d = RunDir(tmp_path, writer=False)
+    (tmp_path / "metrics.jsonl").write_text(_rows(1, 2))
+    (tmp_path / "config.json").write_text(json.dumps({"seed": 0, "num_rounds": 2}))
+    (tmp_path / "run_info.json").write_text("{}")
+    (tmp_path / "summary.json").write_text(json.dumps({"rounds": 2}))
+    with pytest.raises(WorkdirError) as exc:
+        d.check_compatible({"seed": 0, "num_rounds": 1})
+    assert "config.num_rounds=1 is below the 2 rounds" in str(exc.value)
+    assert d.check_compatible({"seed": 0, "num_rounds": 3}) == {"num_rounds": (2, 3)}
+    (tmp_path / "checkpoints").write_text("x")
+    with pytest.raises(WorkdirError, match="checkpoints is a file, not the run's checkpoint"):
+        d.check_compatible({"seed": 0, "num_rounds": 3})
+
+
+def test_a_path_component_longer_than_the_file_system_allows_is_bad_input(tmp_path):
+    with pytest.raises(WorkdirError, match="is 300 bytes, more than the 255"):
+        check_workdir_path(tmp_path / ("a" * 300) / "run")

@@ -24,6 +24,7 @@ from fedjax_deep.analysis.runs import (
     NULL,
     REFERENCE_ROLES,
     arm_names,
+    check_writable,
     curve,
     field_value,
     matches,
@@ -47,6 +48,7 @@ from fedjax_deep.analysis.stats import (
     rounds_to,
 )
 from fedjax_deep.errors import InputError
+from fedjax_deep.runfiles import CONFIG
 
 SCALE_FREE = ("update", "cosine", "grad")  # U_l, the mean update cosine, gradient divergence
 
@@ -61,6 +63,7 @@ def compare(
     tol: float = TOL,
     defaults: Mapping[str, object] | None = None,
     require_reference: bool = False,
+    tune_on: str = "val",
 ) -> dict:
     """Every arm of one or several sweeps at its own tuned learning rate, against the reference
     arm, per value of ``group``, with seeds paired.
@@ -84,12 +87,23 @@ def compare(
     and the null: ``gap`` and ``area_gap``, the paired differences (reference minus arm) of the
     plateau value and the curve area, and ``gaps``, the plateau-value difference against every
     reference-role arm (CL and steps-matched CL) by name.
+
+    ``tune_on``: ``'val'`` (validation accuracy; runs without a validation split are refused
+    wherever an arm has several rates to choose from) or ``'test'``, asked for explicitly and
+    recorded as ``tuned_on``: the rates are then chosen on the accuracy the comparison reports.
+
+    Raises :class:`~fedjax_deep.errors.InputError` (one line) for what cannot be compared: a
+    single run's directory, a sweep with no point started, a ``group`` or ``tune`` field no run
+    holds, tuning without a validation split.
     """
     reference = dict(reference or {"mode": "centralized"})
     group_fields = [g.strip() for g in group.split(",")] if isinstance(group, str) else list(group)
     if isinstance(sweep_dirs, str | bytes | os.PathLike) or not isinstance(sweep_dirs, Sequence):
         sweep_dirs = [sweep_dirs]
+    if tune_on not in ("val", "test"):
+        raise InputError(f"--tune-on={tune_on!r}: tune on 'val' (validation accuracy) or 'test'")
     fields, runs = read_sweeps(sweep_dirs)
+    _check_comparable(sweep_dirs, runs, [*group_fields, tune], defaults)
 
     def value(config, f):
         return field_value(config, f, defaults)
@@ -107,9 +121,18 @@ def compare(
         key = (g, tuple((f, value(c, f)) for f in arm_fields))
         table.setdefault(key, {}).setdefault(value(c, tune), {})[c["seed"]] = run
     group_name = group_fields[0] if len(group_fields) == 1 else "group"
+    tuned_key = "val/accuracy" if tune_on == "val" else "eval/accuracy"
+    if tune_on == "val" and any(len(by_lr) > 1 for by_lr in table.values()):
+        if not any(row.get(tuned_key) is not None for r in runs for row in r["rows"]):
+            raise InputError(
+                f"--tune={tune}: the runs of {', '.join(map(str, sweep_dirs))} logged no "
+                "validation accuracy (data.validation_fraction=0), so no rate can be chosen on "
+                "it; rerun with a validation split, or pass --tune-on test to choose on test "
+                "accuracy (the output says so)"
+            )
     out = {"group": group_name, "group_fields": group_fields, "tune": tune, "reference": reference,
            "window": window, "tol": tol, "sweeps": [str(d) for d in sweep_dirs], "groups": {},
-           "reference_arms": {}}  # fmt: skip
+           "reference_arms": {}, "tuned_on": tune_on}  # fmt: skip
     # Each arm's role from its runs' configs; its name is the role (and what tells apart two arms
     # that share one), the same in every group.
     batch = reference_batch([r["config"] for r in runs])
@@ -128,7 +151,7 @@ def compare(
         for lr, by_seed in by_lr.items():
             scores[lr] = [
                 None if by_seed[s]["stopped"]
-                else plateau_value(curve(by_seed[s]["rows"], "val/accuracy")[1], window)
+                else plateau_value(curve(by_seed[s]["rows"], tuned_key)[1], window)
                 for s in tuning_seeds
             ]  # fmt: skip
         chosen, means = choose_learning_rate(scores)
@@ -174,6 +197,25 @@ def compare(
         raise InputError(f"--reference={wanted} matches no arm of {', '.join(map(str, sweep_dirs))}; "
                          "name the reference arm by swept fields, e.g. mode=centralized")  # fmt: skip
     return out
+
+
+def _check_comparable(sweep_dirs, runs: list[dict], fields: list[str], defaults) -> None:
+    """One line for inputs :func:`compare` cannot compare (see its docstring)."""
+    where = ", ".join(map(str, sweep_dirs))
+    if not runs:
+        raise InputError(f"{where}: no point of the sweep has started (no */{CONFIG}); run the "
+                         "sweep first")  # fmt: skip
+    if all(r["stopped"] for r in runs):
+        raise InputError(f"{where}: no point of the sweep has finished (no */summary.json): "
+                         "there is nothing to compare; rerun the sweep's command to finish it")  # fmt: skip
+    for f in fields:
+        if all(field_value(r["config"], f, defaults, missing=_MISSING) is _MISSING for r in runs):
+            option = "--tune" if f == fields[-1] else "--group"
+            raise InputError(f"{option}={f!r}: no run of {where} has such a config field; name "
+                             "one, e.g. model.depth or client_opt.learning_rate")  # fmt: skip
+
+
+_MISSING = object()
 
 
 def _paired(ref: Mapping, arm: Mapping, key: str) -> dict:
@@ -337,7 +379,9 @@ def role_table(result: Mapping) -> list[str]:
                       _plateaued(a) if a else "-"]  # fmt: skip
         rows.append(cells)
     return [
-        "Each arm by role at its own learning rate (chosen on validation accuracy, in brackets): "
+        "Each arm by role at its own learning rate (chosen on "
+        + ("test" if result.get("tuned_on") == "test" else "validation")
+        + " accuracy, in brackets): "
         "test accuracy at the plateau in %, gaps in points (n.r.: the 95% paired t-interval over "
         "seeds includes 0).",
         "",
@@ -354,7 +398,8 @@ def markdown(result: Mapping) -> str:
     primary = set(_reference_names(result))
     extra = list(dict.fromkeys(n for arms in result["groups"].values() for a in arms.values()
                                for n in a.get("gaps") or {} if n not in primary))  # fmt: skip
-    head = [g, "arm", "lr (chosen on val)", "test acc (plateau)", "plateaued seeds",
+    on = result.get("tuned_on", "val")
+    head = [g, "arm", f"lr (chosen on {on})", "test acc (plateau)", "plateaued seeds",
             "gap vs reference", "resolved", *(f"gap vs {n}" for n in extra),
             "rounds to 50% of ref", "rounds to 80% of ref", "area gap", "seeds"]  # fmt: skip
     rows = []
@@ -418,8 +463,12 @@ def markdown(result: Mapping) -> str:
                   "the data, never averaged, as many steps), per layer after round 1, input side "
                   "first, the head last; 1 = no more drift than SGD noise alone:", "",
                   *ratio_lines]  # fmt: skip
-    lines += ["", "Learning-rate grids (mean validation accuracy at the plateau, per arm; "
-              "-inf: a seed stopped on non-finite values):", ""]  # fmt: skip
+    if on == "test":
+        lines = ["**Tuned on test accuracy** (`--tune-on test`: the runs hold no validation "
+                 "split): each rate was chosen on the accuracy reported here, so the accuracies "
+                 "and gaps are optimistic.", "", *lines]  # fmt: skip
+    lines += ["", f"Learning-rate grids (mean {'validation' if on == 'val' else 'test'} accuracy "
+              "at the plateau, per arm; -inf: a seed stopped on non-finite values):", ""]  # fmt: skip
     for gv, arms in result["groups"].items():
         for name, a in arms.items():
             grid = ", ".join(f"{lr:g}: {m * 100:.1f}" if math.isfinite(m) else f"{lr:g}: -inf"
@@ -442,18 +491,33 @@ def write_comparison(sweep_dirs, out_dir, **kwargs) -> os.PathLike:
 
     from fedjax_deep.analysis import plots
 
-    result = compare(sweep_dirs, **kwargs)
     out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out={str(out_dir)!r} is a file; give a directory for compare.md, "
+                         "compare.json and the plots")  # fmt: skip
+    result = compare(sweep_dirs, **kwargs)
     # Paths as seen from the results, so that a committed compare.json names no machine's folders.
     result["sweeps"] = [pathlib.Path(os.path.relpath(pathlib.Path(d).resolve(), out.resolve()))
                         .as_posix() for d in result["sweeps"]]  # fmt: skip
-    (out / "compare.json").write_text(json.dumps(plain(result), indent=1) + "\n")
-    (out / "compare.md").write_text(markdown(result))
-    plots.plot_curves(result, out / "curves.png")
-    plots.plot_divergence(result, out / "divergence.png")
-    plots.plot_divergence(result, out / "cka.png", metric="cka")
-    plots.plot_null_ratio(result, out / "null_ratio.png")
+    # Everything is computed before the first file is written; the text files come last, so
+    # that compare.md exists only when the whole analysis did.
+    texts = {"compare.json": json.dumps(plain(result), indent=1) + "\n",
+             "compare.md": markdown(result)}  # fmt: skip
+    check_writable(
+        out,
+        [*texts, "curves.png", "divergence.png", "cka.png", "null_ratio.png"],
+        "make it writable, or pass --out another directory",
+    )
+    try:
+        plots.plot_curves(result, out / "curves.png")
+        plots.plot_divergence(result, out / "divergence.png")
+        plots.plot_divergence(result, out / "cka.png", metric="cka")
+        plots.plot_null_ratio(result, out / "null_ratio.png")
+        for name, text in texts.items():
+            (out / name).write_text(text)
+    except OSError as e:
+        raise InputError(f"{e.filename or out} cannot be written ({e.strerror or e}); make it "
+                         "writable, or pass --out another directory") from None  # fmt: skip
     return out / "compare.md"
 
 

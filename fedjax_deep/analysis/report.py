@@ -31,6 +31,7 @@ from fedjax_deep.analysis.runs import (
     NULL,
     STEPS_MATCHED_CL,
     accuracy_at,
+    check_writable,
     field_value,
     read_sweep,
     reference_batch,
@@ -39,7 +40,8 @@ from fedjax_deep.analysis.runs import (
     sweep_entries,
 )
 from fedjax_deep.analysis.stats import fmt_ci, fmt_sci, mean_ci
-from fedjax_deep.runfiles import read_config
+from fedjax_deep.errors import InputError
+from fedjax_deep.runfiles import METRICS, STOPPED, SUMMARY, read_config, read_json
 
 IGNORED = ("mode", "seed")
 
@@ -59,6 +61,11 @@ def collect(sweep_dir: pathlib.Path) -> tuple[list[str], dict]:
     for run in runs:
         if run["stopped"]:
             continue
+        if not run["rows"]:
+            raise InputError(
+                f"{sweep_dir / run['name'] / METRICS} holds no rows though {SUMMARY} says the "
+                "point finished; restore the file, or rerun the point in another --workdir"
+            )
         key = tuple(field_value(run["config"], f) for f in fields)
         groups[key][run["config"]["mode"]].append(run)
     return fields, dict(sorted(groups.items()))
@@ -100,7 +107,7 @@ def sweep_table(fields: list[str], groups: dict) -> str:
     for key, by_mode in groups.items():
         fl, cl = by_mode.get("fl", []), by_mode.get("centralized", [])
         null = by_mode.get("independent", [])
-        cells = [str(k) for k in key]
+        cells = [_cell(k) for k in key]
         any_run = (fl or cl or null)[0]
         rf = any_run["run_info"].get("receptive_field")
         cells += [_model_label(any_run["config"]["model"]), "-" if rf is None else str(rf)]
@@ -114,6 +121,30 @@ def sweep_table(fields: list[str], groups: dict) -> str:
                   str(max(len(fl), len(cl), len(null)))]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    """A value as one markdown table cell: a ``|`` escaped, line breaks as spaces."""
+    return " ".join(str(value).splitlines()).replace("|", "\\|")
+
+
+def not_finished(sweep_dir: pathlib.Path) -> list[str]:
+    """One line per point that holds no summary: the round and the reason of one that stopped on
+    non-finite values (its ``stopped.json``), or that it is unfinished."""
+    lines = []
+    for path in sorted(p.parent for p in pathlib.Path(sweep_dir).glob("*/config.json")):
+        if (path / SUMMARY).exists():
+            continue
+        try:
+            stopped = read_json(path / STOPPED)
+        except InputError:
+            stopped = {}
+        if stopped is not None:
+            lines.append(f"- `{path.name}`: stopped on non-finite values at round "
+                         f"{stopped.get('round', '?')}")  # fmt: skip
+        else:
+            lines.append(f"- `{path.name}`: unfinished (killed, or still running)")
+    return lines
 
 
 def _model_label(model_cfg: dict) -> str:
@@ -358,14 +389,26 @@ def write_sweep_report(sweep_dir: str | pathlib.Path) -> pathlib.Path:
         raise FileNotFoundError(f"{sweep_dir}: no finished runs (*/summary.json) to report")
     config = read_config(sweep_dir)
     table = sweep_table(fields, groups)
-    plotted = plot_sweep(fields, groups, sweep_dir)
+    missing = not_finished(sweep_dir)
     fixed, per_point = settings_as_run(fields, groups)
+    path = sweep_dir / "report.md"
+    check_writable(
+        sweep_dir,
+        ["report.md", "accuracy.png", "learning_curves.png"],
+        "make the sweep's directory writable",
+    )
+    try:
+        plotted = plot_sweep(fields, groups, sweep_dir)
+    except OSError as e:
+        raise InputError(f"{e.filename or sweep_dir} cannot be written ({e.strerror or e}); make "
+                         "the sweep's directory writable") from None  # fmt: skip
     text = [
         "# Sweep report",
         "",
         f"Swept: {', '.join(f'`{f}` = {list(v)}' for f, v in config['sweep'])}.",
         "",
         *_unpaired_note(groups, sweep_dir, config),
+        *(["Points not in the table (no summary.json):", "", *missing, ""] if missing else []),
         "Runs: " + ", ".join(sorted({m for g in groups.values() for m in g})) + " (fl: federated; "
         "centralized: one learner, same examples per round; independent: K SGD runs from one "
         "initialization, never averaged, the null reference).",
@@ -386,6 +429,9 @@ def write_sweep_report(sweep_dir: str | pathlib.Path) -> pathlib.Path:
         table,
     ]
     text += [f"![{p}]({p})" for p in plotted]
-    path = sweep_dir / "report.md"
-    path.write_text("\n".join(text) + "\n")
+    try:
+        path.write_text("\n".join(text) + "\n")
+    except OSError as e:
+        raise InputError(f"{path} cannot be written ({e.strerror or e}); make the sweep's "
+                         "directory writable") from None  # fmt: skip
     return path

@@ -28,6 +28,7 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
+from fedjax_deep.errors import InputError
 from fedjax_deep.runfiles import CONFIG, read_config, read_run
 
 FL, CL, STEPS_MATCHED_CL, NULL = "FL", "CL", "steps-matched CL", "null"
@@ -82,12 +83,21 @@ def read_sweep(sweep_dir: str | os.PathLike) -> tuple[dict, list[dict]]:
     """A sweep's root config and every point with a ``config.json``, in name order: each
     :func:`fedjax_deep.runfiles.read_run` (``config``, ``run_info``, ``summary``, ``rows``,
     ``stopped``) with its ``name`` (the point's directory name). Points that stopped on non-finite
-    values are included (they have rows but no summary)."""
+    values are included (they have rows but no summary). A single run's directory is an
+    :class:`~fedjax_deep.errors.InputError`."""
     sweep_dir = pathlib.Path(sweep_dir)
     config = read_config(sweep_dir)
+    if not config.get("sweep"):
+        raise InputError(f"{sweep_dir} holds a single run, not a sweep; compare and report read "
+                         "a sweep's workdir (one trained with --config.sweep)")  # fmt: skip
     runs = []
     for path in sorted(p.parent for p in sweep_dir.glob(f"*/{CONFIG}")):
-        runs.append({"name": path.name, **read_run(path, finished=False)})
+        run = read_run(path, finished=False)
+        lacks = [k for k in ("seed", "mode") if k not in run["config"]]
+        if lacks:
+            raise InputError(f"{path / CONFIG} holds no {lacks[0]}: it is not a run's config; "
+                             "restore it, or move the point's directory out of the sweep")  # fmt: skip
+        runs.append({"name": path.name, **run})
     return config, runs
 
 
@@ -129,6 +139,24 @@ def accuracy_at(rows: Sequence[Mapping], index: int) -> float | None:
     if not len(values) or (index == 0 and rounds[0] != 1):
         return None
     return float(values[index])
+
+
+def check_writable(directory: pathlib.Path, names: Sequence[str], fix: str) -> None:
+    """An :class:`~fedjax_deep.errors.InputError` naming the path unless every file ``names``
+    can be written in ``directory`` (made if missing): checked before an analysis writes its
+    first file, so that a refused one writes none."""
+    import tempfile
+
+    for name in names:
+        if (directory / name).is_dir():
+            raise InputError(f"{directory / name} is a directory, so the analysis cannot write "
+                             f"its file there; {fix}")  # fmt: skip
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        raise InputError(f"{directory} cannot be written ({e.strerror or e}); {fix}") from None
 
 
 # -- names ----------------------------------------------------------------------------------------
