@@ -103,3 +103,66 @@ def test_paired_interval_p_matches_its_interval():
     assert out["p"] == pytest.approx(2 * sp.t.sf(t, 3))
     assert (out["p"] < 0.05) == out["resolved"]
     assert math.isnan(stats.paired_interval([1.0], [0.0])["p"])
+
+
+def _comparison():
+    """Two arms on two seeds over 60 rounds: CL saturated (certified), FL a saturating curve
+    still climbing at round 60 (tau 15 and 18: +1.4 points over its last 10 rounds)."""
+    rounds = list(range(1, 61))
+    r = np.asarray(rounds, float)
+
+    def seed(curve):
+        return {"final": float(np.mean(curve[-5:])), "rounds": rounds, "accuracy": list(curve)}
+
+    cl = {s: seed(0.9 - 0.8 * np.exp(-r / (3 + int(s)))) for s in ("0", "1")}
+    fl = {s: seed(0.9 - 0.8 * np.exp(-r / (15 + 3 * int(s)))) for s in ("0", "1")}
+
+    def final(per_seed):
+        return stats.interval([p["final"] for p in per_seed.values()])
+
+    return {"group": "model.depth", "tol": 0.005, "reference_arms": {"16": "CL"},
+            "reference": {"mode": "centralized"},
+            "groups": {"16": {"CL": {"role": "CL", "chosen_lr": 0.01, "per_seed": cl, "final": final(cl)},
+                              "FL": {"role": "FL", "chosen_lr": 0.1, "per_seed": fl, "final": final(fl),
+                                     "gap": {"mean": 0.1, "half": 0.01, "resolved": True}}}}}  # fmt: skip
+
+
+def test_compare_reads_a_gap_taken_while_an_arm_rises_as_speed():
+    from fedjax_deep.analysis import compare
+
+    result = compare.certify_result(_comparison())
+    cl, fl = result["groups"]["16"]["CL"], result["groups"]["16"]["FL"]
+    assert cl["certified"] == 2 and fl["certified"] == 0
+    assert fl["reading"] == compare.SPEED
+    # Both arms saturate at 90%: the fitted asymptotes agree though the end values differ.
+    assert cl["asymptote"]["mean"] == pytest.approx(90.0, abs=0.01)
+    assert fl["asymptote"]["mean"] == pytest.approx(90.0, abs=0.5)
+    assert abs(fl["asymptote_gap"]["mean"]) < 0.5
+    rising = fl["per_seed"]["0"]["plateau"]
+    assert rising["slope"] > 0.05 and rising["reason"].startswith("still rising")
+    text = "\n".join(compare.plateau_table(result))
+    assert "| 16 | FL |" in text and "0/2" in text and compare.SPEED in text
+    assert "0: +" in text  # seed 0's slope, points a round
+
+
+def test_curves_mark_certified_and_rising_seeds_and_ratio_axes_read():
+    from fedjax_deep.analysis import compare, plots
+
+    result = compare.certify_result(_comparison())
+    plt = plots.pyplot()
+    fig, ax = plt.subplots()
+    cl = result["groups"]["16"]["CL"]["per_seed"]
+    assert plots.seed_marks(ax, cl, "tab:blue") == (2, 0)
+    dot = ax.lines[0]
+    since = cl["0"]["plateau"]["since"]
+    assert dot.get_xdata()[0] == since
+    assert dot.get_ydata()[0] == pytest.approx(100 * cl["0"]["accuracy"][since - 1])
+    fl = result["groups"]["16"]["FL"]["per_seed"]
+    assert plots.seed_marks(ax, fl, "tab:red") == (0, 2)
+    assert ax.lines[-1].get_xdata()[0] == 60 and ax.lines[-1].get_markerfacecolor() == "none"
+    # A narrow range stays linear; 0.9-16 goes log with plain-number ticks.
+    assert not plots.ratio_axis(ax, [0.9, 1.1]) and ax.get_yscale() == "linear"
+    assert plots.ratio_axis(ax, [0.9, 2.2, 7.6, 16.1]) and ax.get_yscale() == "log"
+    assert list(ax.get_yticks()) == pytest.approx([0.5, 1, 2, 5, 10, 20])
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0.5", "1", "2", "5", "10", "20"]
+    plt.close(fig)
