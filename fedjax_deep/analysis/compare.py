@@ -33,12 +33,15 @@ from fedjax_deep.analysis.runs import (
     sort_key,
 )
 from fedjax_deep.analysis.stats import (
+    EXTEND_CAP,
+    EXTEND_STEP,
     PLATEAU_WINDOW,
     TOL,
     WINDOW,
     certify_plateau,
     choose_learning_rate,
     curve_area,
+    extension_rule,
     fmt_gap,
     fmt_stat,
     grid_edge,
@@ -173,8 +176,7 @@ def compare(
         for a in arms.values():
             seeds = sorted(a["per_seed"])
             a["final"] = interval([a["per_seed"][s]["final"] for s in seeds])
-            a["certified"] = sum(a["per_seed"][s]["plateau"]["certified"] for s in seeds)
-            a["asymptote"] = interval([a["per_seed"][s]["fit"]["a"] for s in seeds])
+            _arm_plateau(a)
             if a["role"] == FL and nulls:
                 a["null_ratio"] = null_ratio(a, nulls[0], null_runs[g])
             if a is ref or a["role"] == NULL:
@@ -196,6 +198,17 @@ def _plateau(rounds: np.ndarray, acc: np.ndarray, window: int, tol: float) -> di
     return {"plateau": certify_plateau(points, rounds, window, 100 * tol),
             "fit": saturating_fit(rounds, points, a_bounds=(0.0, 100.0), start_fraction=0.5)
             if len(points) else {"a": None, "reason": "no evaluations"}}  # fmt: skip
+
+
+def _arm_plateau(a: dict) -> None:
+    """An arm's ``certified`` seeds, ``asymptote`` interval (the fits', in %) and ``extension``
+    (:func:`~fedjax_deep.analysis.stats.extension_rule` at its seeds' last round)."""
+    seeds = sorted(a["per_seed"])
+    flags = [a["per_seed"][s]["plateau"]["certified"] for s in seeds]
+    a["certified"] = sum(flags)
+    a["asymptote"] = interval([a["per_seed"][s]["fit"]["a"] for s in seeds])
+    last = max((a["per_seed"][s]["plateau"]["last_round"] or 0 for s in seeds), default=0)
+    a["extension"] = extension_rule({"arm": flags}, last)["arm"]
 
 
 def _paired(ref: Mapping, arm: Mapping, key: str) -> dict:
@@ -221,9 +234,7 @@ def certify_result(result: dict, window: int = PLATEAU_WINDOW, tol: float = TOL)
                 if "plateau" not in p:
                     p.update(_plateau(np.asarray(p["rounds"]), np.asarray(p["accuracy"]), window,
                                       tol))  # fmt: skip
-            seeds = sorted(a["per_seed"])
-            a["certified"] = sum(a["per_seed"][s]["plateau"]["certified"] for s in seeds)
-            a["asymptote"] = interval([a["per_seed"][s]["fit"]["a"] for s in seeds])
+            _arm_plateau(a)
         ref = arms.get((result.get("reference_arms") or {}).get(gv) or "")
         if ref is None:  # an old comparison names no reference: the arm with no gap
             ref = next((a for a in arms.values() if "gaps" not in a and "gap" not in a
@@ -370,21 +381,24 @@ def _rising(a: Mapping) -> str:
 
 def plateau_table(result: Mapping) -> list[str]:
     """Per arm: the end value, certified seeds, the still-rising seeds and their slopes, the
-    saturating fit's asymptote (seeds fitted) and, against the reference, the paired asymptote gap
-    and what the end-value gap measures."""
+    saturating fit's asymptote (seeds fitted) and, against the reference, the paired asymptote gap,
+    what the end-value gap measures and the extension rule's verdict (the null reference, one
+    round by design, is left out)."""
     g = result["group"].rsplit(".", 1)[-1]
     head = [g, "arm", "end value (test, %)", "certified", "still rising (seed: slope)",
-            "asymptote (fit, %)", "asymptote gap vs reference", "end-value gap reads as"]  # fmt: skip
+            "asymptote (fit, %)", "asymptote gap vs reference", "end-value gap reads as",
+            "extension rule"]  # fmt: skip
     rows = []
     for gv, arms in result["groups"].items():
         for name, a in arms.items():
-            if "asymptote" not in a:
+            if "asymptote" not in a or a.get("role") == NULL:  # the null runs one round
                 continue
             fitted = a["asymptote"]["n"]
             rows.append([gv, name, fmt_stat(a["final"]), _certified(a), _rising(a),
                          f"{fmt_stat(a['asymptote'], 1.0)} ({fitted}/{len(a['per_seed'])} fitted)",
                          fmt_gap(a["asymptote_gap"], 1.0) if "asymptote_gap" in a else "",
-                         a.get("reading", "(reference)" if "gap" not in a else "")])  # fmt: skip
+                         a.get("reading", "(reference)" if "gap" not in a else ""),
+                         a.get("extension", {}).get("verdict", "")])  # fmt: skip
     if not rows:
         return []
     w, tol = result.get("plateau_window", 10), result.get("tol", 0.005)
@@ -392,7 +406,9 @@ def plateau_table(result: Mapping) -> list[str]:
             f"the mean of the {w} before by less than {100 * tol:g} points at its last round; the "
             "slope is over those evaluations. The asymptote is a + b exp(-r / tau) fitted per "
             "seed (a fit whose tau sits at a bound gives none). A gap measured while either arm "
-            "still rises reads as speed, not final accuracy.", "", *_table(head, rows)]  # fmt: skip
+            "still rises reads as speed, not final accuracy. Extension rule: an arm with an "
+            f"uncertified seed is resumed {EXTEND_STEP} rounds further, up to {EXTEND_CAP} "
+            "rounds.", "", *_table(head, rows)]  # fmt: skip
 
 
 def _reference_names(result: Mapping) -> list[str]:

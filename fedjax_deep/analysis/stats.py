@@ -44,6 +44,8 @@ import numpy as np
 WINDOW = 5  # evaluations (the end value's window)
 TOL = 0.005  # accuracy (half a point): the certification tolerance
 PLATEAU_WINDOW = 10  # evaluations: each of the two windows certify_plateau compares
+EXTEND_STEP = 40  # rounds an uncertified arm is resumed by (extension_rule)
+EXTEND_CAP = 320  # rounds past which it is reported as still rising instead
 
 
 # -- curves ---------------------------------------------------------------------------------------
@@ -98,7 +100,10 @@ def certify_plateau(
 
 
 def extension_rule(
-    certified: Mapping[str, Sequence[bool]], num_rounds: int, step: int = 40, cap: int = 320
+    certified: Mapping[str, Sequence[bool]],
+    num_rounds: int,
+    step: int = EXTEND_STEP,
+    cap: int = EXTEND_CAP,
 ) -> dict:
     """Which arms to resume, and to how many rounds: an arm (``{arm: [seeds] certified?}``) with
     any seed not certified at ``num_rounds`` is resumed to ``min(num_rounds + step, cap)``; at the
