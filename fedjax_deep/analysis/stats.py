@@ -45,7 +45,7 @@ WINDOW = 5  # evaluations (the end value's window)
 TOL = 0.005  # accuracy (half a point): the certification tolerance
 PLATEAU_WINDOW = 10  # evaluations: each of the two windows certify_plateau compares
 EXTEND_STEP = 40  # rounds an uncertified arm is resumed by (extension_rule)
-EXTEND_CAP = 320  # rounds past which it is reported as still rising instead
+EXTEND_CAP = 160  # rounds past which it is reported as still rising (configs/e1/paper_regime.py)
 
 
 # -- curves ---------------------------------------------------------------------------------------
