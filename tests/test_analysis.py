@@ -192,7 +192,8 @@ def test_one_comparison_holds_the_gaps_against_cl_and_steps_matched_cl(monkeypat
     mean = np.mean(matched_gap) * 100
     half = stats.t_quantile(3) * np.std(matched_gap, ddof=1) / math.sqrt(3) * 100
     row = next(x for x in text.splitlines() if x.startswith("| 2 | 90.0"))
-    assert f"| {mean:.1f} ± {half:.1f} (n.r.) |" in row  # its interval includes 0 (4.0 < 5.0)
+    # Its interval includes 0 (4.0 < 5.0); † as the curves are too short to certify a plateau.
+    assert f"| {mean:.1f} ± {half:.1f} (n.r.) † |" in row
     assert "| gap vs steps-matched CL |" in text  # the arm table has the column too
     assert not any("mode=" in x for x in text.splitlines() if x.startswith("| 2 |"))  # by role
 

@@ -411,6 +411,17 @@ def plateau_table(result: Mapping) -> list[str]:
             "rounds.", "", *_table(head, rows)]  # fmt: skip
 
 
+def _speed_mark(text: str, arms: Mapping, name: str, ref: str) -> str:
+    """``text`` marked ``†`` when the arm or the reference it is measured against still rises."""
+    if (
+        text == "-"
+        or ref not in arms
+        or "plateau" not in next(iter(arms[name]["per_seed"].values()))
+    ):
+        return text
+    return text + " †" if still_rising(arms[name]) or still_rising(arms[ref]) else text
+
+
 def _reference_names(result: Mapping) -> list[str]:
     """The groups' reference arms' names, each once (what every other arm's ``gap`` is against)."""
     return [n for n in dict.fromkeys((result.get("reference_arms") or {}).values()) if n]
@@ -440,8 +451,8 @@ def role_table(result: Mapping) -> list[str]:
             f"{fmt_stat(arms[n]['final'])} ({arms[n]['chosen_lr']:g})" if n in arms else "-"
             for n in (*refs, *others)
         ]
-        cells += [fmt_gap((arms[o].get("gaps") or {}).get(r)) if o in arms else "-"
-                  for o in others for r in refs]  # fmt: skip
+        cells += [_speed_mark(fmt_gap((arms[o].get("gaps") or {}).get(r)), arms, o, r)
+                  if o in arms else "-" for o in others for r in refs]  # fmt: skip
         for o in others:
             a = arms.get(o) or {}
             cells += [_reach(a["rounds_to_80"]) if "rounds_to_80" in a else "-",
@@ -451,7 +462,7 @@ def role_table(result: Mapping) -> list[str]:
         "Each arm by role at its own learning rate (chosen on validation accuracy, in brackets): "
         "test accuracy at the end (mean of the last evaluations) in %, gaps in points (n.r.: the "
         "95% paired t-interval over seeds includes 0); certified: seeds whose plateau holds at "
-        "their last round.",
+        f"their last round; †: a gap measured while either arm still rises ({SPEED}).",
         "",
         *_table(head, rows),
         "",
