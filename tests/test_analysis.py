@@ -18,16 +18,6 @@ from fedjax_deep.runfiles import read_run
 # -- stats ----------------------------------------------------------------------------------------
 
 
-def test_plateau_round_finds_where_gains_stop():
-    rounds = np.arange(1, 21)
-    rising = np.minimum(rounds * 0.1, 0.9)  # 0.1, 0.2, ..., 0.9 from round 9 on
-    r = stats.plateau_round(rounds, rising, window=3, tol=0.005)
-    # The first i with mean(next 3) - mean(previous 3) < 0.005: previous 3 = 0.9, from round 11.
-    assert r == 11
-    assert stats.plateau_round(rounds, rounds * 0.01, window=3) is None  # still rising
-    assert stats.plateau_round(rounds[:4], rising[:4], window=3) is None  # too short
-
-
 def test_plateau_value_rounds_to_and_area():
     rounds = np.array([1, 2, 3, 4])
     values = np.array([0.2, 0.4, 0.6, 0.8])
@@ -198,12 +188,13 @@ def test_one_comparison_holds_the_gaps_against_cl_and_steps_matched_cl(monkeypat
     assert "gaps" not in arms["null"] and "gap" not in arms["null"]
     text = compare_mod.markdown(result)
     head = ("| depth | CL | steps-matched CL | FL | CL - FL | steps-matched CL - FL | "
-            "FL rounds to 80% of CL | FL plateaued |")  # fmt: skip
+            "FL rounds to 80% of CL | FL certified |")  # fmt: skip
     assert head in text
     mean = np.mean(matched_gap) * 100
     half = stats.t_quantile(3) * np.std(matched_gap, ddof=1) / math.sqrt(3) * 100
     row = next(x for x in text.splitlines() if x.startswith("| 2 | 90.0"))
-    assert f"| {mean:.1f} ± {half:.1f} (n.r.) |" in row  # its interval includes 0 (4.0 < 5.0)
+    # Its interval includes 0 (4.0 < 5.0); † as the curves are too short to certify a plateau.
+    assert f"| {mean:.1f} ± {half:.1f} (n.r.) † |" in row
     assert "| gap vs steps-matched CL |" in text  # the arm table has the column too
     assert not any("mode=" in x for x in text.splitlines() if x.startswith("| 2 |"))  # by role
 

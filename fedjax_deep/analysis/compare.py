@@ -34,23 +34,29 @@ from fedjax_deep.analysis.runs import (
     sort_key,
 )
 from fedjax_deep.analysis.stats import (
+    EXTEND_CAP,
+    EXTEND_STEP,
+    PLATEAU_WINDOW,
     TOL,
     WINDOW,
+    certify_plateau,
     choose_learning_rate,
     curve_area,
+    extension_rule,
     fmt_gap,
     fmt_stat,
     grid_edge,
     interval,
     paired_interval,
-    plateau_round,
     plateau_value,
     rounds_to,
+    saturating_fit,
 )
 from fedjax_deep.errors import InputError
 from fedjax_deep.runfiles import CONFIG
 
 SCALE_FREE = ("update", "cosine", "grad")  # U_l, the mean update cosine, gradient divergence
+SPEED = "speed, not final accuracy"  # a gap measured while an arm still rises
 
 
 def compare(
@@ -64,6 +70,7 @@ def compare(
     defaults: Mapping[str, object] | None = None,
     require_reference: bool = False,
     tune_on: str = "val",
+    plateau_window: int = PLATEAU_WINDOW,
 ) -> dict:
     """Every arm of one or several sweeps at its own tuned learning rate, against the reference
     arm, per value of ``group``, with seeds paired.
@@ -82,11 +89,17 @@ def compare(
 
     For each group and arm: the learning rate chosen on validation accuracy
     (:func:`~fedjax_deep.analysis.stats.choose_learning_rate`, each arm alone), and at that rate, per
-    seed, the test plateau value, the plateau round, the curve area and the rounds to reach 50% and
-    80% of the reference arm's plateau value on the same seed. For arms other than the reference
-    and the null: ``gap`` and ``area_gap``, the paired differences (reference minus arm) of the
-    plateau value and the curve area, and ``gaps``, the plateau-value difference against every
-    reference-role arm (CL and steps-matched CL) by name.
+    seed, the test end value (the mean of the last ``window`` evaluations), its certified plateau
+    (``plateau``: :func:`~fedjax_deep.analysis.stats.certify_plateau` over ``plateau_window``
+    evaluations at tolerance ``tol``, in points), the saturating fit (``fit``: its asymptote
+    ``a``, accuracy in %), the curve area and the rounds to reach 50% and 80% of the reference
+    arm's end value on the same seed; per arm, ``certified`` (how many seeds) and ``asymptote``
+    (an interval over seeds, in %). For arms other than the reference and the null: ``gap`` and
+    ``area_gap``, the paired differences (reference minus arm) of the end value and the curve
+    area, ``asymptote_gap`` (of the fitted asymptotes, over the seeds both fitted), ``reading``
+    (``final accuracy`` when both arms are certified on every seed, else ``speed, not final
+    accuracy``) and ``gaps``, the end-value difference against every reference-role arm (CL and
+    steps-matched CL) by name.
 
     ``tune_on``: ``'val'`` (validation accuracy; runs without a validation split are refused
     wherever an arm has several rates to choose from) or ``'test'``, asked for explicitly and
@@ -131,7 +144,8 @@ def compare(
                 "accuracy (the output says so)"
             )
     out = {"group": group_name, "group_fields": group_fields, "tune": tune, "reference": reference,
-           "window": window, "tol": tol, "sweeps": [str(d) for d in sweep_dirs], "groups": {},
+           "window": window, "tol": tol, "plateau_window": plateau_window,
+           "sweeps": [str(d) for d in sweep_dirs], "groups": {},
            "reference_arms": {}, "tuned_on": tune_on}  # fmt: skip
     # Each arm's role from its runs' configs; its name is the role (and what tells apart two arms
     # that share one), the same in every group.
@@ -162,7 +176,7 @@ def compare(
             rounds, acc = curve(run["rows"])
             per_seed[s] = {
                 "final": None if run["stopped"] else plateau_value(acc, window),
-                "plateau_round": plateau_round(rounds, acc, window, tol),
+                **_plateau(rounds, acc, plateau_window, tol),
                 "area": curve_area(rounds, acc, value(run["config"], "num_rounds")),
                 "rounds": rounds.tolist(),
                 "accuracy": acc.tolist(),
@@ -185,6 +199,7 @@ def compare(
         for a in arms.values():
             seeds = sorted(a["per_seed"])
             a["final"] = interval([a["per_seed"][s]["final"] for s in seeds])
+            _arm_plateau(a)
             if a["role"] == FL and nulls:
                 a["null_ratio"] = null_ratio(a, nulls[0], null_runs[g])
             if a is ref or a["role"] == NULL:
@@ -218,17 +233,73 @@ def _check_comparable(sweep_dirs, runs: list[dict], fields: list[str], defaults)
 _MISSING = object()
 
 
+def _plateau(rounds: np.ndarray, acc: np.ndarray, window: int, tol: float) -> dict:
+    """One seed's certified plateau and saturating fit, accuracy in points (``tol`` is in
+    accuracy: 0.005 is half a point)."""
+    points = 100 * np.asarray(acc, float)
+    return {"plateau": certify_plateau(points, rounds, window, 100 * tol),
+            "fit": saturating_fit(rounds, points, a_bounds=(0.0, 100.0), start_fraction=0.5)
+            if len(points) else {"a": None, "reason": "no evaluations"}}  # fmt: skip
+
+
+def _arm_plateau(a: dict) -> None:
+    """An arm's ``certified`` seeds, ``asymptote`` interval (the fits', in %) and ``extension``
+    (:func:`~fedjax_deep.analysis.stats.extension_rule` at its seeds' last round)."""
+    seeds = sorted(a["per_seed"])
+    flags = [a["per_seed"][s]["plateau"]["certified"] for s in seeds]
+    a["certified"] = sum(flags)
+    a["asymptote"] = interval([a["per_seed"][s]["fit"]["a"] for s in seeds])
+    last = max((a["per_seed"][s]["plateau"]["last_round"] or 0 for s in seeds), default=0)
+    a["extension"] = extension_rule({"arm": flags}, last)["arm"]
+
+
 def _paired(ref: Mapping, arm: Mapping, key: str) -> dict:
-    """``ref - arm`` of a per-seed value over the seeds both ran (paired t-interval)."""
+    """``ref - arm`` of a per-seed value over the seeds both ran (paired t-interval); ``key``
+    ``asymptote`` reads the saturating fit's."""
     common = [s for s in sorted(arm["per_seed"]) if s in ref["per_seed"]]
-    return paired_interval([ref["per_seed"][s][key] for s in common],
-                           [arm["per_seed"][s][key] for s in common])  # fmt: skip
+
+    def get(a, s):
+        return a["per_seed"][s]["fit"]["a"] if key == "asymptote" else a["per_seed"][s][key]
+
+    return paired_interval([get(ref, s) for s in common], [get(arm, s) for s in common])
+
+
+def certify_result(result: dict, window: int = PLATEAU_WINDOW, tol: float = TOL) -> dict:
+    """Fills in, where missing, each seed's ``plateau`` and ``fit`` and each arm's ``certified``,
+    ``asymptote`` and (against the group's reference) ``asymptote_gap`` and ``reading``, from the
+    per-seed curves a ``compare.json`` carries: a comparison written before certification (issue
+    23) is read under the certified rule without its runs. Returns ``result``, updated in place."""
+    result.setdefault("plateau_window", window)
+    for gv, arms in result["groups"].items():
+        for a in arms.values():
+            for p in a["per_seed"].values():
+                if "plateau" not in p:
+                    p.update(_plateau(np.asarray(p["rounds"]), np.asarray(p["accuracy"]), window,
+                                      tol))  # fmt: skip
+            _arm_plateau(a)
+        ref = arms.get((result.get("reference_arms") or {}).get(gv) or "")
+        if ref is None:  # an old comparison names no reference: the arm with no gap
+            ref = next((a for a in arms.values() if "gaps" not in a and "gap" not in a
+                        and a.get("role", CL) == CL), None)  # fmt: skip
+        for a in arms.values():
+            if "gap" in a and ref is not None and "asymptote_gap" not in a:
+                a["asymptote_gap"] = _paired(ref, a, "asymptote")
+                a["reading"] = SPEED if still_rising(a) or still_rising(ref) else "final accuracy"
+    return result
+
+
+def still_rising(a: Mapping) -> bool:
+    """Whether any seed of an arm is not certified at its last evaluation."""
+    return any(not p["plateau"]["certified"] for p in a["per_seed"].values())
 
 
 def _against_reference(a: dict, ref: Mapping) -> None:
-    """The arm's paired gap, area gap and rounds to 50% and 80% of the reference's plateau."""
+    """The arm's paired gap, area gap, asymptote gap, the gap's reading and rounds to 50% and
+    80% of the reference's end value."""
     a["gap"] = _paired(ref, a, "final")
     a["area_gap"] = _paired(ref, a, "area")
+    a["asymptote_gap"] = _paired(ref, a, "asymptote")  # in points
+    a["reading"] = SPEED if still_rising(a) or still_rising(ref) else "final accuracy"
     common = [s for s in sorted(a["per_seed"]) if s in ref["per_seed"]]
     for frac in (0.5, 0.8):
         hit = []
@@ -337,9 +408,60 @@ def _reach(stat: Mapping) -> str:
     return fmt_stat(stat, 1.0) + (f" ({never} never)" if never else "")
 
 
-def _plateaued(a: Mapping) -> str:
-    done = sum(p["plateau_round"] is not None for p in a["per_seed"].values())
+def _certified(a: Mapping) -> str:
+    """``'3/5'``: seeds whose plateau is certified at their last evaluation."""
+    done = sum(p["plateau"]["certified"] for p in a["per_seed"].values())
     return f"{done}/{len(a['per_seed'])}"
+
+
+def _rising(a: Mapping) -> str:
+    """The still-rising seeds with their slopes (points a round over the last two windows)."""
+    rising = [(s, p["plateau"]) for s, p in a["per_seed"].items() if not p["plateau"]["certified"]]
+    return ", ".join(f"{s}: {r['slope']:+.2f}/round" if math.isfinite(r["slope"] or math.nan)
+                     else f"{s}: {r['reason']}" for s, r in rising) or "none"  # fmt: skip
+
+
+def plateau_table(result: Mapping) -> list[str]:
+    """Per arm: the end value, certified seeds, the still-rising seeds and their slopes, the
+    saturating fit's asymptote (seeds fitted) and, against the reference, the paired asymptote gap,
+    what the end-value gap measures and the extension rule's verdict (the null reference, one
+    round by design, is left out)."""
+    g = result["group"].rsplit(".", 1)[-1]
+    head = [g, "arm", "end value (test, %)", "certified", "still rising (seed: slope)",
+            "asymptote (fit, %)", "asymptote gap vs reference", "end-value gap reads as",
+            "extension rule"]  # fmt: skip
+    rows = []
+    for gv, arms in result["groups"].items():
+        for name, a in arms.items():
+            if "asymptote" not in a or a.get("role") == NULL:  # the null runs one round
+                continue
+            fitted = a["asymptote"]["n"]
+            rows.append([gv, name, fmt_stat(a["final"]), _certified(a), _rising(a),
+                         f"{fmt_stat(a['asymptote'], 1.0)} ({fitted}/{len(a['per_seed'])} fitted)",
+                         fmt_gap(a["asymptote_gap"], 1.0) if "asymptote_gap" in a else "",
+                         a.get("reading", "(reference)" if "gap" not in a else ""),
+                         a.get("extension", {}).get("verdict", "")])  # fmt: skip
+    if not rows:
+        return []
+    w, tol = result.get("plateau_window", 10), result.get("tol", 0.005)
+    return ["", f"Plateaus: a seed is certified when the mean of its last {w} evaluations exceeds "
+            f"the mean of the {w} before by less than {100 * tol:g} points at its last round; the "
+            "slope is over those evaluations. The asymptote is a + b exp(-r / tau) fitted per "
+            "seed (a fit whose tau sits at a bound gives none). A gap measured while either arm "
+            "still rises reads as speed, not final accuracy. Extension rule: an arm with an "
+            f"uncertified seed is resumed {EXTEND_STEP} rounds further, up to {EXTEND_CAP} "
+            "rounds.", "", *_table(head, rows)]  # fmt: skip
+
+
+def _speed_mark(text: str, arms: Mapping, name: str, ref: str) -> str:
+    """``text`` marked ``†`` when the arm or the reference it is measured against still rises."""
+    if (
+        text == "-"
+        or ref not in arms
+        or "plateau" not in next(iter(arms[name]["per_seed"].values()))
+    ):
+        return text
+    return text + " †" if still_rising(arms[name]) or still_rising(arms[ref]) else text
 
 
 def _reference_names(result: Mapping) -> list[str]:
@@ -350,7 +472,7 @@ def _reference_names(result: Mapping) -> list[str]:
 def role_table(result: Mapping) -> list[str]:
     """The headline table (the main job's, as the README shows it): per group, each arm's plateau
     accuracy (its learning rate in brackets), every reference-role arm minus every other arm, and
-    the other arms' rounds to 80% of the reference and plateaued seeds. Empty when no arm has a
+    the other arms' rounds to 80% of the reference and certified seeds. Empty when no arm has a
     gap, or when more than two arms are compared against the references (read the arm table)."""
     arms_of = [arms for arms in result["groups"].values()]
     refs = list(dict.fromkeys(n for arms in arms_of for n, a in arms.items()
@@ -364,26 +486,27 @@ def role_table(result: Mapping) -> list[str]:
     ref_name = primary[0] if len(primary) == 1 else "reference"
     head = [result["group"].rsplit(".", 1)[-1], *refs, *others,
             *(f"{r} - {o}" for o in others for r in refs),
-            *(h for o in others for h in (f"{o} rounds to 80% of {ref_name}", f"{o} plateaued"))]  # fmt: skip
+            *(h for o in others for h in (f"{o} rounds to 80% of {ref_name}", f"{o} certified"))]  # fmt: skip
     rows = []
     for gv, arms in result["groups"].items():
         cells = [gv] + [
             f"{fmt_stat(arms[n]['final'])} ({arms[n]['chosen_lr']:g})" if n in arms else "-"
             for n in (*refs, *others)
         ]
-        cells += [fmt_gap((arms[o].get("gaps") or {}).get(r)) if o in arms else "-"
-                  for o in others for r in refs]  # fmt: skip
+        cells += [_speed_mark(fmt_gap((arms[o].get("gaps") or {}).get(r)), arms, o, r)
+                  if o in arms else "-" for o in others for r in refs]  # fmt: skip
         for o in others:
             a = arms.get(o) or {}
             cells += [_reach(a["rounds_to_80"]) if "rounds_to_80" in a else "-",
-                      _plateaued(a) if a else "-"]  # fmt: skip
+                      _certified(a) if a else "-"]  # fmt: skip
         rows.append(cells)
     return [
         "Each arm by role at its own learning rate (chosen on "
         + ("test" if result.get("tuned_on") == "test" else "validation")
         + " accuracy, in brackets): "
-        "test accuracy at the plateau in %, gaps in points (n.r.: the 95% paired t-interval over "
-        "seeds includes 0).",
+        "test accuracy at the end (mean of the last evaluations) in %, gaps in points (n.r.: the "
+        "95% paired t-interval over seeds includes 0); certified: seeds whose plateau holds at "
+        f"their last round; †: a gap measured while either arm still rises ({SPEED}).",
         "",
         *_table(head, rows),
         "",
@@ -399,15 +522,16 @@ def markdown(result: Mapping) -> str:
     extra = list(dict.fromkeys(n for arms in result["groups"].values() for a in arms.values()
                                for n in a.get("gaps") or {} if n not in primary))  # fmt: skip
     on = result.get("tuned_on", "val")
-    head = [g, "arm", f"lr (chosen on {on})", "test acc (plateau)", "plateaued seeds",
+    head = [g, "arm", f"lr (chosen on {on})", "test acc (end)", "certified seeds",
             "gap vs reference", "resolved", *(f"gap vs {n}" for n in extra),
             "rounds to 50% of ref", "rounds to 80% of ref", "area gap", "seeds"]  # fmt: skip
     rows = []
     for gv, arms in result["groups"].items():
         for name, a in arms.items():
-            cells = [gv, name, f"{a['chosen_lr']:g}", fmt_stat(a["final"]), _plateaued(a)]
+            cells = [gv, name, f"{a['chosen_lr']:g}", fmt_stat(a["final"]), _certified(a)]
             if "gap" in a:
-                cells += [fmt_stat(a["gap"]), "yes" if a["gap"]["resolved"] else "no"]
+                speed = f" ({SPEED})" if a.get("reading") == SPEED else ""
+                cells += [fmt_stat(a["gap"]) + speed, "yes" if a["gap"]["resolved"] else "no"]
             elif a.get("role") == NULL:
                 cells += ["(null reference: its divergence after round 1)", ""]
             elif "gaps" in a:
@@ -425,7 +549,8 @@ def markdown(result: Mapping) -> str:
     lines = [*role_table(result),
              f"Every arm; the reference is the arm with {reference} in each group"
              + (f" ({', '.join(sorted(primary))})" if primary else "")
-             + "; gaps are a reference minus the arm:", "", *_table(head, rows)]  # fmt: skip
+             + "; gaps are a reference minus the arm:", "", *_table(head, rows),
+             *plateau_table(result)]  # fmt: skip
     div_head = [g, "arm", "U body (round 1)", "U body (last)", "U head (last)",
                 "cosine body (last)", "cosine head (last)", "grad div body (round 1)"]  # fmt: skip
     div_rows = [

@@ -9,12 +9,14 @@ this module is imported.
 Building blocks: :func:`pyplot`, :func:`panel_grid`, :func:`figure_legend`, :func:`legend_outside`,
 :func:`save`, :func:`panels` (pages of panels), :func:`seed_band` (a mean over seeds and its
 range), :func:`depth_profiles` (per-layer values against relative depth), :func:`field_axis` (an
-axis of swept values). A comparison's figures: :func:`plot_curves`, :func:`plot_divergence`,
-:func:`plot_null_ratio`.
+axis of swept values), :func:`ratio_axis` (a linear axis, or a log axis with labelled ticks where
+the values span more than :data:`LOG_SPAN`). A comparison's figures: :func:`plot_curves` (with
+each seed's certified plateau marked), :func:`plot_divergence`, :func:`plot_null_ratio`.
 """
 
 from __future__ import annotations
 
+import math
 import pathlib
 import textwrap
 import warnings
@@ -24,11 +26,16 @@ import numpy as np
 
 from fedjax_deep.analysis.compare import arms_with
 from fedjax_deep.analysis.runs import CL, FL, NULL, STEPS_MATCHED_CL
+from fedjax_deep.analysis.stats import PLATEAU_WINDOW, TOL, certify_plateau
 
 DPI = 120
 MAX_PANELS = 6
+MAX_LINES = 8  # lines a profile panel holds before a figure goes one panel per group
+PANEL_ARMS = 3  # arms a panel of one group draws (each two lines: round 1, last round)
+CURVE_ARMS = 4  # arms a learning-curve panel draws, by role (CL, steps-matched CL, FL, null first)
 ROLE_COLORS = {CL: "tab:blue", STEPS_MATCHED_CL: "tab:green", FL: "tab:red", NULL: "tab:gray"}
 DEPTH_AXIS = "relative depth l / L (input side left, the head at 1)"
+LOG_SPAN = 4.0  # a ratio axis goes log (labelled) when its largest value is this times its smallest
 
 
 def pyplot():
@@ -135,8 +142,11 @@ def seed_band(ax, rounds: Sequence, curves: Sequence[Sequence[float]], color, la
 def colors(names: Sequence[str], roles: Mapping[str, str]) -> dict[str, str]:
     """A colour per arm name: its role's colour for the first arm of each role, the colour cycle
     for the others."""
+    from matplotlib.colors import to_hex  # the cycle is hex, the role colours are names
+
+    taken = {to_hex(c) for c in ROLE_COLORS.values()}
     cycle = [c for c in pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
-             if c not in ROLE_COLORS.values()] or ["black"]  # fmt: skip
+             if to_hex(c) not in taken] or ["black"]  # fmt: skip
     out, used = {}, set()
     for name in names:
         color = ROLE_COLORS.get(roles.get(name))
@@ -171,14 +181,36 @@ def depth_profiles(
     for i, (ax, title) in enumerate(zip(axes, titles, strict=True)):
         if unit_line:
             ax.axhline(1, color="gray", lw=0.8)
-        if i in log:
-            ax.set_yscale("log")
+        if i in log and ratio_axis(ax, [v for _, _, _, pp in series for v in pp[i]]):
+            title += " (log axis)"
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(DEPTH_AXIS)
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel(ylabel)
     figure_legend(fig, axes)
     return save(fig, path)
+
+
+def ratio_axis(ax, values: Sequence[float]) -> bool:
+    """The y axis of positive ratios: linear when they span less than :data:`LOG_SPAN` (a log
+    axis over a narrow range shows one unreadable tick), else log with plain-number ticks at
+    1-2-5 of each decade (0.5, 1, 2, 5, 10, 20; powers of ten alone past 8 ticks). Returns whether it went log (say so in the
+    panel's title)."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0], float)
+    if len(v) == 0 or v.max() / v.min() < LOG_SPAN:
+        return False
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    ax.set_yscale("log")
+    lo, hi = math.floor(math.log10(v.min())), math.ceil(math.log10(v.max()))
+    ticks = [m * 10.0**e for e in range(lo, hi + 1) for m in (1, 2, 5)
+             if v.min() / 2 <= m * 10.0**e <= v.max() * 2]  # fmt: skip
+    if len(ticks) > 8:  # many decades: the powers of ten alone
+        ticks = [t for t in ticks if math.log10(t).is_integer()]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.set_yticklabels([f"{t:g}" for t in ticks])
+    return True
 
 
 def field_axis(ax, label: str, xs: Sequence, positions: Sequence) -> None:
@@ -208,10 +240,37 @@ def _group_label(result: Mapping, gv, name: str) -> str:
     return f"{result['group'].rsplit('.', 1)[-1]}={gv} ({name})"
 
 
+def seed_marks(ax, per_seed: Mapping, color) -> tuple[int, int]:
+    """Each seed's plateau on its curve (accuracy in %): a dot at the round from which it is
+    certified (its ``plateau`` record, or :func:`~fedjax_deep.analysis.stats.certify_plateau`
+    of its curve), an open circle at the last round of a seed still rising. Returns
+    ``(certified, rising)`` counts."""
+    done = rising = 0
+    for p in per_seed.values():
+        if len(p["accuracy"]) == 0:
+            continue
+        rec = p.get("plateau") or certify_plateau(100 * np.asarray(p["accuracy"], float),
+                                                  p["rounds"], PLATEAU_WINDOW, 100 * TOL)  # fmt: skip
+        rounds = list(p["rounds"])
+        if rec["certified"]:
+            i = rounds.index(rec["since"])
+            ax.plot(rounds[i], 100 * p["accuracy"][i], "o", ms=3.5, color=color, zorder=3)
+            done += 1
+        else:
+            ax.plot(rounds[-1], 100 * p["accuracy"][-1], "o", ms=5, mfc="none", mec=color,
+                    mew=1.0, zorder=3)  # fmt: skip
+            rising += 1
+    return done, rising
+
+
 def plot_curves(result: Mapping, path) -> list[str]:
     """Test accuracy against round at each arm's chosen learning rate: the mean over seeds and a
-    band from the lowest to the highest seed, one panel per group value; legend outside. Returns
-    the file names written."""
+    band from the lowest to the highest seed, one panel per group value, each seed's certified
+    plateau marked (:func:`seed_marks`: a dot where it is certified from, an open circle at the
+    last round of a seed still rising); arms of one evaluation (the null reference) are left out,
+    and a panel draws its first :data:`CURVE_ARMS` arms by role (the others are named in its
+    title's count: compare.md has them; arms named by their role alone go first, and only they
+    where the panel has them); legend outside. Returns the file names written."""
     groups = list(result["groups"].items())
     roles = {n: a.get("role") for _, arms in groups for n, a in arms.items()}
     rank = {r: i for i, r in enumerate(ROLE_COLORS)}
@@ -220,31 +279,73 @@ def plot_curves(result: Mapping, path) -> list[str]:
     def draw(ax, item):
         gv, arms = item
         drawn = 0
-        for name, a in arms.items():
+        # The arms named by their role alone (CL, steps-matched CL, FL) where the panel has
+        # them, then the others, by role.
+        by_role = [n for n in arms if n == roles[n]] or list(arms)
+        shown = sorted(by_role, key=lambda n: (rank.get(roles[n], len(rank)), n))[:CURVE_ARMS]
+        for name in shown:
+            a = arms[name]
             seeds = list(a["per_seed"].values())
-            if not seed_band(ax, seeds[0]["rounds"], [np.asarray(p["accuracy"]) * 100
-                                                      for p in seeds], color[name], name):  # fmt: skip
+            if min(len(p["accuracy"]) for p in seeds) < 2 or not seed_band(
+                ax, seeds[0]["rounds"], [np.asarray(p["accuracy"]) * 100 for p in seeds],
+                color[name], name):  # fmt: skip
                 continue
-            # Each panel's own chosen learning rates, bottom right (where late curves are not).
-            ax.text(0.97, 0.04 + 0.07 * drawn, f"lr {a['chosen_lr']:g}", transform=ax.transAxes,
-                    ha="right", va="bottom", fontsize=7, color=color[name])  # fmt: skip
+            done, rising = seed_marks(ax, a["per_seed"], color[name])
+            # Each panel's own learning rates and certified seeds, bottom right (where late
+            # curves are not).
+            ax.text(0.97, 0.04 + 0.07 * drawn,
+                    f"lr {a['chosen_lr']:g}, {done}/{done + rising} certified",
+                    transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
+                    color=color[name])  # fmt: skip
             drawn += 1
-        panel_title(ax, _group_title(result, gv))
+        ax.plot([], [], "o", ms=3.5, color="0.3", label="seed certified from this round")
+        ax.plot([], [], "o", ms=5, mfc="none", mec="0.3", label="seed still rising (last round)")
+        more = len(arms) - len(shown)
+        panel_title(ax, _group_title(result, gv) + (f" (+{more} arms: compare.md)"
+                                                    if more > 0 else ""), 9)  # fmt: skip
         ax.set_xlabel("round")
         ax.grid(alpha=0.3)
 
     return panels(path, groups, draw, ylabel="test accuracy (%)\nmean; band: seed range",
-                  size=(3.2, 3.0, 2.0))  # fmt: skip
+                  size=(3.4, 3.0, 2.4))  # fmt: skip
 
 
 def plot_divergence(result: Mapping, path, metric: str = "update") -> list[str]:
     """Per-layer scale-free divergence (``metric`` after round 1 and after the last round)
-    against relative depth ``l / L``, one line per group value and arm, for every arm that logs
-    it; colour says the group, line style the arm. Returns ``[]`` when no arm logs it."""
+    against relative depth ``l / L``, for every arm that logs it. Up to :data:`MAX_LINES` lines:
+    one figure of two panels (round 1, last round), one line per group value and arm (colour
+    the group, line style the arm). More (a sweep of many models): one panel per group value,
+    :data:`MAX_PANELS` a page, its arms' lines after round 1 (solid) and the last round
+    (dashed), the first :data:`PANEL_ARMS` arms of each (the rest are in compare.md). Returns the file names written
+    (``[]`` when no arm logs it)."""
     lines = [(gv, name, d) for gv, name, _, d in arms_with(result, "divergence")
              if f"{metric}_round1" in d]  # fmt: skip
     if not lines:
         return []
+    what = {"update": "U_l (update dispersion)", "cka": "linear CKA between clients"}
+    if len(lines) > MAX_LINES:
+        by_group = list(dict.fromkeys(gv for gv, _, _ in lines))
+        arm_names = list(dict.fromkeys(name for _, name, _ in lines))
+        cycle = pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+
+        def draw(ax, gv):
+            mine = [(name, d) for gv2, name, d in lines if gv2 == gv]
+            for name, d in mine[:PANEL_ARMS]:
+                c = cycle[arm_names.index(name) % len(cycle)]
+                for when, style in (("round1", "-o"), ("last", "--s")):
+                    v = np.asarray(d[f"{metric}_{when}"], float)
+                    short = textwrap.shorten(name, 48, placeholder="...")
+                    label = f"{short}, {'after round 1' if when == 'round1' else 'last round'}"
+                    ax.plot((np.arange(len(v)) + 1) / len(v), v, style, ms=3, color=c,
+                            label=label)  # fmt: skip
+            more = len(mine) - PANEL_ARMS
+            panel_title(ax, _group_title(result, gv) + (f" (+{more} arms: compare.md)"
+                                                        if more > 0 else ""), 8)  # fmt: skip
+            ax.set_xlabel("relative depth l / L")
+            ax.grid(alpha=0.3)
+
+        return panels(path, by_group, draw, ylabel=f"{what.get(metric, metric)}\nmean over seeds",
+                      size=(3.4, 2.8, 2.6))  # fmt: skip
     cmap = pyplot().get_cmap("viridis")
     group_values = list(dict.fromkeys(gv for gv, _, _ in lines))
     arm_names = list(dict.fromkeys(name for _, name, _ in lines))
@@ -253,7 +354,6 @@ def plot_divergence(result: Mapping, path, metric: str = "update") -> list[str]:
                cmap(group_values.index(gv) / max(1, len(group_values) - 1)),
                styles[arm_names.index(name) % len(styles)],
                [d[f"{metric}_round1"], d[f"{metric}_last"]]) for gv, name, d in lines]  # fmt: skip
-    what = {"update": "U_l (update dispersion)", "cka": "linear CKA between clients"}
     return [depth_profiles(path, series, ("after round 1", "after the last round"),
                            f"{what.get(metric, metric)}, mean over seeds")]  # fmt: skip
 
@@ -271,5 +371,5 @@ def plot_null_ratio(result: Mapping, path) -> list[str]:
         f"FL / null: {what}, after round 1"
         for what in ("D_l (relative dispersion)", "U_l (update dispersion)")
     ]
-    return [depth_profiles(path, series, titles, "FL over null (mean over seeds)", log=(0,),
+    return [depth_profiles(path, series, titles, "FL over null (mean over seeds)", log=(0, 1),
                            unit_line=True, sharey=False)]  # fmt: skip

@@ -6,8 +6,9 @@ lowest to the highest seed.
 
 The arms run 800 local steps in 800, 80 or 20 rounds, so a round means 1, 10 or 40 steps; on this
 axis they line up by computation. The 40-step arm run on to 80 rounds (3200 steps) goes past the
-dotted line at 800. CL (100 steps of batch 36 a round) is drawn against its own steps
-divided by 10, the rounds it shares with FL.
+dotted line at 800. CL takes 100 sequential steps of batch 36 a round (one epoch of the 3,600
+training signals: the 10 clients' 10 steps each, taken in sequence), so its 80 rounds are 8000
+steps on this axis; steps-matched CL takes 10 steps of batch 360 a round, FL's sequential count.
 """
 
 from __future__ import annotations
@@ -26,11 +27,20 @@ ARMS = ("CL", "steps-matched CL", "FL, 1 local step, server momentum 0.9", "FL, 
 LABEL = {"FL": "FL, 10 local steps"}
 
 
+CLIENTS = 10  # E1's clients: CL's epoch is their data in sequence
+CLIENT_EPOCH_STEPS = 10  # one epoch of a client's 360 signals in batches of 36
+
+
 def steps_per_round(arm: dict) -> int:
-    """Sequential steps a client (or the steps-matched learner) takes per round (10 for E1's arms:
-    1 epoch of batch 36, and steps-matched CL's 10 steps of batch 360)."""
-    return int(arm.get("fl.local_steps") or 0) if arm.get("mode") == "fl" and int(
-        arm.get("fl.local_steps") or 0) > 0 else 10  # fmt: skip
+    """Sequential steps taken per round: an FL client's local steps (its epoch, 10, when
+    ``fl.local_steps`` is 0), steps-matched CL's 10 steps of batch 360, and CL's 100 steps of batch
+    36 (every client's epoch in sequence; drawing it at 10 a round, as before issue 23, put CL's
+    curve ten times too far left)."""
+    steps = int(arm.get("fl.local_steps") or 0)
+    if arm.get("mode") == "centralized":
+        return CLIENT_EPOCH_STEPS if int(arm.get("fl.batch_size", 36)) > 36 else (
+            CLIENTS * CLIENT_EPOCH_STEPS)  # fmt: skip
+    return steps if steps > 0 else CLIENT_EPOCH_STEPS
 
 
 def curves(result: dict) -> dict:
@@ -74,8 +84,11 @@ def plot(result: dict, path: str) -> None:
             ax.fill_between(steps, 100 * acc.min(0), 100 * acc.max(0), color=colors[k], alpha=0.15)
         ax.set_title(f"depth {depth}")
         ax.axvline(800, color="0.5", ls=":", lw=1)
-        ax.set_xscale("log")
-        ax.set_xlabel("sequential local steps, log scale (E5: 800, dotted)")
+        ax.set_xscale("log")  # 10 to 8000 steps: a log axis, its ticks labelled
+        ticks = [10, 100, 800, 8000]
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("sequential steps, log scale (E5's budget: 800, dotted)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy (%), seed band min-max")
     handles, labels = axes[0][0].get_legend_handles_labels()

@@ -59,7 +59,9 @@ def test_coefficient_variants_are_chosen_on_validation_and_remedies_carry_their_
     assert e1.receptive_field({"kernel_size": "5", "stem_stride": "2"}, 16) == 125
 
     def arm(fields, lr, val, finals):
-        per_seed = {str(s): {"final": f, "plateau_round": 5} for s, f in enumerate(finals)}
+        per_seed = {
+            str(s): {"final": f, "plateau": {"certified": True}} for s, f in enumerate(finals)
+        }
         return {"arm": {"mode": "fl", **fields}, "chosen_lr": lr, "grid": {f"{lr:g}": val},
                 "grid_warning": None, "per_seed": per_seed,
                 "final": {"mean": sum(finals) / len(finals), "half": 0.01}}  # fmt: skip
@@ -96,7 +98,9 @@ def test_local_steps_arms_get_their_own_rows_paired_against_the_one_step_limit()
     assert e1.arm_role({"mode": "fl", "fl.local_steps": 40}) == "FL, 40 local steps"
 
     def arm(fields, finals):
-        per_seed = {str(s): {"final": f, "plateau_round": 5} for s, f in enumerate(finals)}
+        per_seed = {
+            str(s): {"final": f, "plateau": {"certified": True}} for s, f in enumerate(finals)
+        }
         return {"arm": fields, "chosen_lr": 0.1, "grid": {"0.1": 0.5}, "grid_warning": None,
                 "per_seed": per_seed, "final": {"mean": sum(finals) / 3, "half": 0.01}}  # fmt: skip
 
@@ -148,12 +152,14 @@ def test_e5_curves_put_every_arm_on_the_axis_of_local_steps(tmp_path):
         "one": arm({**fl, "fl.local_steps": 1}, [10, 20, 800]),
         "ten": arm({**fl, "fl.local_steps": 0}, [1, 2, 80]),
         "forty": arm({**fl, "fl.local_steps": 40}, [1, 2, 20]),
-        "sm": arm({"mode": "centralized", "fl.batch_size": 360, "fl.local_steps": 1}, [1, 80])}}}  # fmt: skip
+        "sm": arm({"mode": "centralized", "fl.batch_size": 360, "fl.local_steps": 1}, [1, 80]),
+        "cl": arm({"mode": "centralized", "fl.batch_size": 36, "fl.local_steps": 0}, [1, 80])}}}  # fmt: skip
     data = e5.curves(result)[8]
     assert data["FL, 1 local step"][0].tolist() == [10, 20, 800]
     assert data["FL"][0].tolist() == [10, 20, 800]  # 10 steps a round
     assert data["FL, 40 local steps"][0].tolist() == [40, 80, 800]
     assert data["steps-matched CL"][0].tolist() == [10, 800]
+    assert data["CL"][0].tolist() == [100, 8000]  # 100 steps of batch 36 a round
     assert data["FL"][1].shape == (2, 3)
     e5.plot(result, str(tmp_path / "e5.png"))
     assert (tmp_path / "e5.png").stat().st_size > 2000
@@ -163,7 +169,9 @@ def test_architecture_controls_are_compared_with_the_baseline_at_their_own_depth
     e1 = _load()
 
     def arm(mode, finals):
-        per_seed = {str(s): {"final": f, "plateau_round": 5} for s, f in enumerate(finals)}
+        per_seed = {
+            str(s): {"final": f, "plateau": {"certified": True}} for s, f in enumerate(finals)
+        }
         mean = sum(finals) / len(finals)
         return {"arm": {"mode": mode}, "chosen_lr": 0.1, "grid": {"0.1": 0.5},
                 "grid_warning": None, "per_seed": per_seed, "final": {"mean": mean, "half": 0.01},
