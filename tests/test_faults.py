@@ -530,7 +530,7 @@ def test_a_refused_run_in_a_new_workdir_leaves_nothing_and_the_lock_comes_first(
 def test_a_sweep_resumes_its_healthy_members_and_leaves_a_diverged_one_stopped(tmp_path, capsys):
     workdir = tmp_path / "sweep"
     argv = ["train", "--config", TINY, "--workdir", str(workdir), "--no-progress",
-            "--config.fl.num_clients=2", "--config.compile_cache=off",
+            "--config.fl.num_clients=2",
             "--config.sweep=(('client_opt.learning_rate', (0.05, 100000.0)),)"]  # fmt: skip
     assert cli.main([*argv, "--config.num_rounds=1"]) == 1
     good, bad = workdir / "learning_rate-0.05", workdir / "learning_rate-100000.0"
@@ -553,7 +553,7 @@ def test_a_sweep_resumes_its_healthy_members_and_leaves_a_diverged_one_stopped(t
 def test_a_second_signal_stops_at_once_inside_a_long_round(tmp_path):
     workdir = tmp_path / "run"
     # Rounds of many local epochs: far longer than the few seconds the second signal may take.
-    proc = _start(workdir, "--config.num_rounds=2", "--config.fl.local_epochs=400")
+    proc = _start(workdir, *RUN_ARGS, "--config.fl.local_epochs=400", config=TINY)
     deadline = time.time() + 300
     # metrics.jsonl is opened just before the loop (after the partition plot and run info).
     while not (workdir / "metrics.jsonl").exists() and time.time() < deadline:
