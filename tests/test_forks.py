@@ -3,6 +3,7 @@ mixes at their ends are the averaged and the client models, and a run with forks
 has the trajectory of a run without them, bit for bit (issue 23, item 4)."""
 
 import json
+import pathlib
 
 import chex
 import jax
@@ -12,7 +13,7 @@ import optax
 import pytest
 
 from conftest import model_config
-from fedjax_deep import experiment, train
+from fedjax_deep import cli, experiment, train
 from fedjax_deep.config import ConfigError, default_config, validate
 from fedjax_deep.data import load_digits, stack_clients
 from fedjax_deep.fl import forks, init_sim_state, make_round
@@ -229,3 +230,13 @@ def test_bad_fork_settings_are_one_line_naming_the_field(fields, field):
     with pytest.raises(ConfigError) as e:
         validate(c)
     assert e.value.field == field and "\n" not in str(e.value)
+
+
+def test_the_cli_refuses_a_late_fork_with_exit_2_and_writes_nothing(tmp_path, capsys):
+    tiny = str(pathlib.Path(__file__).parents[1] / "configs" / "digits_tiny.py")
+    workdir = tmp_path / "w"
+    code = cli.main(["train", "--config", tiny, "--workdir", str(workdir),
+                     "--config.num_rounds=2", "--config.fl.fork_rounds=(1, 5)"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and not workdir.exists()
+    assert err.count("\n") == 0 and "fl.fork_rounds" in err and "num_rounds=2" in err, err

@@ -207,9 +207,9 @@ def make_null_round(
       start: the :class:`SimState` at the start of the round (only its model, statistics and
         client hyper-parameters are read).
       data: ``{'x': [N, ...], 'y': [N]}`` shared by every null client (the whole training set: it
-        is never copied per client), or ``{'x': [K, N, ...], 'y': [K, N]}``, one set per client.
-      num_examples: ``[K]`` each client's real examples; client_ids: ``[K]``; key: the PRNG key
-        the clients' keys are folded from.
+        is never copied per client).
+      num_examples: ``[K]`` the examples each client draws from (``N``, or fewer: the first
+        ``n``); client_ids: ``[K]``; key: the PRNG key the clients' keys are folded from.
 
     Returns:
       :class:`ClientModels` of the ``K`` trained null clients, weighted by ``num_examples``.
@@ -217,8 +217,7 @@ def make_null_round(
     client_update = make_client_update(model, client_optimizer, augment)
 
     def null_round(start: SimState, data, num_examples, client_ids, key) -> ClientModels:
-        shared = data["y"].ndim == 1
-        max_examples = data["y"].shape[-1]
+        max_examples = data["y"].shape[0]
         batch_keys, train_keys = round_client_keys(key, client_ids)
         idx, mask = round_batch_indices(
             batch_keys, num_examples, max_examples, batch_size, num_local_steps
@@ -228,16 +227,11 @@ def make_null_round(
             opt_state = opt_state._replace(hyperparams=start.client_hparams)
         begin = ClientState(start.params, start.model_state, opt_state)
 
-        def train(steps, train_key, own_data):
-            end, _ = client_update(begin, steps, train_key, data if shared else own_data)
-            return end
+        def train(steps, train_key):
+            # ``data`` is closed over, not mapped: every client gathers from the one copy.
+            return client_update(begin, steps, train_key, data)[0]
 
-        own = {} if shared else data
-        steps = {"idx": idx, "mask": mask}
-        if shared:
-            end = clients.map(lambda s, k: train(s, k, None), (steps, train_keys), chunk_size)
-        else:
-            end = clients.map(train, (steps, train_keys, own), chunk_size)
+        end = clients.map(train, ({"idx": idx, "mask": mask}, train_keys), chunk_size)
         weights = clients.normalized_weights(num_examples, jax.tree.leaves(start.params)[0].dtype)
         return ClientModels(end.params, end.model_state, weights)
 
