@@ -43,8 +43,9 @@ def tiny(digits):
     round_fn = jax.jit(make_round(model, opt, optax.sgd(1.0), batch_size=BATCH,
                                   num_local_steps=STEPS, return_clients=True))  # fmt: skip
     key = jax.random.key(7)
-    _, metrics, fl = round_fn(state, data, key)
-    return dict(model=model, opt=opt, start=start, data=data, key=key, metrics=metrics, fl=fl,
+    new_state, metrics, fl = round_fn(state, data, key)
+    return dict(model=model, opt=opt, state=state, start=start, data=data, key=key,
+                new_state=new_state, metrics=metrics, fl=fl,
                 test=batch_eval_data(digits.test_x, digits.test_y, 128))  # fmt: skip
 
 
@@ -57,6 +58,15 @@ def test_the_round_returns_its_clients_before_averaging(tiny):
     assert not np.array_equal(kernel[0], kernel[1])
 
 
+def test_returning_the_clients_leaves_the_round_bit_for_bit(tiny):
+    """The static flag adds an output and changes nothing else (the fast sibling of the slow
+    end-to-end comparison below)."""
+    plain = jax.jit(make_round(tiny["model"], tiny["opt"], optax.sgd(1.0), batch_size=BATCH,
+                               num_local_steps=STEPS))  # fmt: skip
+    new_state, metrics = plain(tiny["state"], tiny["data"], tiny["key"])
+    chex.assert_trees_all_equal((new_state, metrics), (tiny["new_state"], tiny["metrics"]))
+
+
 def test_null_clients_with_fl_data_and_keys_give_ratio_one_exactly(tiny, digits):
     """Full-data FL clients against null clients on the shared training set with the round's own
     key (a fork folds in FORK_TAG instead): the same local training, so every ratio is 1."""
@@ -67,12 +77,20 @@ def test_null_clients_with_fl_data_and_keys_give_ratio_one_exactly(tiny, digits)
                                       "y": jnp.asarray(digits.train_y)},
                       data.num_examples, data.client_ids, tiny["key"])  # fmt: skip
     chex.assert_trees_all_equal(null.params, tiny["fl"].params)
-    divergence = jax.jit(forks.fork_divergence, static_argnums=3)
-    out = divergence(tiny["start"].params, tiny["fl"], null, tiny["model"].layers)
+    model = tiny["model"]
+    probe = jnp.asarray(digits.test_x[:8])
+
+    @jax.jit
+    def divergence(start, fl, null):
+        reps = [jax.vmap(lambda p, s: model.representations(p, s, probe))(m.params, m.model_state)
+                for m in (fl, null)]  # fmt: skip
+        return forks.fork_divergence(start.params, fl, null, model.layers, *reps)
+
+    out = divergence(tiny["start"], tiny["fl"], null)
     ratios = {k: float(v) for k, v in out.items() if k.endswith("_ratio")}
-    assert set(ratios) == {f"fork/{layer}/{m}_ratio" for layer in ("conv_0", "conv_1", "head",
-                                                                   "mean")
-                           for m in ("update", "relative")}  # fmt: skip
+    layers = ("conv_0", "conv_1", "head", "mean")
+    assert set(ratios) == {f"fork/{layer}/{m}_ratio" for layer in layers
+                           for m in ("update", "relative", "cka")}  # fmt: skip
     assert all(r == 1.0 for r in ratios.values()), ratios
     # FL's values are the round's own divergence (up to the float order of another program).
     assert float(out["fork/conv_1/fl_update"]) == pytest.approx(
@@ -166,11 +184,15 @@ def _config(**fl):
     return c
 
 
+def _rows(workdir):
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").open()]
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """The same run with forks at rounds 1 and 2 (fork_last), the penalty and the CKA probe, and
-    without; the fork's and the client evaluation's programs may trace only once."""
-    root = tmp_path_factory.mktemp("forks")
+def forked(tmp_path_factory):
+    """A run with forks at rounds 1 and 2 (fork_last) and the penalty, whose fork and client
+    evaluation programs may trace only once; its rows."""
+    workdir = tmp_path_factory.mktemp("forks") / "forks"
     make_fork, make_clients = experiment.make_fork, experiment.make_client_evaluation
     mp = pytest.MonkeyPatch()
     mp.setattr(experiment, "make_fork",
@@ -178,30 +200,16 @@ def runs(tmp_path_factory):
     mp.setattr(experiment, "make_client_evaluation",
                lambda *a, **k: chex.assert_max_traces(make_clients(*a, **k), n=1))  # fmt: skip
     try:
-        with_forks = _config(fork_rounds=(1,), fork_last=True, averaging_penalty=True, cka_probe=8)
-        train.run(with_forks, root / "forks", progress=False)
+        train.run(_config(fork_rounds=(1,), fork_last=True, averaging_penalty=True), workdir,
+                  progress=False)  # fmt: skip
     finally:
         mp.undo()
-    train.run(_config(), root / "plain", progress=False)
-    read = lambda d: [json.loads(line) for line in (root / d / "metrics.jsonl").open()]  # noqa: E731
-    return read("forks"), read("plain")
+    return _rows(workdir)
 
 
-def test_forks_and_the_penalty_leave_the_trajectory_bit_for_bit(runs):
-    forked, plain = runs
-    assert len(forked) == len(plain) == 2
-    for a, b in zip(forked, plain, strict=True):
-        for key, value in b.items():
-            if key != "time/round_seconds":
-                assert a[key] == value, key
-        extra = set(a) - set(b)
-        assert {"eval/client_accuracy", "val/averaging_penalty", "fork/conv_0/update_ratio",
-                "fork/conv_0/cka_ratio", "fork/mean/relative_ratio",
-                "fork/mix/suffix_2/accuracy"} <= extra  # fmt: skip
-
-
-def test_the_run_logs_the_penalty_and_mixes_that_agree_with_it(runs):
-    for row in runs[0]:
+def test_the_run_logs_the_penalty_and_mixes_that_agree_with_it(forked):
+    assert [row["round"] for row in forked] == [1, 2]
+    for row in forked:
         for split in ("eval", "val"):
             penalty = row[f"{split}/client_accuracy"] - row[f"{split}/accuracy"]
             assert row[f"{split}/averaging_penalty"] == pytest.approx(penalty, abs=1e-6)
@@ -210,6 +218,25 @@ def test_the_run_logs_the_penalty_and_mixes_that_agree_with_it(runs):
                                                                   abs=1e-6)  # fmt: skip
         assert row["fork/mix/prefix_3/accuracy"] == pytest.approx(row["eval/accuracy"], abs=1e-6)
         assert 0 < row["fork/conv_0/null_update"] <= 1
+        assert row["fork/mean/update_ratio"] == pytest.approx(
+            row["fork/mean/fl_update"] / row["fork/mean/null_update"], rel=1e-6
+        )
+
+
+@pytest.mark.slow
+def test_forks_and_the_penalty_leave_the_trajectory_bit_for_bit(forked, tmp_path):
+    """The same run without forks and the penalty writes every metric the same, bit for bit
+    (slow: a second run; its fast sibling compares the round with and without its clients)."""
+    train.run(_config(), tmp_path / "plain", progress=False)
+    plain = _rows(tmp_path / "plain")
+    assert len(forked) == len(plain) == 2
+    for a, b in zip(forked, plain, strict=True):
+        for key, value in b.items():
+            if key != "time/round_seconds":
+                assert a[key] == value, key
+        extra = set(a) - set(b)
+        assert {"eval/client_accuracy", "val/averaging_penalty", "fork/conv_0/update_ratio",
+                "fork/mean/relative_ratio", "fork/mix/suffix_2/accuracy"} <= extra  # fmt: skip
 
 
 @pytest.mark.parametrize(
