@@ -198,6 +198,9 @@ FIELDS: dict[str, Field] = {
                         "(fork/<layer>/...) and the layer mixes (fork/mix/...); () = none; "
                         "mode fl", items=(1, MAX_STEPS)),
     "fl.fork_last": F(False, "also fork at the last round (num_rounds)"),
+    "fl.fork_mix_clients": F(0, "the layer mixes at a fork use the first N clients' own weights "
+                             "(each costs 3 x layers evaluations of the test set); 0: all",
+                             low=0, high=1_000_000),
     "fl.cka_probe": F(0, "> 0: each round also logs the linear CKA between client models' layer "
                       "activations on the first N test examples (0: off)", low=0, high=1_000_000),
     "client_opt.name": F("sgd", choices=Table("fedjax_deep.optimizers", "CLIENT_OPTIMIZERS")),

@@ -450,6 +450,7 @@ def build(
             model, client_opt, params, model_state, batch_size=batch_size,
             num_local_steps=num_steps, augment=make_augment(config.data.augment),
             chunk_size=execution.chunk_size, cka_probe=_cka_probe(config, dataset),
+            mix_clients=min(config.fl.fork_mix_clients, cohort_size or population.num_clients),
         ), config.precision)  # fmt: skip
         fork_key = ("fork", id(dataset))
         if fork_key not in cache:

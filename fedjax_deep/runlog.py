@@ -78,6 +78,7 @@ RESUME_HARMLESS = (
     "fl.averaging_penalty",
     "fl.fork_rounds",
     "fl.fork_last",
+    "fl.fork_mix_clients",
 )
 
 

@@ -112,16 +112,32 @@ def test_mixes_at_their_ends_are_the_averaged_and_the_client_models(tiny):
     assert masks[names.index("suffix_1")].tolist() == [False, False, True]
     params0 = jax.tree.map(lambda x: x[0], fl.params)
     state0 = jax.tree.map(lambda x: x[0], fl.model_state)
-    mix = jax.jit(forks.make_mix_accuracies(model, params0, state0))
-    acc = np.asarray(mix(fl, jnp.asarray(masks), test))  # [M, C]
-    evaluate = jax.jit(make_evaluate(model))
+    # The first two clients' mixes (fl.fork_mix_clients=2), with the average of all three.
+    mix = jax.jit(forks.make_mix_accuracies(model, params0, state0, mix_clients=2))
+    acc = np.asarray(mix(fl, jnp.asarray(masks), test))  # [M, 2]
+    assert acc.shape == (len(names), 2)
+    n = int(np.asarray(test["mask"]).sum())
+    ev = jax.jit(make_evaluate(model))
+
+    def correct(accuracy):  # examples right (the programs may round count / n differently)
+        return round(float(accuracy) * n)
+
+    def evaluate(p, s, batches):
+        return correct(ev(p, s, batches)["eval/accuracy"])
+
     avg = jax.tree.map(lambda x: jnp.tensordot(fl.weights, x, axes=(0, 0)),
                        (fl.params, fl.model_state))  # fmt: skip
-    avg_acc = float(evaluate(*avg, test)["eval/accuracy"])
-    for k in range(NUM_CLIENTS):
+    avg_correct = evaluate(*avg, test)
+    for k in range(2):
         own = jax.tree.map(lambda x, k=k: x[k], (fl.params, fl.model_state))
-        assert acc[names.index("prefix_0"), k] == float(evaluate(*own, test)["eval/accuracy"])
-        assert acc[names.index("prefix_3"), k] == avg_acc
+        assert correct(acc[names.index("prefix_0"), k]) == evaluate(*own, test)
+        assert correct(acc[names.index("prefix_3"), k]) == avg_correct
+    # In between, each leaf follows its layer: only layer 1 averaged is conv_0 with its norm_0
+    # parameters and statistics from the average, everything else the client's.
+    (avg_p, avg_s), (own_p, own_s) = avg, jax.tree.map(lambda x: x[1], (fl.params, fl.model_state))
+    hand_p = {**own_p, "conv_0": avg_p["conv_0"], "norm_0": avg_p["norm_0"]}
+    hand_s = {**own_s, "norm_0": avg_s["norm_0"]}
+    assert correct(acc[names.index("only_1"), 1]) == evaluate(hand_p, hand_s, test)
     metrics = {"eval/accuracy": 0.5, "eval/client_accuracy": 0.75, "val/client_accuracy": 0.1}
     assert forks.averaging_penalty(metrics) == {"eval/averaging_penalty": 0.25}
 

@@ -153,14 +153,15 @@ def mix_models(averaged: PyTree, client: PyTree, layer_mask: jax.Array, owners) 
     return jax.tree.unflatten(treedef, mixed)
 
 
-def make_mix_accuracies(model, params, model_state, chunk_size: int = 0):
-    """``mix_accuracies(client_models, masks, batches) -> [M, C]`` test accuracies.
+def make_mix_accuracies(model, params, model_state, chunk_size: int = 0, mix_clients: int = 0):
+    """``mix_accuracies(client_models, masks, batches) -> [M, K]`` test accuracies.
 
-    Mix ``m`` of client ``k`` takes the averaged model (the example-weighted mean of the client
-    parameters and BatchNorm statistics, as FedAvg averages them) in the layers ``masks[m]``
-    (``[M, L]`` bool, :func:`mix_masks`) and client ``k``'s own parameters and statistics in the
-    rest. Mixes run one after another (``lax.map``), clients ``chunk_size`` at a time. ``params``
-    and ``model_state`` (one model, or shapes) name the leaves.
+    Mix ``m`` of client ``k`` takes the averaged model (the example-weighted mean of *every*
+    client's parameters and BatchNorm statistics, as FedAvg averages them) in the layers
+    ``masks[m]`` (``[M, L]`` bool, :func:`mix_masks`) and client ``k``'s own parameters and
+    statistics in the rest, for the first ``K = mix_clients`` clients (0: all ``C``; each client
+    costs ``M`` evaluations of the set). Mixes run one after another (``lax.map``), clients
+    ``chunk_size`` at a time. ``params`` and ``model_state`` (one model, or shapes) name the leaves.
     """
     evaluate = make_evaluate(model)
     param_owners = leaf_layers(leaf_paths(params), model.layers)
@@ -171,14 +172,17 @@ def make_mix_accuracies(model, params, model_state, chunk_size: int = 0):
         avg_params = clients.weighted_mean(client_models.params, w)
         avg_state = clients.weighted_mean(client_models.model_state, w)
 
+        own = (client_models.params, client_models.model_state)
+        if mix_clients:
+            own = jax.tree.map(lambda x: x[:mix_clients], own)
+
         def one_mix(mask):
             def one_client(p, s):
                 mixed_p = mix_models(avg_params, p, mask, param_owners)
                 mixed_s = mix_models(avg_state, s, mask, state_owners)
                 return evaluate(mixed_p, mixed_s, batches)["eval/accuracy"]
 
-            args = (client_models.params, client_models.model_state)
-            return clients.map(one_client, args, chunk_size)
+            return clients.map(one_client, own, chunk_size)
 
         return jax.lax.map(one_mix, masks)
 
@@ -303,6 +307,7 @@ def make_fork(
     augment=None,
     chunk_size: int = 0,
     cka_probe: jax.Array | None = None,
+    mix_clients: int = 0,
 ):
     """``fork_fn(start, fl, train_data, round_key, test_batches) -> metrics``: one fork.
 
@@ -310,14 +315,14 @@ def make_fork(
     FL clients ``fl`` (:class:`ClientModels`, ``C`` of them) against ``C`` null clients trained on
     ``train_data`` (``{'x': [N, ...], 'y': [N]}``, the whole training set) with keys folded from
     ``fold_in(round_key, FORK_TAG)``: :func:`fork_divergence`'s ``fork/<layer>/...`` and every
-    layer mix's weighted mean test accuracy over clients, ``fork/mix/<mix>/accuracy``
-    (:func:`mix_masks`). One program for every fork of a run (its inputs' shapes never change).
+    layer mix's test accuracy, ``fork/mix/<mix>/accuracy`` (:func:`mix_masks`), the weighted
+    mean over the first ``mix_clients`` clients (0: all). One program for every fork of a run (its inputs' shapes never change).
     """
     null_round = make_null_round(
         model, client_optimizer, batch_size=batch_size, num_local_steps=num_local_steps,
         augment=augment, chunk_size=chunk_size,
     )  # fmt: skip
-    mix_accuracies = make_mix_accuracies(model, params, model_state, chunk_size)
+    mix_accuracies = make_mix_accuracies(model, params, model_state, chunk_size, mix_clients)
     names, masks = mix_masks(len(model.layers))
 
     def representations(models: ClientModels):
@@ -341,9 +346,9 @@ def make_fork(
         if cka_probe is not None:
             reps = (representations(fl), representations(null))
         out = fork_divergence(start.params, fl, null, model.layers, *reps)
-        accuracy = mix_accuracies(fl, jnp.asarray(masks), test_batches)  # [M, C]
-        weights = fl.weights.astype(accuracy.dtype)
-        per_mix = accuracy @ weights
+        accuracy = mix_accuracies(fl, jnp.asarray(masks), test_batches)  # [M, K]
+        weights = fl.weights[: accuracy.shape[1]].astype(accuracy.dtype)
+        per_mix = accuracy @ (weights / jnp.sum(weights))
         out.update({f"fork/mix/{name}/accuracy": per_mix[i] for i, name in enumerate(names)})
         return out
 

@@ -28,9 +28,11 @@ Issue 23, item 4. Protocol, written and committed before any run of this file (2
 Learning rates: FL's placeholder 0.01 at every depth (``FL_RATE``); the lead sets them from
 e1/paper_regime.py's tuning (FL's choice on validation, per depth) before the first run, and
 records that change in this docstring. Compute budget: a paper_regime run (about 70 s at 40
-rounds on two quiet cores) plus, per fork, one round's local training for the null and the
-mixes' evaluations (3L mixed models, L layers with the head, for each of 10 clients on 1,000
-test signals: about 10 s at depth 16): under 2 CPU-minutes a run, about 45 CPU-minutes in all.
+rounds on two quiet cores) plus its forks. A fork costs one round's local training for the null
+and the mixes' evaluations (3L mixed models, L layers with the head, for each of the 10 clients
+on 1,000 test signals): measured at depth 16 on the shared machine (load ~15), 103 s for a fork
+against 16 s for a round, about 7 rounds, falling with depth (the mixes grow as L^2). Three forks
+a run: about +50% at depth 16, +25% at depth 8; about 60 CPU-minutes in all.
 Results: results/e7_forks_mnist1d.
 """
 
