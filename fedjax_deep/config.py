@@ -199,6 +199,18 @@ FIELDS: dict[str, Field] = {
                       choices=("stop", "skip")),
     "fl.divergence": F(True),
     "fl.grad_divergence": F(True),
+    "fl.averaging_penalty": F(False, "each evaluation also logs <split>/client_accuracy (the "
+                              "client models before averaging, weighted mean) and "
+                              "<split>/averaging_penalty (that minus the averaged model's); "
+                              "mode fl"),
+    "fl.fork_rounds": F((), "rounds (1-based) at which to fork from the global model: null "
+                        "clients on the whole training set against the round's FL clients "
+                        "(fork/<layer>/...) and the layer mixes (fork/mix/...); () = none; "
+                        "mode fl", items=(1, MAX_STEPS)),
+    "fl.fork_last": F(False, "also fork at the last round (num_rounds)"),
+    "fl.fork_mix_clients": F(0, "the layer mixes at a fork use the first N clients' own weights "
+                             "(each costs 3 x layers evaluations of the test set); 0: all",
+                             low=0, high=1_000_000),
     "fl.cka_probe": F(0, "> 0: each round also logs the linear CKA between client models' layer "
                       "activations on the first N test examples (0: off)", low=0, high=1_000_000),
     "client_opt.name": F("sgd", choices=Table("fedjax_deep.optimizers", "CLIENT_OPTIMIZERS")),
@@ -551,6 +563,28 @@ def _algorithm(c) -> None:
              f"{c.server_opt.name} has server_opt.b1: set momentum to 0.0")  # fmt: skip
 
 
+def _forks(c) -> None:
+    """The averaging penalty and forks read FL's clients before averaging (fedjax_deep.fl.forks)."""
+    forks = bool(tuple(c.fl.fork_rounds)) or c.fl.fork_last
+    fork_field = "fl.fork_rounds" if c.fl.fork_rounds else "fl.fork_last"
+    for field, on in (("fl.averaging_penalty", c.fl.averaging_penalty), (fork_field, forks)):
+        _require(not on or c.mode == "fl", field, get_field(c, field),
+                 f"mode {c.mode} has no averaged clients to compare; use mode fl or turn it off")  # fmt: skip
+    late = [r for r in c.fl.fork_rounds if r > c.num_rounds]
+    _require(not late, "fl.fork_rounds", c.fl.fork_rounds,
+             f"round {late[0] if late else 0} is after num_rounds={c.num_rounds}; fork at rounds "
+             "<= num_rounds (fl.fork_last=true forks at the last)")  # fmt: skip
+    if forks:
+        from fedjax_deep.fl.algorithms import REGISTRY
+
+        _require(c.fl.bn_stats == "average", "fl.bn_stats", c.fl.bn_stats,
+                 "a fork starts every client from the global BatchNorm statistics; use average "
+                 "or turn forks off")  # fmt: skip
+        _require(not REGISTRY[c.algorithm.name].needs_batch_norm, "algorithm.name",
+                 c.algorithm.name, "keeps BatchNorm local, so clients share no start to fork "
+                 "from; use another algorithm or turn forks off")  # fmt: skip
+
+
 RULES = (
     _algorithm,
     _odd_kernels,
@@ -560,6 +594,7 @@ RULES = (
     _clients,
     _augment_needs_images,
     _sweep_is_a_tuple,
+    _forks,
 )
 
 

@@ -45,6 +45,7 @@ from fedjax_deep.fl.execution import (
     replicate,
     shard_clients,
 )
+from fedjax_deep.fl.forks import make_client_evaluation, make_fork
 from fedjax_deep.fl.round import make_round
 from fedjax_deep.fl.state import SimState, init_sim_state, injected_hparams, sample_cohort
 from fedjax_deep.metrics import batch_eval_data, make_evaluate
@@ -107,6 +108,11 @@ class Experiment:
       run_info: what ``run_info.json`` records.
       leaf_names: parameter paths in leaf order (names the layer the numeric guard caught).
       partition_stats: client sizes and class histograms (None for centralized runs).
+      evaluate_clients_fn: ``(client_models, eval_batches) -> <split>/client_accuracy`` with
+        ``fl.averaging_penalty`` (the round then also returns its client models), else None.
+      fork_fn: ``(start, client_models, fork_data, round_key, test_batches) -> fork/...`` with
+        forks (``fl.fork_rounds``, ``fl.fork_last``), else None; ``fork_data`` the whole
+        training set on the device, ``fork_rounds`` the 1-based rounds that fork.
     """
 
     config: ml_collections.ConfigDict
@@ -122,6 +128,10 @@ class Experiment:
     build_seconds: float
     mesh: Any
     on_host: bool
+    evaluate_clients_fn: Callable | None = None
+    fork_fn: Callable | None = None
+    fork_data: Any = None
+    fork_rounds: frozenset = frozenset()
 
 
 def prepare(config: ml_collections.ConfigDict, cache: dict | None = None) -> Prepared:
@@ -366,6 +376,9 @@ def build(
             cohort_size,
             f"must be a multiple of the {execution.num_shards} devices the clients are sharded over",
         )
+    fork_rounds = frozenset(config.fl.fork_rounds) | (
+        {config.num_rounds} if config.fl.fork_last else set()
+    )
     population = client_data
     if mesh is not None:
         population = pad_clients(population, execution.num_shards, on_device=not on_host)
@@ -386,6 +399,7 @@ def build(
         draw_cohort=not on_host,
         skip_nonfinite=config.fl.nonfinite == "skip",
         cka_probe=_cka_probe(config, dataset),
+        return_clients=config.fl.averaging_penalty or bool(fork_rounds),
     )
     state = init_sim_state(
         params,
@@ -430,6 +444,23 @@ def build(
     evaluate_fn = _make_evaluate_fn(model, independent)
     round_fn = with_precision(round_fn, config.precision)
     evaluate_fn = with_precision(evaluate_fn, config.precision)
+    evaluate_clients_fn = fork_fn = fork_data = None
+    if config.fl.averaging_penalty:
+        evaluate_clients_fn = with_precision(
+            make_client_evaluation(model, execution.chunk_size), config.precision
+        )
+    if fork_rounds:
+        fork_fn = with_precision(make_fork(
+            model, client_opt, params, model_state, batch_size=batch_size,
+            num_local_steps=num_steps, augment=make_augment(config.data.augment),
+            chunk_size=execution.chunk_size, cka_probe=_cka_probe(config, dataset),
+            mix_clients=min(config.fl.fork_mix_clients, cohort_size or population.num_clients),
+        ), config.precision)  # fmt: skip
+        fork_key = ("fork", id(dataset))
+        if fork_key not in cache:
+            # The null clients' data: the whole training set, once (never copied per client).
+            cache[fork_key] = {"x": jnp.asarray(dataset.train_x), "y": jnp.asarray(dataset.train_y)}
+        fork_data = cache[fork_key] if mesh is None else replicate(cache[fork_key], mesh)
     run_info = {
         "dataset": dataset.name,
         "input_shape": list(dataset.input_shape),
@@ -464,6 +495,7 @@ def build(
     return Experiment(
         config, state, round_fn, round_inputs, evaluate_fn, eval_batches, run_key, run_info,
         leaf_names, stats, time.time() - start, mesh, on_host,
+        evaluate_clients_fn, fork_fn, fork_data, fork_rounds,
     )  # fmt: skip
 
 

@@ -78,6 +78,12 @@ RESUME_HARMLESS = (
     "data.manual_dir",
     "log.tensorboard",
     "sweep",
+    # They add metrics and leave the trajectory bit for bit (tests/test_forks.py): a resumed run
+    # may fork at its new last round.
+    "fl.averaging_penalty",
+    "fl.fork_rounds",
+    "fl.fork_last",
+    "fl.fork_mix_clients",
 )
 
 

@@ -47,13 +47,9 @@ from fedjax_deep.errors import Interrupted, RunFault
 from fedjax_deep.experiment import Experiment
 from fedjax_deep.fl import stack_members, sweep_over_members
 from fedjax_deep.fl.execution import available_memory_bytes, fetch
+from fedjax_deep.fl.forks import averaging_penalty, fork_start
 from fedjax_deep.runfiles import STOPPED, SUMMARY
-from fedjax_deep.runlog import (
-    RunDir,
-    check_workdir_path,
-    config_json,
-    jsonable,
-)
+from fedjax_deep.runlog import RunDir, check_workdir_path, config_json, jsonable
 from fedjax_deep.sweep import Batch, Member
 
 WIDTH = 80  # progress and group lines fit a terminal this wide
@@ -174,7 +170,10 @@ def train(batch: Batch, *, progress: bool) -> list:
             for r in range(start_round, config.num_rounds):
                 t0 = time.time()
                 try:
-                    state, metrics = program.round_step(state, *program.inputs(r))
+                    data, key = program.inputs(r)
+                    forking = program.fork is not None and r + 1 in runs[0].fork_rounds
+                    start = fork_start(state) if forking else None  # the round donates state
+                    state, metrics, *client_models = program.round_step(state, data, key)
                     for i, error in _guard(r, state, metrics, program, batch, ckpts):
                         stopped[i] = stopped[i] or _stop(batch.members[i], r + 1, error)
                     live = [i for i, error in enumerate(stopped) if error is None]
@@ -182,6 +181,15 @@ def train(batch: Batch, *, progress: bool) -> list:
                         break
                     if r == 0 or _due(r, config.eval.every_rounds, config.num_rounds):
                         metrics.update(program.evaluate(state, program.eval_batches))
+                        if program.evaluate_clients is not None:
+                            metrics.update(
+                                program.evaluate_clients(client_models[0], program.eval_batches)
+                            )
+                            metrics.update(averaging_penalty(metrics))
+                    if forking:
+                        metrics.update(program.fork(start, client_models[0], program.fork_data,
+                                                    key, program.eval_batches["eval"]))  # fmt: skip
+                    del client_models, start  # the [C, ...] models go before the next round
                     metrics = fetch(metrics)
                 except KeyboardInterrupt:
                     raise _interrupted(stop.signum or signal.SIGINT, r, ckpts[0]) from None
@@ -274,6 +282,10 @@ class _Program:
     eval_batches: Any
     compile_seconds: float
     cache_hits: int
+    # fedjax_deep.fl.forks (None when off): jitted, each compiled at its first use.
+    evaluate_clients: Callable | None = None  # (client_models, eval_batches) -> metrics
+    fork: Callable | None = None  # (start, client_models, fork_data, key, test batches) -> metrics
+    fork_data: Any = None
 
 
 def _compile(runs: tuple[Experiment, ...], axis: _MemberAxis) -> tuple[_Program, Any]:
@@ -302,9 +314,20 @@ def _compile(runs: tuple[Experiment, ...], axis: _MemberAxis) -> tuple[_Program,
     start, hits = time.time(), compile_cache.hits()
     round_step = jax.jit(round_fn, donate_argnums=0).lower(state, *inputs(0)).compile()
     evaluate = jax.jit(evaluate_fn).lower(state, eval_batches).compile()
+    evaluate_clients = fork = fork_data = None
+    if first.evaluate_clients_fn is not None:
+        evaluate_clients = jax.jit(
+            axis.over(first.evaluate_clients_fn, (0, None if shared_eval else 0))
+        )
+    if first.fork_fn is not None:
+        shared_fork = all(run.fork_data is first.fork_data for run in runs)
+        fork_data = first.fork_data if shared_fork else axis.stack([r.fork_data for r in runs])
+        fork = jax.jit(axis.over(
+            first.fork_fn, (0, 0, None if shared_fork else 0, 0, None if shared_eval else 0)
+        ))  # fmt: skip
     program = _Program(
         round_step, evaluate, jax.jit(axis.over(_first_nonfinite, 0)), inputs, eval_batches,
-        time.time() - start, compile_cache.hits() - hits,
+        time.time() - start, compile_cache.hits() - hits, evaluate_clients, fork, fork_data,
     )  # fmt: skip
     return program, state
 

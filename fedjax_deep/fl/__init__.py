@@ -6,6 +6,7 @@
 - :mod:`~fedjax_deep.fl.state`: the simulation between rounds (:class:`SimState`) and the
   population's per-client state (cohort sampling, gather, scatter);
 - :mod:`~fedjax_deep.fl.round`: the jitted round (:func:`make_round`);
+- :mod:`~fedjax_deep.fl.forks`: the averaging penalty, forks to a null and layer mixes;
 - :mod:`~fedjax_deep.fl.members`: the member (sweep) axis;
 - :mod:`~fedjax_deep.fl.execution`: how the client axis runs (vmap, chunks, devices);
 - :mod:`~fedjax_deep.fl.algorithms`: FedAvg, FedProx, SCAFFOLD, FedNova, FedDyn, FedBN.
@@ -20,6 +21,7 @@ _EXPORTS = {
     "algorithms": "fedjax_deep.fl.algorithms",
     "clients": "fedjax_deep.fl.clients",
     "execution": "fedjax_deep.fl.execution",
+    "forks": "fedjax_deep.fl.forks",
     "Algorithm": "fedjax_deep.fl.algorithms",
     "as_algorithm": "fedjax_deep.fl.algorithms",
     "ClientState": "fedjax_deep.fl.client",
@@ -33,6 +35,7 @@ _EXPORTS = {
     "scatter_cohort": "fedjax_deep.fl.state",
     "make_round": "fedjax_deep.fl.round",
     "round_client_keys": "fedjax_deep.fl.round",
+    "ClientModels": "fedjax_deep.fl.round",
     "stack_members": "fedjax_deep.fl.members",
     "sweep_over_members": "fedjax_deep.fl.members",
 }

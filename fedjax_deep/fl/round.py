@@ -15,6 +15,10 @@ and meant to be jitted once per experiment (shapes never change between rounds).
    example-weighted mean) and the weighted mean of BatchNorm statistics;
 7. the new state, the cohort's rows scattered back into the population.
 
+With ``return_clients`` the round also returns the cohort's trained models before averaging
+(:class:`ClientModels`): what the averaging penalty and the forks (:mod:`fedjax_deep.fl.forks`)
+read. It is a static flag, so a round without it holds no ``[C, ...]`` models past the average.
+
 A federated :class:`~fedjax_deep.fl.algorithms.Algorithm` shapes steps 4 and 6: where each client
 starts, a hook on every local gradient, what each client sends, and the server's update.
 Centralized training is the same round with one client holding the union of the data and a client
@@ -56,6 +60,7 @@ def make_round(
     draw_cohort: bool = True,
     skip_nonfinite: bool = False,
     cka_probe: jax.Array | None = None,
+    return_clients: bool = False,
 ):
     """Builds the pure round function (jit it: ``jax.jit(round_fn, donate_argnums=0)``).
 
@@ -84,13 +89,18 @@ def make_round(
       cka_probe: optional fixed inputs ``[P, *input_shape]``: with ``divergence``, every round
         also logs the linear CKA between the clients' trained models' layer activations on them
         (``divergence/<layer>/cka``, :func:`~fedjax_deep.metrics.divergence.cka_metrics`).
+      return_clients: also return the trained client models before averaging, every round (a
+        static flag: the round compiles once either way; on, its ``[C, ...]`` models outlive the
+        round until the caller drops them).
 
     Returns:
       ``round_fn(sim_state, client_data, key) -> (sim_state, metrics)`` where ``client_data`` is
       a :class:`ClientData` (``x [C, N, ...]``), ``key`` this round's PRNG key, and ``metrics`` a
       flat dict of scalars: ``train/loss``, ``train/accuracy`` (example-weighted over clients),
       ``train/num_examples`` and ``divergence/...``. Every strategy computes the same function
-      (up to float reduction order).
+      (up to float reduction order). With ``return_clients``:
+      ``round_fn(...) -> (sim_state, metrics, client_models)``, a :class:`ClientModels` of the
+      round's ``C`` clients (the cohort's).
     """
     algorithm = as_algorithm(algorithm)
     execution = execution or Execution()
@@ -165,9 +175,12 @@ def make_round(
         if skip_nonfinite:
             new_state = _keep_server_if_all_skipped(new_state, state, weights, axis)
         metrics.update(_train_metrics(trained.metrics, axis))
+        if return_clients:
+            models = ClientModels(trained.state.params, trained.state.model_state, weights)
+            return new_state, metrics, models
         return new_state, metrics
 
-    body = _over_devices(round_body, execution.mesh)
+    body = _over_devices(round_body, execution.mesh, return_clients)
     if not cohort_size:
         return body
 
@@ -177,8 +190,8 @@ def make_round(
             ids = sample_cohort(cohort_key, client_data.num_examples, cohort_size)
             client_data = jax.tree.map(lambda a: a[ids], client_data)
         cohort = gather_cohort(state, client_data.client_ids)
-        new_cohort, metrics = body(cohort, client_data, key)
-        return scatter_cohort(state, new_cohort, client_data.client_ids), metrics
+        new_cohort, *out = body(cohort, client_data, key)
+        return scatter_cohort(state, new_cohort, client_data.client_ids), *out
 
     return round_fn
 
@@ -193,6 +206,21 @@ def round_client_keys(key: jax.Array, client_ids: jax.Array) -> tuple[jax.Array,
     batch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(client_keys, 0)
     train_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(client_keys, 1)
     return batch_keys, train_keys
+
+
+class ClientModels(NamedTuple):
+    """A round's trained client models before averaging (``make_round(return_clients=True)``).
+
+    Attributes:
+      params: ``[C, ...]`` each client's parameters after local training.
+      model_state: ``[C, ...]`` each client's BatchNorm statistics after it (``{}`` without).
+      weights: ``[C]`` the normalized client weights the round averaged them with (0 for a padding
+        client or a skipped update).
+    """
+
+    params: Params
+    model_state: ModelState
+    weights: jax.Array
 
 
 class _Start(NamedTuple):
@@ -323,9 +351,10 @@ def _train_metrics(client_metrics: Metrics, axis) -> Metrics:
     }
 
 
-def _over_devices(round_body, mesh):
+def _over_devices(round_body, mesh, return_clients: bool = False):
     """``round_body`` under ``shard_map`` over the mesh's client axis (as it is without a mesh):
-    per-client state and client data split over the devices, the rest replicated."""
+    per-client state and client data (and the returned client models) split over the devices, the
+    rest replicated."""
     if mesh is None:
         return round_body
 
@@ -338,11 +367,12 @@ def _over_devices(round_body, mesh):
             clients=jax.tree.map(lambda _: P(CLIENT_AXIS), state.clients),
             client_hparams=jax.tree.map(lambda _: P(), state.client_hparams),
         )
+        out_specs = (spec, P(), P(CLIENT_AXIS)) if return_clients else (spec, P())
         return jax.shard_map(
             round_body,
             mesh=mesh,
             in_specs=(spec, P(CLIENT_AXIS), P()),
-            out_specs=(spec, P()),
+            out_specs=out_specs,
         )(state, client_data, key)
 
     return sharded
