@@ -45,6 +45,7 @@ from fedjax_deep.fl.execution import (
     replicate,
     shard_clients,
 )
+from fedjax_deep.fl.heterogeneity import Heterogeneity
 from fedjax_deep.fl.round import make_round
 from fedjax_deep.fl.state import SimState, init_sim_state, injected_hparams, sample_cohort
 from fedjax_deep.metrics import batch_eval_data, make_evaluate
@@ -61,6 +62,7 @@ def make_algorithm(config, model_state) -> Algorithm:
         client_learning_rate=config.client_opt.learning_rate,
         client_momentum=config.client_opt.momentum,
         model_state=model_state,
+        variate_weights=config.algorithm.variate_weights,
     )
     return algorithms.REGISTRY[config.algorithm.name].build(config.algorithm, setting)
 
@@ -278,6 +280,19 @@ def _cka_probe(config, dataset) -> np.ndarray | None:
     return np.asarray(dataset.test_x[:n])
 
 
+def heterogeneity(config) -> Heterogeneity:
+    """``config.fl``'s unequal local work (step budgets, dropouts, stragglers)."""
+    fl = config.fl
+    return Heterogeneity(
+        step_budgets=tuple(fl.step_budgets),
+        budget_dist=fl.budget_dist,
+        budget_min_fraction=fl.budget_min_fraction,
+        dropout_rate=fl.dropout_rate,
+        straggler_rate=fl.straggler_rate,
+        straggler_fraction=fl.straggler_fraction,
+    )
+
+
 def _data_on_host(config, dataset, partition) -> bool:
     """``data.placement``: ``auto`` keeps client data on the device when it takes less than half
     of the device's free memory."""
@@ -382,6 +397,7 @@ def build(
         draw_cohort=not on_host,
         skip_nonfinite=config.fl.nonfinite == "skip",
         cka_probe=_cka_probe(config, dataset),
+        heterogeneity=heterogeneity(config),
     )
     state = init_sim_state(
         params,

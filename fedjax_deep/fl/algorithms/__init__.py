@@ -45,13 +45,18 @@ REGISTRY: dict[str, AlgorithmSpec] = {
     "fedprox": AlgorithmSpec(lambda a, s: fedprox(a.mu, s.server_optimizer), hparams=("mu",)),
     "scaffold": AlgorithmSpec(
         lambda a, s: scaffold(
-            s.client_learning_rate, s.num_clients, s.server_optimizer, s.client_momentum
-        )
-    ),
+            s.client_learning_rate,
+            s.num_clients,
+            s.server_optimizer,
+            s.client_momentum,
+            s.variate_weights,
+        ),
+        hparams=("variate_weights",),
+    ),  # fmt: skip
     "fednova": AlgorithmSpec(lambda a, s: fednova(s.client_momentum, s.server_optimizer)),
     "feddyn": AlgorithmSpec(
-        lambda a, s: feddyn(a.alpha, s.num_clients),
-        hparams=("alpha",),
+        lambda a, s: feddyn(a.alpha, s.num_clients, s.variate_weights),
+        hparams=("alpha", "variate_weights"),
         uses_server_optimizer=False,
     ),  # fmt: skip
     "fedbn": AlgorithmSpec(
