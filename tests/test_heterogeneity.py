@@ -48,95 +48,96 @@ def _batches(data, key):
 
 
 def test_a_client_with_budget_k_takes_exactly_its_first_k_real_steps(setup):
-    """Budgets (1, 2, 4, 0) against each client run alone, without a budget, on only its first k
-    real batches (padding steps skipped), with momentum: parameters and optimizer state agree."""
+    """Budgets (1, 2, 4, 0) against each client run without a budget on only its first k real
+    batches (the later ones masked out), with momentum: parameters and optimizer state agree. One
+    compiled program serves every run (the budget is an array, not a shape)."""
     data, model, params, state = setup
     opt = optax.sgd(LR, momentum=0.9)
     update = make_client_update(model, opt)
     idx, mask, keys = _batches(data, jax.random.key(3))
-    budgets = jnp.array([1, 2, 4, 0], jnp.int32)
     begin = ClientState(params, state, opt.init(params))
     stacked = jax.tree.map(lambda a: jnp.broadcast_to(a, (len(SIZES), *a.shape)), begin)
     xy = {"x": data.x, "y": data.y}
-    run = jax.jit(jax.vmap(lambda s, b, k, d, n: update(s, b, k, d, None, n)))
-    ends, metrics = run(stacked, {"idx": idx, "mask": mask}, keys, xy, budgets)
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def run(s, b, k, d, n):
+        return jax.vmap(lambda s, b, k, d, n: update(s, b, k, d, None, n))(s, b, k, d, n)
+
+    budgets = np.array([1, 2, 4, 0])
+    ends, metrics = run(stacked, {"idx": idx, "mask": mask}, keys, xy, jnp.asarray(budgets))
     np.testing.assert_array_equal(metrics["num_steps"], [1, 2, 2, 0])  # client 2: 2 real of 6
-    alone = jax.jit(lambda s, b, k, d: update(s, b, k, d))
-    for c, k in enumerate([1, 2, 4, 0]):
-        real = np.flatnonzero(np.asarray(mask[c]).any(axis=1))[:k]
-        batches = {"idx": idx[c][real], "mask": mask[c][real]}
-        one = jax.tree.map(lambda a, c=c: a[c], xy)
-        if len(real):
-            ref, ref_metrics = alone(begin, batches, keys[c], one)
-            assert int(ref_metrics["num_steps"]) == len(real)
-        else:
-            ref = begin
-        got = jax.tree.map(lambda a, c=c: a[c], ends)
-        chex.assert_trees_all_close(got, ref, rtol=1e-6, atol=1e-7)
-    # The budget bites: client 0 with its full 3 real steps ends elsewhere.
-    full, _ = run(stacked, {"idx": idx, "mask": mask}, keys, xy, jnp.full(4, STEPS, jnp.int32))
-    assert not np.allclose(full.params["conv_0"]["kernel"][0], ends.params["conv_0"]["kernel"][0])
+    real = np.asarray(mask).any(axis=2)  # [C, S]: the steps with a batch
+    first_k = real & (np.cumsum(real, axis=1) <= budgets[:, None])
+    ref_mask = jnp.asarray(np.asarray(mask) & first_k[..., None])
+    full = jnp.full(len(SIZES), STEPS, jnp.int32)
+    ref, ref_metrics = run(stacked, {"idx": idx, "mask": ref_mask}, keys, xy, full)
+    np.testing.assert_array_equal(ref_metrics["num_steps"], [1, 2, 2, 0])
+    chex.assert_trees_all_close(ends, ref, rtol=1e-5, atol=1e-6)
+    # The budget bites: client 0 with all its real steps ends elsewhere.
+    unbounded, _ = run(stacked, {"idx": idx, "mask": mask}, keys, xy, full)
+    kernel = lambda s: np.asarray(s.params["conv_0"]["kernel"][0])  # noqa: E731
+    assert np.max(np.abs(kernel(unbounded) - kernel(ends))) > 1e-4
     # A client with budget 0 is bit for bit where it started.
     chex.assert_trees_all_equal(jax.tree.map(lambda a: a[3], ends), begin)
 
 
 def test_budget_draws_are_per_client_reproducible_and_bounded():
     key = jax.random.key(11)
-    ids = jnp.arange(4000, dtype=jnp.int32)
+    ids = jnp.arange(2000, dtype=jnp.int32)
+    draw = jax.jit(client_budgets, static_argnums=(0, 3))
     spec = Heterogeneity(budget_dist="uniform", budget_min_fraction=0.25)
-    b = np.asarray(client_budgets(spec, key, ids, 8))
+    b = np.asarray(draw(spec, key, ids, 8))
     assert b.min() == 2 and b.max() == 8  # ceil(0.25 * 8) .. S
-    assert abs(np.mean(b) - 5.0) < 0.1  # uniform on 2..8
+    assert abs(np.mean(b) - 5.0) < 0.15  # uniform on 2..8: sd 2 / sqrt(2000) = 0.045
     # A client's budget depends on its id and the round key only, not on the cohort's order.
-    perm = np.random.default_rng(0).permutation(4000)
-    np.testing.assert_array_equal(client_budgets(spec, key, ids[perm], 8), b[perm])
+    perm = np.random.default_rng(0).permutation(2000)
+    np.testing.assert_array_equal(draw(spec, key, ids[perm], 8), b[perm])
     # Stragglers keep floor(f * budget), at least 1; dropouts get 0, at the rates asked for.
-    spec = Heterogeneity(step_budgets=(8,) * 4000, straggler_rate=0.3, straggler_fraction=0.5,
+    spec = Heterogeneity(step_budgets=(8,) * 2000, straggler_rate=0.3, straggler_fraction=0.5,
                          dropout_rate=0.2)  # fmt: skip
-    b = np.asarray(client_budgets(spec, key, ids, 8))
+    b = np.asarray(draw(spec, key, ids, 8))
     assert set(np.unique(b)) == {0, 4, 8}
     for value, rate in ((0, 0.2), (4, 0.3 * 0.8)):
         share = np.mean(b == value)
-        assert abs(share - rate) < 4 * np.sqrt(rate * (1 - rate) / 4000), (value, share)
-    fixed = Heterogeneity(step_budgets=(1, 3, 20))
-    np.testing.assert_array_equal(client_budgets(fixed, key, jnp.arange(3), 8), [1, 3, 8])
+        assert abs(share - rate) < 4 * np.sqrt(rate * (1 - rate) / 2000), (value, share)
+    fixed = Heterogeneity(step_budgets=(1, 3, 20), straggler_rate=1.0, straggler_fraction=0.1)
+    np.testing.assert_array_equal(draw(fixed, key, jnp.arange(3), 8), [1, 1, 1])
 
 
 def test_a_dropped_client_has_weight_zero_and_keeps_its_state_and_the_round_compiles_once(setup):
-    """SCAFFOLD with dropouts, stragglers and drawn budgets over three rounds: one trace; each round
-    equals the same round without heterogeneity where the dropped clients hold no data (weight 0,
-    no step), up to the other clients' budgets, which the reference gets as fixed budgets."""
+    """SCAFFOLD with dropouts over three rounds (budgets 0 or S change every round): one trace;
+    each round equals the plain round where the dropped clients hold no data (weight 0, no step),
+    and their control variates are untouched bit for bit."""
     data, model, params, state = setup
     alg = algorithms.scaffold(LR, len(SIZES))
-    spec = Heterogeneity(budget_dist="uniform", budget_min_fraction=0.3, dropout_rate=0.4,
-                         straggler_rate=0.5, straggler_fraction=0.5)  # fmt: skip
+    spec = Heterogeneity(dropout_rate=0.4)
     kwargs = dict(batch_size=B, num_local_steps=STEPS, divergence=False)
-    traced = chex.assert_max_traces(make_round(model, optax.sgd(LR), alg, heterogeneity=spec,
-                                               **kwargs), n=1)  # fmt: skip
-    round_fn = jax.jit(traced)
+    round_fn = jax.jit(chex.assert_max_traces(
+        make_round(model, optax.sgd(LR), alg, heterogeneity=spec, **kwargs), n=1))  # fmt: skip
+    plain = jax.jit(make_round(model, optax.sgd(LR), alg, **kwargs))
     sim = init_sim_state(params, state, alg, num_clients=len(SIZES))
-    dropped_seen = 0
+    dropped = []
     for r in range(3):
         key = jax.random.key(100 + r)
         budgets = np.asarray(client_budgets(spec, key, data.client_ids, STEPS))
         new, metrics = round_fn(sim, data, key)
-        # The reference: dropped clients hold no data, the others get this round's budgets fixed.
         kept = data.replace(num_examples=jnp.where(budgets > 0, data.num_examples, 0))
-        ref_fn = make_round(model, optax.sgd(LR), alg,
-                            heterogeneity=Heterogeneity(step_budgets=tuple(int(b) or 1
-                                                                           for b in budgets)),
-                            **kwargs)  # fmt: skip
-        ref, ref_metrics = jax.jit(ref_fn)(sim, kept, key)
+        ref, _ = plain(sim, kept, key)
         chex.assert_trees_all_close(new.params, ref.params, rtol=1e-6, atol=1e-7)
-        c_i = new.clients["algorithm"]
+        chex.assert_trees_all_close(new.rule_state, ref.rule_state, rtol=1e-6, atol=1e-7)
         for c in np.flatnonzero(budgets == 0):
-            chex.assert_trees_all_equal(jax.tree.map(lambda a, c=c: a[c], c_i),
-                                        jax.tree.map(lambda a, c=c: a[c], sim.clients["algorithm"]))  # fmt: skip
-        dropped_seen += int(np.sum(budgets == 0))
+            chex.assert_trees_all_equal(
+                jax.tree.map(lambda a, c=c: a[c], new.clients["algorithm"]),
+                jax.tree.map(lambda a, c=c: a[c], sim.clients["algorithm"]),
+            )
         assert int(metrics["train/dropped_clients"]) == int(np.sum(budgets == 0))
-        np.testing.assert_allclose(metrics["train/steps_mean"], ref_metrics["train/steps_mean"])
+        took = budgets > 0
+        steps = np.array([6.0, 4.0, 2.0, 6.0])  # each client's real steps in S=6
+        want = steps[took].mean() if took.any() else 0.0
+        np.testing.assert_allclose(metrics["train/steps_mean"], want)
+        dropped.append(int(np.sum(~took)))
         sim = new
-    assert dropped_seen > 0  # the draws above did drop someone
+    assert 0 < sum(dropped) < 12, dropped  # the draws above did drop someone, not everyone
 
 
 def test_config_refuses_unequal_work_it_cannot_run():
@@ -185,8 +186,3 @@ def test_fednova_removes_fedavgs_objective_inconsistency_under_unequal_budgets()
         gap_nova = np.linalg.norm(nova[-1] - optimum)
         assert gap_avg > 0.3, gap_avg  # FedAvg weights client i by n_i k_i: another objective
         assert gap_nova < 0.15 * gap_avg, (gap_nova, gap_avg)  # FedNova: O(lr) local drift only
-        # With equal budgets FedNova is FedAvg.
-        equal = least_squares.run(algorithms.fednova(0.0), data, (8,) * 4, lr, 5)[0]
-        np.testing.assert_allclose(
-            equal, least_squares.run(algorithms.fedavg(), data, (8,) * 4, lr, 5)[0], rtol=1e-12
-        )
