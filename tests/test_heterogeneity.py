@@ -58,6 +58,7 @@ def test_a_client_with_budget_k_takes_exactly_its_first_k_real_steps(setup):
     begin = ClientState(params, state, opt.init(params))
     stacked = jax.tree.map(lambda a: jnp.broadcast_to(a, (len(SIZES), *a.shape)), begin)
     xy = {"x": data.x, "y": data.y}
+
     @jax.jit
     @chex.assert_max_traces(n=1)
     def run(s, b, k, d, n):
