@@ -97,6 +97,7 @@ def main():
     dist = inconsistency(args.rounds)
     cost = mask_cost(args.clients, args.steps, args.repeats)
     device = f"{jax.default_backend()} ({jax.devices()[0].device_kind})"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     shown = [r for r in SHOWN if r <= args.rounds]
     arms = [k for k in dist if "@" in k]
     lines = [
@@ -113,7 +114,8 @@ def main():
     lines += [
         "",
         f"Cost of the masks: {args.clients} clients x {args.steps} steps x 32, CIFAR-shape CNN, "
-        f"FedNova, {device}, execution {cost['execution']}; best of {args.repeats}, round-robin.",
+        f"FedNova, {device}, execution {cost['execution']}; best of {args.repeats}, round-robin; "
+        f"load average {load:.1f} when it ended ({os.cpu_count()} CPUs).",
         "",
         "| arm | s / round | x equal work | mean steps taken (round 1) |",
         "|---|---|---|---|",
@@ -121,8 +123,8 @@ def main():
     for name, s in cost["seconds"].items():
         lines.append(f"| {name} | {s:.4f} | {s / cost['seconds']['equal work']:.2f} | "
                      f"{cost['steps_mean_round0'][name]:.2f} |")  # fmt: skip
-    payload = {"device": device, "budgets": BUDGETS, "sizes": SIZES, "distances": dist,
-               "mask_cost": cost}  # fmt: skip
+    payload = {"device": device, "load_average": load, "budgets": BUDGETS, "sizes": SIZES,
+               "distances": dist, "mask_cost": cost}  # fmt: skip
     write_result(args.out, "bench_heterogeneity", payload, lines)
 
 

@@ -72,6 +72,8 @@ def describe_algorithm(config) -> dict:
     takes) and its server optimizer."""
     a, s = config.algorithm, config.server_opt
     out = {"name": a.name, "server_opt": s.name, "server_lr": s.learning_rate}
+    if s.name in ("adam", "yogi", "adagrad"):
+        out["server_opt_variant"] = s.variant
     out.update({name: a[name] for name in algorithms.REGISTRY[a.name].hparams})
     return out
 
@@ -380,6 +382,7 @@ def build(
     population = client_data
     if mesh is not None:
         population = pad_clients(population, execution.num_shards, on_device=not on_host)
+    unequal_work = heterogeneity(config)
     # Independent runs (E7's null reference) are never averaged: each keeps its model, optimizer
     # state and BatchNorm statistics; there is no shared point for a gradient divergence.
     round_fn = make_round(
@@ -397,7 +400,7 @@ def build(
         draw_cohort=not on_host,
         skip_nonfinite=config.fl.nonfinite == "skip",
         cka_probe=_cka_probe(config, dataset),
-        heterogeneity=heterogeneity(config),
+        heterogeneity=unequal_work,
     )
     state = init_sim_state(
         params,
@@ -466,6 +469,8 @@ def build(
         "precision": config.precision,
         "memory_estimate_bytes": prepared.memory,
     }
+    if unequal_work.active:
+        run_info["heterogeneity"] = dataclasses.asdict(unequal_work)
     leaf_names = [
         "/".join(str(getattr(k, "key", k)) for k in path)
         for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]

@@ -6,7 +6,8 @@ and meant to be jitted once per experiment (shapes never change between rounds).
 1. the cohort (with ``cohort_size``): drawn with the key, and its rows of the per-client state
    gathered from the population (:mod:`fedjax_deep.fl.state`);
 2. batches and keys: every client's shuffled batch indices for its ``S`` local steps, drawn on the
-   device with the key ``fold_in(key, client_id)`` (:func:`round_client_keys`);
+   device with the key ``fold_in(key, client_id)`` (:func:`round_client_keys`), and with unequal
+   local work each client's step budget (:mod:`fedjax_deep.fl.heterogeneity`);
 3. the gradient of each client at the shared global model on its first batch (gradient divergence);
 4. local training of every client from where the algorithm starts it, mapped over the client axis
    by the round's :class:`~fedjax_deep.fl.execution.Execution` (one vmap, chunks, or sharded);
