@@ -36,7 +36,7 @@ def setup():
     partition = [np.arange(start[i], start[i + 1]) for i in range(len(SIZES))]
     data = stack_clients(ds.train_x, ds.train_y, partition)
     model, params, state = build_model(
-        model_config(depth=2, width=4), ds.input_shape, 10, jax.random.key(0)
+        model_config(depth=2, width=4, norm="batch"), ds.input_shape, 10, jax.random.key(0)
     )
     return data, model, params, state
 
@@ -106,9 +106,10 @@ def test_budget_draws_are_per_client_reproducible_and_bounded():
 
 
 def test_a_dropped_client_has_weight_zero_and_keeps_its_state_and_the_round_compiles_once(setup):
-    """SCAFFOLD with dropouts over three rounds (budgets 0 or S change every round): one trace;
-    each round equals the plain round where the dropped clients hold no data (weight 0, no step),
-    and their control variates are untouched bit for bit."""
+    """SCAFFOLD with local BatchNorm statistics and dropouts over three rounds (budgets 0 or S
+    change every round): one trace; each round equals the plain round where the dropped clients
+    hold no data (weight 0, no step), and their control variates and statistics are untouched bit
+    for bit."""
     data, model, params, state = setup
     alg = algorithms.scaffold(LR, len(SIZES))
     spec = Heterogeneity(dropout_rate=0.4)
@@ -116,7 +117,8 @@ def test_a_dropped_client_has_weight_zero_and_keeps_its_state_and_the_round_comp
     round_fn = jax.jit(chex.assert_max_traces(
         make_round(model, optax.sgd(LR), alg, heterogeneity=spec, **kwargs), n=1))  # fmt: skip
     plain = jax.jit(make_round(model, optax.sgd(LR), alg, **kwargs))
-    sim = init_sim_state(params, state, alg, num_clients=len(SIZES))
+    sim = init_sim_state(params, state, alg, num_clients=len(SIZES), local_model_state=True)
+    assert set(sim.clients) == {"algorithm", "model_state"}
     dropped = []
     for r in range(3):
         key = jax.random.key(100 + r)
@@ -126,10 +128,11 @@ def test_a_dropped_client_has_weight_zero_and_keeps_its_state_and_the_round_comp
         ref, _ = plain(sim, kept, key)
         chex.assert_trees_all_close(new.params, ref.params, rtol=1e-6, atol=1e-7)
         chex.assert_trees_all_close(new.rule_state, ref.rule_state, rtol=1e-6, atol=1e-7)
+        chex.assert_trees_all_close(new.clients, ref.clients, rtol=1e-6, atol=1e-7)
         for c in np.flatnonzero(budgets == 0):
             chex.assert_trees_all_equal(
-                jax.tree.map(lambda a, c=c: a[c], new.clients["algorithm"]),
-                jax.tree.map(lambda a, c=c: a[c], sim.clients["algorithm"]),
+                jax.tree.map(lambda a, c=c: a[c], new.clients),
+                jax.tree.map(lambda a, c=c: a[c], sim.clients),
             )
         assert int(metrics["train/dropped_clients"]) == int(np.sum(budgets == 0))
         took = budgets > 0

@@ -13,8 +13,9 @@ per client:
 | ``client_final`` | ``(rule_state, start_params, end_params, ctx, persistent, num_steps) -> (output, persistent)`` | per client (vmapped) |
 | ``server_apply`` | ``(params, rule_state, outputs [C, ...], weights [C], axis_name) -> (params, rule_state)`` | once per round |
 
-``num_steps`` is the client's real local steps this round (0 for a padding client or one whose
-update was skipped as non-finite: algorithms then leave its persistent state unchanged).
+``num_steps`` is the client's real local steps this round, the ones it actually took under its step
+budget (:mod:`fedjax_deep.fl.heterogeneity`); 0 for a padding client, one that dropped out, or one
+whose update was skipped as non-finite: algorithms then leave its persistent state unchanged.
 ``axis_name`` names the client axis when it is sharded (reduce with :mod:`fedjax_deep.fl.clients`).
 Per-client persistent state lives in the population container (``SimState.clients['algorithm']``),
 gathered for the cohort and scattered back by the round; ``local_model_state`` asks for each
