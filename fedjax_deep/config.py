@@ -213,6 +213,31 @@ FIELDS: dict[str, Field] = {
                              low=0, high=1_000_000),
     "fl.cka_probe": F(0, "> 0: each round also logs the linear CKA between client models' layer "
                       "activations on the first N test examples (0: off)", low=0, high=1_000_000),
+    "fl.step_budgets": F((), "per-client local step budgets, one per client of fl.num_clients "
+                         "(a client takes at most min(budget, its real steps)); (): every client "
+                         "takes all its steps", items=(1, MAX_STEPS)),
+    "fl.budget_dist": F("none", "each round, draw every client's step budget: 'uniform' "
+                        "(integers in [ceil(budget_min_fraction * S), S]) or 'none'",
+                        choices=("none", "uniform")),
+    "fl.budget_min_fraction": F(0.5, "with budget_dist=uniform: the smallest budget as a share "
+                                "of S", low=0.0, high=1.0, open_low=True),
+    "fl.dropout_rate": F(0.0, "each round, each client drops out with this probability: no "
+                         "steps, weight 0, its persistent state untouched", low=0.0, high=0.99),
+    "fl.straggler_rate": F(0.0, "each round, each client straggles with this probability: it "
+                           "takes only straggler_fraction of its budget (at least 1 step)",
+                           low=0.0, high=1.0),
+    "fl.straggler_fraction": F(0.5, "share of its budget a straggler completes",
+                               low=0.0, high=1.0, open_low=True),
+    "server_opt.variant": F("paper", "adam, yogi, adagrad: 'paper' (Reddi et al. 2021, Alg. 2: "
+                            "no bias correction, eps = tau outside the square root, Adagrad with "
+                            "momentum b1) or 'optax' (optax's bias-corrected optimizers)",
+                            choices=("paper", "optax")),
+    "algorithm.variate_weights": F("uniform", "scaffold, feddyn: how the server's control "
+                                   "variate averages the clients' (c, h): 'uniform' (1/P, as in "
+                                   "the papers: the fixed point minimizes the plain mean of client "
+                                   "losses) or 'examples' (by example counts, as the model average: "
+                                   "the example-weighted minimizer)",
+                                   choices=("uniform", "examples")),
     "client_opt.name": F("sgd", choices=Table("fedjax_deep.optimizers", "CLIENT_OPTIMIZERS")),
     "client_opt.learning_rate": F(0.02, low=0.0, high=1e6, open_low=True),
     "client_opt.momentum": F(0.9, low=0.0, high=0.999999),
@@ -228,7 +253,7 @@ FIELDS: dict[str, Field] = {
                          choices=Table("fedjax_deep.optimizers", "SERVER_OPTIMIZERS")),
     "server_opt.learning_rate": F(1.0, low=0.0, high=1e6, open_low=True),
     "server_opt.momentum": F(0.0, "sgd", low=0.0, high=0.999999),
-    "server_opt.b1": F(0.9, "adam, yogi", low=0.0, high=0.999999),
+    "server_opt.b1": F(0.9, "adam, yogi (and adagrad, variant paper)", low=0.0, high=0.999999),
     "server_opt.b2": F(0.99, "adam, yogi", low=0.0, high=0.999999),
     "server_opt.eps": F(1e-3, "adam, yogi, adagrad: the adaptivity tau of Reddi et al. 2021",
                         low=0.0, high=1e6, open_low=True),
@@ -585,6 +610,23 @@ def _forks(c) -> None:
                  "from; use another algorithm or turn forks off")  # fmt: skip
 
 
+def _heterogeneity(c) -> None:
+    """Unequal local work (fedjax_deep.fl.heterogeneity): federated runs only, one budget source."""
+    fl = c.fl
+    active = [(f, fl[f]) for f in ("step_budgets", "dropout_rate", "straggler_rate")
+              if fl[f]] + ([("budget_dist", fl.budget_dist)] if fl.budget_dist != "none" else [])  # fmt: skip
+    if not active:
+        return
+    field, value = active[0]
+    _require(c.mode == "fl", f"fl.{field}", value,
+             f"unequal local work needs mode fl (mode is {c.mode}); leave it at its default")  # fmt: skip
+    budgets = tuple(fl.step_budgets)
+    _require(len(budgets) in (0, fl.num_clients), "fl.step_budgets", budgets,
+             f"give () or fl.num_clients={fl.num_clients} budgets, one per client")  # fmt: skip
+    _require(not budgets or fl.budget_dist == "none", "fl.budget_dist", fl.budget_dist,
+             "fl.step_budgets already fixes every budget: use none, or step_budgets=()")  # fmt: skip
+
+
 RULES = (
     _algorithm,
     _odd_kernels,
@@ -595,6 +637,7 @@ RULES = (
     _augment_needs_images,
     _sweep_is_a_tuple,
     _forks,
+    _heterogeneity,
 )
 
 

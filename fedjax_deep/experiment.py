@@ -46,6 +46,7 @@ from fedjax_deep.fl.execution import (
     shard_clients,
 )
 from fedjax_deep.fl.forks import make_client_evaluation, make_fork
+from fedjax_deep.fl.heterogeneity import Heterogeneity
 from fedjax_deep.fl.round import make_round
 from fedjax_deep.fl.state import SimState, init_sim_state, injected_hparams, sample_cohort
 from fedjax_deep.metrics import batch_eval_data, make_evaluate
@@ -62,6 +63,7 @@ def make_algorithm(config, model_state) -> Algorithm:
         client_learning_rate=config.client_opt.learning_rate,
         client_momentum=config.client_opt.momentum,
         model_state=model_state,
+        variate_weights=config.algorithm.variate_weights,
     )
     return algorithms.REGISTRY[config.algorithm.name].build(config.algorithm, setting)
 
@@ -71,6 +73,8 @@ def describe_algorithm(config) -> dict:
     takes) and its server optimizer."""
     a, s = config.algorithm, config.server_opt
     out = {"name": a.name, "server_opt": s.name, "server_lr": s.learning_rate}
+    if s.name in ("adam", "yogi", "adagrad"):
+        out["server_opt_variant"] = s.variant
     out.update({name: a[name] for name in algorithms.REGISTRY[a.name].hparams})
     return out
 
@@ -292,6 +296,19 @@ def _cka_probe(config, dataset) -> np.ndarray | None:
     return np.asarray(dataset.test_x[:n])
 
 
+def heterogeneity(config) -> Heterogeneity:
+    """``config.fl``'s unequal local work (step budgets, dropouts, stragglers)."""
+    fl = config.fl
+    return Heterogeneity(
+        step_budgets=tuple(fl.step_budgets),
+        budget_dist=fl.budget_dist,
+        budget_min_fraction=fl.budget_min_fraction,
+        dropout_rate=fl.dropout_rate,
+        straggler_rate=fl.straggler_rate,
+        straggler_fraction=fl.straggler_fraction,
+    )
+
+
 def _data_on_host(config, dataset, partition) -> bool:
     """``data.placement``: ``auto`` keeps client data on the device when it takes less than half
     of the device's free memory."""
@@ -382,6 +399,7 @@ def build(
     population = client_data
     if mesh is not None:
         population = pad_clients(population, execution.num_shards, on_device=not on_host)
+    unequal_work = heterogeneity(config)
     # Independent runs (E7's null reference) are never averaged: each keeps its model, optimizer
     # state and BatchNorm statistics; there is no shared point for a gradient divergence.
     round_fn = make_round(
@@ -400,6 +418,7 @@ def build(
         skip_nonfinite=config.fl.nonfinite == "skip",
         cka_probe=_cka_probe(config, dataset),
         return_clients=config.fl.averaging_penalty or bool(fork_rounds),
+        heterogeneity=unequal_work,
     )
     state = init_sim_state(
         params,
@@ -485,6 +504,8 @@ def build(
         "precision": config.precision,
         "memory_estimate_bytes": prepared.memory,
     }
+    if unequal_work.active:
+        run_info["heterogeneity"] = dataclasses.asdict(unequal_work)
     leaf_names = [
         "/".join(str(getattr(k, "key", k)) for k in path)
         for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]

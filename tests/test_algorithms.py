@@ -368,3 +368,23 @@ def test_the_registry_builds_every_algorithm_and_what_it_declares():
     assert algorithms.REGISTRY["fedprox"].hparams == ("mu",)
     assert not algorithms.REGISTRY["feddyn"].uses_server_optimizer
     assert algorithms.REGISTRY["fedbn"].needs_batch_norm
+
+
+@pytest.mark.parametrize("name", ["scaffold", "feddyn"])
+def test_control_variate_weights_pick_the_fixed_point(name):
+    """Least-squares clients of unequal sizes, float64, full batch: with ``variate_weights`` =
+    ``'uniform'`` (the papers') SCAFFOLD and FedDyn reach the minimizer of the plain mean of client
+    losses; with ``'examples'`` the example-weighted one that FedAvg's average targets."""
+    from fedjax_deep.fl import least_squares
+
+    with jax.enable_x64(True):
+        data = least_squares.make_clients(np.random.default_rng(0), (6, 20, 9, 40), 3)
+        targets = {w: least_squares.minimizer(data, w) for w in ("uniform", "examples")}
+        assert np.linalg.norm(targets["uniform"] - targets["examples"]) > 0.2
+        for weighting, target in targets.items():
+            if name == "scaffold":
+                alg = algorithms.scaffold(0.05, 4, variate_weights=weighting)
+            else:
+                alg = algorithms.feddyn(0.5, 4, variate_weights=weighting)
+            path, _ = least_squares.run(alg, data, (8,) * 4, 0.05, 300)
+            np.testing.assert_allclose(path[-1], target, atol=1e-8, err_msg=weighting)

@@ -7,6 +7,10 @@ does exactly that). Other studies can import it and call it on their own stacked
 A step whose batch is only padding (``mask`` all False) changes nothing: parameters, optimizer
 state (momentum, weight decay) and BatchNorm statistics are kept, so clients with fewer examples
 are padded to a common number of steps without being trained differently.
+
+A client may also be given a step budget (heterogeneous local work, :mod:`fedjax_deep.fl.
+heterogeneity`): it then takes only its first ``budget`` real steps and keeps its state through the
+rest of the scan, which still runs ``S`` steps (``S`` is static: shapes never change).
 """
 
 from __future__ import annotations
@@ -57,7 +61,11 @@ def _gather(data: PyTree, step_inputs: Batch) -> Batch:
 
 
 def make_client_update(
-    model, client_optimizer: optax.GradientTransformation, augment=None, grad_hook=None
+    model,
+    client_optimizer: optax.GradientTransformation,
+    augment=None,
+    grad_hook=None,
+    loss_fn=None,
 ):
     """Builds the pure local-training function of one client.
 
@@ -70,9 +78,13 @@ def make_client_update(
       grad_hook: optional ``(grads, params, ctx) -> grads`` applied to every local step's gradients
         before the optimizer (an algorithm's proximal term or drift correction); ``ctx`` is the
         ``ctx`` argument of ``client_update``.
+      loss_fn: optional ``(params, model_state, batch) -> (loss, (model_state, num, correct))`` in
+        place of the model's masked cross-entropy (:func:`make_loss_fn`; least squares, say);
+        ``num`` is the batch's real examples. ``model`` is then unused.
 
     Returns:
-      ``client_update(state, batches, key, data=None, ctx=None) -> (state, metrics)`` where
+      ``client_update(state, batches, key, data=None, ctx=None, budget=None) -> (state, metrics)``
+      where
 
       - ``state``: a :class:`ClientState` of one client;
       - ``batches``: ``{'x': [S, B, ...], 'y': [S, B], 'mask': [S, B]}``, one batch per local step;
@@ -80,41 +92,52 @@ def make_client_update(
       - ``key``: a PRNG key for this client's local training (augmentation draws from it);
       - ``data``: optional ``{'x': [N, ...], 'y': [N]}``, the client's device-resident examples,
         gathered per step so that ``[S, B, ...]`` batches are never materialized;
+      - ``budget``: optional int32 scalar, the most real steps this client takes this round (0:
+        none, as a dropped client); None: all of them;
       - ``metrics``: ``loss`` and ``accuracy`` (means over real examples seen), ``num_examples``
-        and ``num_steps`` (real ones), all scalars.
+        and ``num_steps`` (real steps taken), all scalars.
     """
-    loss_fn = make_loss_fn(model)
+    loss_fn = loss_fn or make_loss_fn(model)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def local_step(state: ClientState, batch: Batch, ctx) -> tuple[ClientState, tuple]:
+    def local_step(state: ClientState, batch: Batch, ctx, allowed) -> tuple[ClientState, tuple]:
         (loss, (model_state, num, correct)), grads = grad_fn(state.params, state.model_state, batch)
         if grad_hook is not None:
             grads = grad_hook(grads, state.params, ctx)
         updates, opt_state = client_optimizer.update(grads, state.opt_state, state.params)
         new_state = ClientState(optax.apply_updates(state.params, updates), model_state, opt_state)
-        has_data = num > 0
-        new_state = jax.tree.map(lambda n, o: jnp.where(has_data, n, o), new_state, state)
-        return new_state, (loss * num, num, correct)
+        # A padding step, or one past the budget: parameters, optimizer state and statistics kept.
+        taken = (num > 0) & allowed
+        new_state = jax.tree.map(lambda n, o: jnp.where(taken, n, o), new_state, state)
+        num = jnp.where(taken, num, 0)
+        return new_state, (jnp.where(taken, loss * num, 0.0), num, jnp.where(taken, correct, 0))
 
-    def client_update(state: ClientState, batches: Batch, key: jax.Array, data=None, ctx=None):
+    def client_update(
+        state: ClientState, batches: Batch, key: jax.Array, data=None, ctx=None, budget=None
+    ):
         num_steps = jax.tree.leaves(batches)[0].shape[0]
 
-        def step(state, inputs):
+        def step(carry, inputs):
+            state, taken = carry
             step_inputs, step_key = inputs
             batch = step_inputs if data is None else _gather(data, step_inputs)
             if augment is not None:
                 batch = {**batch, "x": augment(step_key, batch["x"])}
-            return local_step(state, batch, ctx)
+            allowed = True if budget is None else taken < budget
+            state, out = local_step(state, batch, ctx, allowed)
+            return (state, taken + (out[1] > 0).astype(jnp.int32)), out
 
         step_keys = jax.random.split(key, num_steps)
-        state, (loss_sum, num, correct) = jax.lax.scan(step, state, (batches, step_keys))
+        (state, _), (loss_sum, num, correct) = jax.lax.scan(
+            step, (state, jnp.zeros((), jnp.int32)), (batches, step_keys)
+        )
         total = jnp.sum(num)
         denom = jnp.maximum(total, 1.0)
         metrics: Metrics = {
             "loss": jnp.sum(loss_sum) / denom,
             "accuracy": jnp.sum(correct) / denom,
             "num_examples": total,
-            "num_steps": jnp.sum(num > 0),
+            "num_steps": jnp.sum(num > 0, dtype=jnp.int32),
         }
         return state, metrics
 

@@ -6,7 +6,8 @@ and meant to be jitted once per experiment (shapes never change between rounds).
 1. the cohort (with ``cohort_size``): drawn with the key, and its rows of the per-client state
    gathered from the population (:mod:`fedjax_deep.fl.state`);
 2. batches and keys: every client's shuffled batch indices for its ``S`` local steps, drawn on the
-   device with the key ``fold_in(key, client_id)`` (:func:`round_client_keys`);
+   device with the key ``fold_in(key, client_id)`` (:func:`round_client_keys`), and with unequal
+   local work each client's step budget (:mod:`fedjax_deep.fl.heterogeneity`);
 3. the gradient of each client at the shared global model on its first batch (gradient divergence);
 4. local training of every client from where the algorithm starts it, mapped over the client axis
    by the round's :class:`~fedjax_deep.fl.execution.Execution` (one vmap, chunks, or sharded);
@@ -40,6 +41,12 @@ from fedjax_deep.fl import clients
 from fedjax_deep.fl.algorithms import Algorithm, as_algorithm
 from fedjax_deep.fl.client import ClientState, make_client_grad, make_client_update
 from fedjax_deep.fl.execution import CLIENT_AXIS, Execution
+from fedjax_deep.fl.heterogeneity import (
+    Heterogeneity,
+    available_weights,
+    client_budgets,
+    work_metrics,
+)
 from fedjax_deep.fl.state import SimState, gather_cohort, sample_cohort, scatter_cohort
 from fedjax_deep.metrics.divergence import cka_metrics, divergence_metrics
 from fedjax_deep.types import Metrics, ModelState, Params, PyTree
@@ -60,6 +67,7 @@ def make_round(
     draw_cohort: bool = True,
     skip_nonfinite: bool = False,
     cka_probe: jax.Array | None = None,
+    heterogeneity: Heterogeneity | None = None,
     return_clients: bool = False,
 ):
     """Builds the pure round function (jit it: ``jax.jit(round_fn, donate_argnums=0)``).
@@ -89,6 +97,10 @@ def make_round(
       cka_probe: optional fixed inputs ``[P, *input_shape]``: with ``divergence``, every round
         also logs the linear CKA between the clients' trained models' layer activations on them
         (``divergence/<layer>/cka``, :func:`~fedjax_deep.metrics.divergence.cka_metrics`).
+      heterogeneity: optional unequal local work (:class:`~fedjax_deep.fl.heterogeneity.
+        Heterogeneity`): each round every client gets a step budget (fixed, drawn, straggling, or
+        0 when it drops out, with weight 0); logs ``train/steps_mean``, ``train/steps_min`` and
+        ``train/dropped_clients``.
       return_clients: also return the trained client models before averaging, every round (a
         static flag: the round compiles once either way; on, its ``[C, ...]`` models outlive the
         round until the caller drops them).
@@ -107,6 +119,8 @@ def make_round(
     axis, chunk = execution.axis_name, execution.chunk_size
     train_client = _make_train_client(model, client_optimizer, algorithm, augment, skip_nonfinite)
     client_grad = make_client_grad(model)
+    if heterogeneity is not None and not heterogeneity.active:
+        heterogeneity = None
 
     def round_body(state: SimState, client_data: ClientData, key: jax.Array):
         """One round of ``client_data``'s clients (this device's when sharded)."""
@@ -124,6 +138,10 @@ def make_round(
         weights = clients.normalized_weights(client_data.num_examples, dtype, axis)
         start = _shared_start(state, client_optimizer, axis)
         metrics: Metrics = {}
+        budgets = None
+        if heterogeneity is not None:
+            budgets = client_budgets(heterogeneity, key, client_data.client_ids, num_local_steps)
+            weights = available_weights(weights, budgets, axis)
 
         # The gradient at the shared point.
         client_grads = None
@@ -142,7 +160,7 @@ def make_round(
         # Local training.
         trained = clients.map(
             functools.partial(train_client, start),
-            (state.clients, {"idx": idx, "mask": mask}, train_keys, data),
+            (state.clients, {"idx": idx, "mask": mask}, train_keys, data, budgets),
             chunk,
         )
         if skip_nonfinite:
@@ -172,9 +190,12 @@ def make_round(
 
         # Aggregation and the new state.
         new_state = _aggregate(algorithm, state, trained, weights, axis)
-        if skip_nonfinite:
+        if skip_nonfinite or (heterogeneity is not None and heterogeneity.dropout_rate > 0):
             new_state = _keep_server_if_all_skipped(new_state, state, weights, axis)
         metrics.update(_train_metrics(trained.metrics, axis))
+        if budgets is not None:
+            metrics.update(work_metrics(trained.metrics["num_steps"], budgets,
+                                        client_data.num_examples, axis))  # fmt: skip
         if return_clients:
             models = ClientModels(trained.state.params, trained.state.model_state, weights)
             return new_state, metrics, models
@@ -257,14 +278,14 @@ def _shared_start(state: SimState, client_optimizer, axis: str | None) -> _Start
 
 
 def _make_train_client(model, client_optimizer, algorithm: Algorithm, augment, skip_nonfinite):
-    """``train_client(start, own, batches, key, data) -> _Trained``: one client's round.
+    """``train_client(start, own, batches, key, data, budget) -> _Trained``: one client's round.
 
     ``own`` is the client's rows of the per-client state (``SimState.clients``): what it keeps
-    across rounds replaces the shared start.
+    across rounds replaces the shared start; ``budget`` its step budget (None: every step).
     """
     client_update = make_client_update(model, client_optimizer, augment, algorithm.grad_hook)
 
-    def train_client(start: _Start, own: dict, batches, train_key, data) -> _Trained:
+    def train_client(start: _Start, own: dict, batches, train_key, data, budget=None) -> _Trained:
         params = own.get("params", start.params)
         if "algorithm" in own:
             persistent = own["algorithm"]
@@ -274,7 +295,7 @@ def _make_train_client(model, client_optimizer, algorithm: Algorithm, augment, s
         begin = ClientState(
             params, own.get("model_state", start.model_state), own.get("opt_state", start.opt_state)
         )
-        end, metrics = client_update(begin, batches, train_key, data, ctx)
+        end, metrics = client_update(begin, batches, train_key, data, ctx, budget)
         finite = None
         if skip_nonfinite:
             end, metrics, finite = _guard_nonfinite(begin, end, metrics)

@@ -13,8 +13,9 @@ per client:
 | ``client_final`` | ``(rule_state, start_params, end_params, ctx, persistent, num_steps) -> (output, persistent)`` | per client (vmapped) |
 | ``server_apply`` | ``(params, rule_state, outputs [C, ...], weights [C], axis_name) -> (params, rule_state)`` | once per round |
 
-``num_steps`` is the client's real local steps this round (0 for a padding client or one whose
-update was skipped as non-finite: algorithms then leave its persistent state unchanged).
+``num_steps`` is the client's real local steps this round, the ones it actually took under its step
+budget (:mod:`fedjax_deep.fl.heterogeneity`); 0 for a padding client, one that dropped out, or one
+whose update was skipped as non-finite: algorithms then leave its persistent state unchanged.
 ``axis_name`` names the client axis when it is sharded (reduce with :mod:`fedjax_deep.fl.clients`).
 Per-client persistent state lives in the population container (``SimState.clients['algorithm']``),
 gathered for the cohort and scattered back by the round; ``local_model_state`` asks for each
@@ -45,13 +46,18 @@ REGISTRY: dict[str, AlgorithmSpec] = {
     "fedprox": AlgorithmSpec(lambda a, s: fedprox(a.mu, s.server_optimizer), hparams=("mu",)),
     "scaffold": AlgorithmSpec(
         lambda a, s: scaffold(
-            s.client_learning_rate, s.num_clients, s.server_optimizer, s.client_momentum
-        )
-    ),
+            s.client_learning_rate,
+            s.num_clients,
+            s.server_optimizer,
+            s.client_momentum,
+            s.variate_weights,
+        ),
+        hparams=("variate_weights",),
+    ),  # fmt: skip
     "fednova": AlgorithmSpec(lambda a, s: fednova(s.client_momentum, s.server_optimizer)),
     "feddyn": AlgorithmSpec(
-        lambda a, s: feddyn(a.alpha, s.num_clients),
-        hparams=("alpha",),
+        lambda a, s: feddyn(a.alpha, s.num_clients, s.variate_weights),
+        hparams=("alpha", "variate_weights"),
         uses_server_optimizer=False,
     ),  # fmt: skip
     "fedbn": AlgorithmSpec(

@@ -89,6 +89,7 @@ class Setting:
       num_clients: the population size ``P``.
       client_learning_rate, client_momentum: the client optimizer's.
       model_state: the model's BatchNorm statistics (shapes suffice: they name the modules).
+      variate_weights: SCAFFOLD's and FedDyn's control-variate weights (:func:`variate_mean`).
     """
 
     server_optimizer: optax.GradientTransformation
@@ -96,6 +97,7 @@ class Setting:
     client_learning_rate: float
     client_momentum: float
     model_state: ModelState
+    variate_weights: str = "uniform"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,9 +119,34 @@ class AlgorithmSpec:
     needs_batch_norm: bool = False
 
 
+VARIATE_WEIGHTS = ("uniform", "examples")
+
+
 def population_mean(tree: PyTree, weights: jax.Array, num_clients: int, axis_name=None) -> PyTree:
     """``sum_{k in cohort} tree[k] / P``: the population's mean of a per-client quantity that is
     zero for the clients not sampled (a control variate's change): ``[C, ...]`` -> ``[...]``.
     ``weights`` only gives the shape and dtype of the ``1 / P`` weights."""
     share = jnp.full(weights.shape, 1.0 / num_clients, weights.dtype)
     return clients.weighted_mean(tree, share, axis_name)
+
+
+def variate_mean(
+    tree: PyTree, weights: jax.Array, num_clients: int, variate_weights: str, axis_name=None
+) -> PyTree:
+    """The population's average of a control variate's change (zero for the clients not sampled
+    or that took no step): ``tree [C, ...]`` -> ``[...]``.
+
+    ``'uniform'`` (SCAFFOLD's and FedDyn's papers): every client counts ``1 / P``
+    (:func:`population_mean`), so the server's variate is the plain mean of the clients' and the
+    fixed point minimizes the plain mean of client losses. ``'examples'``: client ``k`` counts
+    ``weights[k] * C' / P``, its example weight in the cohort scaled by the cohort's share of the
+    population (``C'``: clients with a positive weight), as the model is averaged: the fixed point
+    is the example-weighted minimizer. With every client in the cohort this is exactly ``n_k / n``;
+    with a sampled cohort, ``C' / P`` estimates the cohort's share of the examples.
+    """
+    if variate_weights == "uniform":
+        return population_mean(tree, weights, num_clients, axis_name)
+    if variate_weights != "examples":
+        raise ValueError(f"variate_weights {variate_weights!r}: use one of {VARIATE_WEIGHTS}")
+    reporting = clients.sum((weights > 0).astype(weights.dtype), axis_name)
+    return clients.weighted_mean(tree, weights * (reporting / num_clients), axis_name)

@@ -7,6 +7,11 @@ Client ``i`` keeps ``h_i`` (zeros at first; the gradient of its past linear term
 ``h <- h - alpha / P * sum_{i in cohort} (y_i - x)`` and sets ``x <- weighted_mean(y) - h / alpha``
 (its own update: the server optimizer is not used). ``alpha`` lives in the server state
 (``rule_state['alpha']``), so the members of a sweep each train with their own.
+
+With unequal clients the paper's ``1 / P`` in ``h``'s update makes the fixed point the minimizer of
+the plain mean of client losses, while ``x`` averages the ``y_i`` by examples;
+``variate_weights='examples'`` weights ``h``'s update by examples too
+(:func:`~fedjax_deep.fl.algorithms.base.variate_mean`): the example-weighted minimizer.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import jax.numpy as jnp
 from fedjax_deep.fl import clients
 from fedjax_deep.fl.algorithms.base import (
     Algorithm,
-    population_mean,
+    variate_mean,
     with_control_variate,
     zeros_like,
 )
@@ -44,8 +49,9 @@ def client_final(rule_state, start, end, ctx, h_i, num_steps):
     return end, new_h
 
 
-def feddyn(alpha: float, num_clients: int) -> Algorithm:
-    """``alpha``: the regularizer's weight; ``num_clients``: ``P``."""
+def feddyn(alpha: float, num_clients: int, variate_weights: str = "uniform") -> Algorithm:
+    """``alpha``: the regularizer's weight; ``num_clients``: ``P``; ``variate_weights``:
+    ``'uniform'`` (the paper's) or ``'examples'``."""
 
     def server_init(params):
         return {"h": zeros_like(params), "alpha": jnp.asarray(alpha, jnp.float32)}
@@ -53,7 +59,7 @@ def feddyn(alpha: float, num_clients: int) -> Algorithm:
     def server_apply(params, rule_state, client_params, weights, axis_name=None):
         a = rule_state["alpha"]
         moved = jax.tree.map(lambda y, x: y - x[None], client_params, params)
-        mean_moved = population_mean(moved, weights, num_clients, axis_name)
+        mean_moved = variate_mean(moved, weights, num_clients, variate_weights, axis_name)
         h = jax.tree.map(lambda h, m: h - a.astype(h.dtype) * m, rule_state["h"], mean_moved)
         mean = clients.weighted_mean(client_params, weights, axis_name)
         new = jax.tree.map(lambda m, hh: m - hh / a.astype(hh.dtype), mean, h)

@@ -11,6 +11,12 @@ diverge in our tests. The server moves ``x`` by the weighted mean update
 (through its optimizer) and ``c += sum_{i in cohort} (c_i+ - c_i) / P`` (``P``: population size).
 ``lr`` and ``rho`` live in the server state (``rule_state['lr']``, ``['momentum']``), so the
 members of a sweep each use their own.
+
+With unequal clients the paper's ``1 / P`` weights make ``c`` the plain mean of the ``c_i`` and the
+fixed point the minimizer of the plain mean of client losses, while the model is averaged with
+example weights; ``variate_weights='examples'`` weights ``c``'s update by examples too
+(:func:`~fedjax_deep.fl.algorithms.base.variate_mean`): the fixed point is then the
+example-weighted minimizer that FedAvg, FedProx and FedNova reach.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import jax.numpy as jnp
 
 from fedjax_deep.fl.algorithms.base import (
     Algorithm,
-    population_mean,
+    variate_mean,
     with_control_variate,
     zeros_like,
 )
@@ -50,10 +56,14 @@ def client_final(rule_state, start, end, correction, c_i, num_steps):
 
 
 def scaffold(
-    learning_rate: float, num_clients: int, server_optimizer=None, momentum: float = 0.0
+    learning_rate: float,
+    num_clients: int,
+    server_optimizer=None,
+    momentum: float = 0.0,
+    variate_weights: str = "uniform",
 ) -> Algorithm:
     """``learning_rate`` and ``momentum``: the clients' (for option II's ``1 / (a lr)``);
-    ``num_clients``: ``P``."""
+    ``num_clients``: ``P``; ``variate_weights``: ``'uniform'`` (the paper's) or ``'examples'``."""
     base = fedavg(server_optimizer)
 
     def server_init(params):
@@ -69,7 +79,7 @@ def scaffold(
         params, opt = base.server_apply(
             params, rule_state["opt"], client_params, weights, axis_name
         )
-        mean_delta_c = population_mean(delta_c, weights, num_clients, axis_name)
+        mean_delta_c = variate_mean(delta_c, weights, num_clients, variate_weights, axis_name)
         c = jax.tree.map(jnp.add, rule_state["c"], mean_delta_c)
         return params, {**rule_state, "opt": opt, "c": c}
 
