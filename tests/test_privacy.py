@@ -15,6 +15,7 @@ import pytest
 
 from conftest import model_config
 from fedjax_deep import accounting, train
+from fedjax_deep import sweep as sweep_lib
 from fedjax_deep.config import apply_overrides, load_config, validate
 from fedjax_deep.data import load_digits, stack_clients
 from fedjax_deep.errors import ConfigError
@@ -81,6 +82,30 @@ def test_noise_std_over_many_draws_is_z_s_over_the_expected_cohort():
     n = x.size  # 120,000 samples: the std's relative sampling error is 1 / sqrt(2 n) = 0.2%
     assert abs(x.std() / (z * s / m) - 1) < 4 / np.sqrt(2 * n)
     assert abs(x.mean()) < 4 * (z * s / m) / np.sqrt(n)
+
+
+def test_adaptive_clipping_moves_the_clip_norm_geometrically_to_the_target_quantile():
+    """Andrew et al. 2021: S <- S exp(-eta (b - gamma)), b the (noised) fraction of updates within
+    S over the expected cohort; iterated on fixed updates of norms 1..10 it settles at the median.
+    The update's noise multiplier leaves room for the count's: z_Delta^-2 = z^-2 - (2 sigma_b)^-2."""
+    norms = jnp.arange(1.0, 11.0)
+    server = {"w": jnp.zeros((2,))}
+    outputs = {"w": jnp.stack([norms, jnp.zeros(10)], axis=1)}  # client k's update has norm k+1
+    alg = privacy.private(algorithms.fedavg(), noise_multiplier=0.0, clip_norm=3.5,
+                          expected_cohort=10, adaptive_quantile=0.5, adaptive_lr=0.2)  # fmt: skip
+    apply = jax.jit(lambda rs: alg.server_apply(server, rs, outputs, jnp.full(10, 0.1),
+                                                key=jax.random.key(0))[1])  # fmt: skip
+    rule_state = alg.server_init(server)
+    after = apply(rule_state)
+    # 3 of 10 within 3.5: S * exp(-0.2 * (0.3 - 0.5))
+    assert float(after["clip_norm"]) == pytest.approx(3.5 * np.exp(0.04), rel=1e-6)
+    for _ in range(300):
+        rule_state = apply(rule_state)
+    assert 5.0 <= float(rule_state["clip_norm"]) <= 6.0 * np.exp(0.1)
+    z_delta, sigma = privacy.adaptive_stddevs(jnp.float32(1.0), jnp.float32(2.0))
+    assert float(z_delta) == pytest.approx((1.0 - 1 / 16) ** -0.5, rel=1e-6)
+    assert float(sigma) == 2.0
+    assert [float(x) for x in privacy.adaptive_stddevs(jnp.float32(0.0), 2.0)] == [0.0, 0.0]
 
 
 # -- the round ---------------------------------------------------------------------------------
@@ -231,9 +256,27 @@ def _rows(workdir):
     return [json.loads(line) for line in lines]
 
 
-def test_budget_stop_and_resume_reproduce_the_uninterrupted_run(tmp_path, capsys):
-    plan = accounting.Sampling("full", 4, 4)
-    eps = [accounting.epsilon(plan, float(np.float32(0.6)), 1e-5, r, "rdp") for r in (1, 2, 3)]
+def _epsilons(rounds):
+    full = accounting.Sampling("full", 4, 4)
+    return [accounting.epsilon(full, float(np.float32(0.6)), 1e-5, r, "rdp") for r in rounds]
+
+
+def test_a_run_stops_before_the_round_that_would_exceed_its_budget(tmp_path, capsys):
+    eps = _epsilons((1, 2))
+    out = _run(tmp_path, "--config.num_rounds=2", f"--config.privacy.target_epsilon={sum(eps) / 2}")
+    lines = [x for x in capsys.readouterr().err.splitlines() if "privacy budget" in x]
+    assert len(lines) == 1 and "round 2 would bring epsilon to" in lines[0], lines
+    assert "stopped after round 1" in lines[0]
+    rows = _rows(tmp_path)
+    assert [r["round"] for r in rows] == [1]
+    assert rows[0]["privacy/epsilon"] == pytest.approx(eps[0], rel=1e-12)
+    assert out["privacy"]["stopped_by_budget_after_round"] == 1
+    assert out["privacy"]["epsilon"] == pytest.approx(eps[0], rel=1e-12)
+
+
+@pytest.mark.slow
+def test_resume_reproduces_the_uninterrupted_runs_epsilons_and_noise(tmp_path):
+    eps = _epsilons((1, 2, 3))
     whole = _run(tmp_path / "whole", "--config.num_rounds=3")
     rows = _rows(tmp_path / "whole")
     assert [row["privacy/epsilon"] for row in rows] == pytest.approx(eps, rel=1e-12)
@@ -244,24 +287,25 @@ def test_budget_stop_and_resume_reproduce_the_uninterrupted_run(tmp_path, capsys
     again = _rows(tmp_path / "resumed")
     assert [r["privacy/epsilon"] for r in again] == [r["privacy/epsilon"] for r in rows]
     assert [r["eval/loss"] for r in again] == [r["eval/loss"] for r in rows]
-    # a budget between epsilon(2) and epsilon(3): two rounds, then one line
-    capsys.readouterr()
-    budget = (eps[1] + eps[2]) / 2
-    out = _run(tmp_path / "budget", "--config.num_rounds=3",
-               f"--config.privacy.target_epsilon={budget}")  # fmt: skip
-    lines = [x for x in capsys.readouterr().err.splitlines() if "privacy budget" in x]
-    assert len(lines) == 1 and "round 3 would bring epsilon" in lines[0], lines
-    assert len(_rows(tmp_path / "budget")) == 2
-    assert out["privacy"]["stopped_by_budget_after_round"] == 2
-    assert [r["eval/loss"] for r in _rows(tmp_path / "budget")] == [
-        r["eval/loss"] for r in rows[:2]
-    ]
 
 
+SWEEP = (("privacy.noise_multiplier", (0.6, 1.2)), ("privacy.clip_norm", (0.5, 1.0)),
+         ("client_opt.learning_rate", (0.05, 0.1)), ("seed", (0, 1)))  # fmt: skip
+
+
+def test_a_sweep_over_noise_clip_lr_and_seed_is_one_group():
+    """Fast: the 16 points differ only in traced fields, so they are one program's candidates
+    (the slow sibling runs them; tests/test_sweep_axis.py's 'dp' case checks each member equals
+    its point run alone, bit for bit)."""
+    config = load_config(TINY)
+    apply_overrides(config, [*DP, f"--config.sweep={SWEEP!r}"])
+    groups = sweep_lib.sweep_groups(sweep_lib.expand(config))
+    assert [len(g) for g in groups] == [16]
+
+
+@pytest.mark.slow
 def test_a_sweep_over_noise_clip_lr_and_seed_is_one_program(tmp_path):
-    sweep = (("privacy.noise_multiplier", (0.6, 1.2)), ("privacy.clip_norm", (0.5, 1.0)),
-             ("client_opt.learning_rate", (0.05, 0.1)), ("seed", (0, 1)))  # fmt: skip
-    out = _run(tmp_path, "--config.num_rounds=1", f"--config.sweep={sweep!r}")
+    out = _run(tmp_path, "--config.num_rounds=1", f"--config.sweep={SWEEP!r}")
     assert len(out) == 16
     infos = [json.loads((tmp_path / n / "run_info.json").read_text()) for n in out]
     assert {info["sweep_axis"]["members"] for info in infos} == {16}
