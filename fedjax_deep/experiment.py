@@ -293,7 +293,7 @@ def _data_on_host(config, dataset, partition) -> bool:
 
 
 def _choose_execution(
-    config, model, client_opt, client_data, params, model_state, batch_size, num_steps
+    config, model, client_opt, client_data, params, model_state, batch_size, num_steps, cohort_size
 ):
     """The run's client-axis strategy (``config.fl.execution``) and why it was chosen."""
     if config.mode == "centralized":
@@ -313,7 +313,7 @@ def _choose_execution(
         )
     return choose_execution(
         config.fl.execution,
-        config.fl.cohort_size or client_data.num_clients,
+        cohort_size or client_data.num_clients,  # a Poisson cohort's slots
         chunk_size=config.fl.chunk_size,
         bytes_per_client=bytes_per_client,
     )
@@ -364,8 +364,9 @@ def build(
     if config.privacy.clip_norm > 0:
         algorithm = _private(config, algorithm, plan)
     execution, why = _choose_execution(
-        config, model, client_opt, client_data, params, model_state, batch_size, num_steps
-    )
+        config, model, client_opt, client_data, params, model_state, batch_size, num_steps,
+        cohort_size,
+    )  # fmt: skip
     mesh = execution.mesh
     if mesh is not None and poisson_rate:  # more slots only make an overflow rarer
         cohort_size = -(-cohort_size // execution.num_shards) * execution.num_shards

@@ -473,7 +473,7 @@ class _Budget:
     def __init__(self, batch: Batch, axis: _MemberAxis, state):
         self.batch, self.plans = batch, [run.privacy for run in batch.experiments]
         self.z = [None] * axis.size
-        if any(plan is not None and plan.noise_multiplier is not None for plan in self.plans):
+        if any(plan is not None for plan in self.plans):
             rule_state = fetch(state.rule_state)
             for i, plan in enumerate(self.plans):
                 member = axis.member(rule_state, i)

@@ -161,6 +161,19 @@ def test_zero_noise_and_an_infinite_clip_norm_is_fedavg_bit_for_bit(setup):
     assert fn._cache_size() == 1
 
 
+def test_fedprox_under_dp_reads_its_own_coefficient(setup):
+    """The wrapper hands the inner algorithm its own server state (FedProx's mu), traced only."""
+    data, model, params, stats = setup
+    dp = privacy.private(algorithms.fedprox(0.1), noise_multiplier=1.0, clip_norm=1.0,
+                         expected_cohort=6)  # fmt: skip
+    state = init_sim_state(params, stats, dp, num_clients=data.num_clients)
+    fn = make_round(model, optax.sgd(0.1), dp, batch_size=B, num_local_steps=STEPS,
+                    divergence=False)  # fmt: skip
+    after, metrics = jax.eval_shape(fn, state, data, jax.random.key(0))
+    assert jax.tree.structure(after.rule_state) == jax.tree.structure(state.rule_state)
+    assert "mu" in state.rule_state["inner"] and "privacy/clip_norm" in metrics
+
+
 def test_poisson_cohorts_have_the_right_mean_and_padded_slots_change_nothing(setup):
     count = jax.jit(jax.vmap(lambda k: privacy.sample_poisson_cohort(k, jnp.ones(50), 0.2, 30)[1]))
     counts = count(jax.random.split(jax.random.key(1), 4000)).sum(axis=1)

@@ -220,10 +220,18 @@ def private(
         params, new["inner"] = algorithm.server_apply(params, rule_state["inner"], stacked, one)
         return params, new, metrics
 
+    def client_init(rule_state, persistent, start):
+        return algorithm.client_init(rule_state["inner"], persistent, start)
+
+    def client_final(rule_state, start, end, ctx, persistent, num_steps):
+        return algorithm.client_final(rule_state["inner"], start, end, ctx, persistent, num_steps)
+
     return algorithm.replace(
         name=f"dp_{algorithm.name}",
         server_init=server_init,
         server_apply=server_apply,
+        client_init=client_init,
+        client_final=client_final,
         server_key=True,
     )
 
