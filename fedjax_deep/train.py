@@ -46,6 +46,7 @@ from fedjax_deep.errors import Interrupted, RunFault
 from fedjax_deep.experiment import Experiment
 from fedjax_deep.fl import stack_members, sweep_over_members
 from fedjax_deep.fl.execution import available_memory_bytes, fetch
+from fedjax_deep.fl.privacy import noise_multiplier_of
 from fedjax_deep.runlog import RunDir, check_workdir_path, config_json, jsonable
 from fedjax_deep.sweep import Batch, Member
 
@@ -473,12 +474,10 @@ class _Budget:
     def __init__(self, batch: Batch, axis: _MemberAxis, state):
         self.batch, self.plans = batch, [run.privacy for run in batch.experiments]
         self.z = [None] * axis.size
-        if any(plan is not None for plan in self.plans):
-            rule_state = fetch(state.rule_state)
-            for i, plan in enumerate(self.plans):
-                member = axis.member(rule_state, i)
-                if plan is not None and isinstance(member, dict) and "noise_multiplier" in member:
-                    self.z[i] = float(member["noise_multiplier"])
+        z = noise_multiplier_of(state.rule_state)
+        if z is not None:
+            z = np.atleast_1d(fetch(z))
+            self.z = [float(z[i]) if p is not None else None for i, p in enumerate(self.plans)]
         self.stopped_at = [None] * axis.size
 
     def has_noise(self, i: int) -> bool:
@@ -501,12 +500,8 @@ class _Budget:
         return out
 
     def metrics(self, i: int, rounds: int) -> dict:
-        plan = self.plans[i]
-        if plan is None:
-            return {}
-        if not self.has_noise(i):  # Poisson cohorts without DP: nothing to account
-            return {}
-        return plan.metrics(rounds, self.z[i])
+        """``privacy/epsilon`` after ``rounds`` rounds ({} without DP: Poisson cohorts alone)."""
+        return self.plans[i].metrics(rounds, self.z[i]) if self.has_noise(i) else {}
 
     def summary(self, i: int, rows) -> dict | None:
         if not self.has_noise(i):

@@ -236,6 +236,14 @@ def private(
     )
 
 
+def noise_multiplier_of(rule_state) -> jax.Array | None:
+    """The noise multiplier a :func:`private` algorithm's server state holds (``[R]`` on a sweep
+    axis), None for any other algorithm's: what the host's accountant reads back."""
+    if isinstance(rule_state, dict) and "noise_multiplier" in rule_state:
+        return rule_state["noise_multiplier"]
+    return None
+
+
 def sample_poisson_cohort(
     key: jax.Array, num_examples: jax.Array, rate: float, cap: int
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
