@@ -257,6 +257,33 @@ FIELDS: dict[str, Field] = {
     "server_opt.b2": F(0.99, "adam, yogi", low=0.0, high=0.999999),
     "server_opt.eps": F(1e-3, "adam, yogi, adagrad: the adaptivity tau of Reddi et al. 2021",
                         low=0.0, high=1e6, open_low=True),
+    "privacy.clip_norm": F(0.0, "> 0: user-level DP-FedAvg (fedjax_deep.fl.privacy): each "
+                           "client's update clipped to this L2 norm, the sum noised, divided by "
+                           "the expected cohort size (0: off)", low=0.0, high=1e6),
+    "privacy.noise_multiplier": F(0.0, "z: Gaussian noise of std z * clip_norm on the sum of "
+                                  "clipped updates (0 with target_epsilon > 0: calibrated)",
+                                  low=0.0, high=1e4),
+    "privacy.clip": F("flat", "'flat' (one norm over the whole update) or 'per_layer' (each of "
+                      "the L leaves to clip_norm / sqrt(L))", choices=("flat", "per_layer")),
+    "privacy.delta": F(1e-5, "the delta at which epsilon is reported", low=0.0, high=0.1,
+                       open_low=True),
+    "privacy.target_epsilon": F(0.0, "> 0: the budget; with noise_multiplier 0 the noise is "
+                                "calibrated to spend it in num_rounds, else the run stops before "
+                                "the round that would exceed it (0: none)", low=0.0, high=1e4),
+    "privacy.accountant": F("rdp", "fedjax_deep.accounting: 'rdp' or 'pld' (Poisson or full "
+                            "cohorts only)", choices=("rdp", "pld")),
+    "privacy.adaptive_quantile": F(0.0, "> 0: adaptive clipping toward this quantile of the "
+                                   "update norms (Andrew et al. 2021; 0: fixed clip_norm)",
+                                   low=0.0, high=1.0),
+    "privacy.adaptive_lr": F(0.2, "adaptive clipping's geometric rate eta", low=0.0, high=100.0,
+                             open_low=True),
+    "privacy.adaptive_count_noise": F(0.0, "adaptive clipping's count noise sigma_b (0: the "
+                                      "expected cohort / 20); needs 2 sigma_b > z",
+                                      low=0.0, high=1e6),
+    "fl.cohort_sampling": F("fixed", "'fixed' (fl.cohort_size clients without replacement) or "
+                            "'poisson' (each client with probability fl.cohort_size / "
+                            "fl.num_clients, in a fixed number of padded slots)",
+                            choices=("fixed", "poisson")),
     "checkpoint.every_rounds": F(1, "0: only at the end", low=0, high=MAX_STEPS),
     "checkpoint.keep": F(3, low=1, high=10_000),
     "eval.every_rounds": F(1, "also after round 1 and after the last round", low=1, high=MAX_STEPS),
@@ -627,6 +654,38 @@ def _heterogeneity(c) -> None:
              "fl.step_budgets already fixes every budget: use none, or step_budgets=()")  # fmt: skip
 
 
+def _privacy(c) -> None:
+    """DP-FedAvg and Poisson cohorts (fedjax_deep.fl.privacy, fedjax_deep.accounting)."""
+    from fedjax_deep.fl.algorithms import REGISTRY
+
+    p, on = c.privacy, c.privacy.clip_norm > 0
+    for field in ("noise_multiplier", "target_epsilon", "adaptive_quantile"):
+        _require(on or not p[field], f"privacy.{field}", p[field],
+                 "needs privacy.clip_norm > 0 (DP-FedAvg clips before it adds noise)")  # fmt: skip
+    poisson = c.fl.cohort_sampling == "poisson"
+    _require(not poisson or c.fl.cohort_size > 0, "fl.cohort_sampling", c.fl.cohort_sampling,
+             "poisson needs fl.cohort_size > 0: the expected cohort size")  # fmt: skip
+    for field, value, active in (
+        ("privacy.clip_norm", p.clip_norm, on),
+        ("fl.cohort_sampling", c.fl.cohort_sampling, poisson),
+    ):
+        _require(not active or c.mode == "fl", field, value,
+                 f"needs mode fl (mode {c.mode} has no cohort of users to protect)")  # fmt: skip
+    name = c.algorithm.name
+    _require(not on or REGISTRY[name].sends_model, "privacy.clip_norm", p.clip_norm,
+             f"{name}'s clients send more than their model; DP-FedAvg needs fedavg or fedprox")  # fmt: skip
+    fixed = c.fl.cohort_sampling == "fixed" and 0 < c.fl.cohort_size < c.fl.num_clients
+    noisy = p.noise_multiplier > 0 or p.target_epsilon > 0
+    _require(not (on and noisy and fixed and p.accountant == "pld"), "privacy.accountant",
+             p.accountant, "PLD has no event for fixed-size cohorts without replacement; use rdp "
+             "or fl.cohort_sampling=poisson")  # fmt: skip
+    if on and p.adaptive_quantile and p.noise_multiplier:
+        sigma = p.adaptive_count_noise or (c.fl.cohort_size or c.fl.num_clients) / 20
+        _require(p.noise_multiplier < 2 * sigma, "privacy.noise_multiplier", p.noise_multiplier,
+                 f"adaptive clipping needs z < 2 * count noise = {2 * sigma:g}; raise "
+                 "privacy.adaptive_count_noise")  # fmt: skip
+
+
 RULES = (
     _algorithm,
     _odd_kernels,
@@ -638,6 +697,7 @@ RULES = (
     _sweep_is_a_tuple,
     _forks,
     _heterogeneity,
+    _privacy,
 )
 
 

@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 from jax.extend import core as jax_core
 
+from fedjax_deep import accounting
 from fedjax_deep.config import FIELDS, config_errors
 from fedjax_deep.data import (
     Dataset,
@@ -32,7 +33,7 @@ from fedjax_deep.data import (
 )
 from fedjax_deep.data import sources as data_sources
 from fedjax_deep.errors import ConfigError
-from fedjax_deep.fl import algorithms
+from fedjax_deep.fl import algorithms, privacy
 from fedjax_deep.fl.algorithms import Algorithm
 from fedjax_deep.fl.client import ClientState, make_client_update
 from fedjax_deep.fl.execution import (
@@ -117,6 +118,8 @@ class Experiment:
       fork_fn: ``(start, client_models, fork_data, round_key, test_batches) -> fork/...`` with
         forks (``fl.fork_rounds``, ``fl.fork_last``), else None; ``fork_data`` the whole
         training set on the device, ``fork_rounds`` the 1-based rounds that fork.
+      privacy: the run's :class:`~fedjax_deep.accounting.Plan` (DP-FedAvg or Poisson cohorts;
+        None otherwise): the loop's accountant.
     """
 
     config: ml_collections.ConfigDict
@@ -136,6 +139,7 @@ class Experiment:
     fork_fn: Callable | None = None
     fork_data: Any = None
     fork_rounds: frozenset = frozenset()
+    privacy: accounting.Plan | None = None
 
 
 def prepare(config: ml_collections.ConfigDict, cache: dict | None = None) -> Prepared:
@@ -320,7 +324,7 @@ def _data_on_host(config, dataset, partition) -> bool:
 
 
 def _choose_execution(
-    config, model, client_opt, client_data, params, model_state, batch_size, num_steps
+    config, model, client_opt, client_data, params, model_state, batch_size, num_steps, cohort_size
 ):
     """The run's client-axis strategy (``config.fl.execution``) and why it was chosen."""
     if config.mode == "centralized":
@@ -340,7 +344,7 @@ def _choose_execution(
         )
     return choose_execution(
         config.fl.execution,
-        config.fl.cohort_size or client_data.num_clients,
+        cohort_size or client_data.num_clients,  # a Poisson cohort's slots
         chunk_size=config.fl.chunk_size,
         bytes_per_client=bytes_per_client,
     )
@@ -383,10 +387,20 @@ def build(
         cohort_size = 0
     client_opt = make_client_optimizer(config.client_opt)
     algorithm = make_algorithm(config, model_state)
+    plan, poisson_rate = None, 0.0
+    if not centralized:
+        plan = accounting.plan(config, sum(len(p) > 0 for p in partition))
+    if plan is not None and plan.sampling.kind == "poisson":
+        cohort_size, poisson_rate = plan.sampling.cap, plan.sampling.rate
+    if config.privacy.clip_norm > 0:
+        algorithm = _private(config, algorithm, plan)
     execution, why = _choose_execution(
-        config, model, client_opt, client_data, params, model_state, batch_size, num_steps
-    )
+        config, model, client_opt, client_data, params, model_state, batch_size, num_steps,
+        cohort_size,
+    )  # fmt: skip
     mesh = execution.mesh
+    if mesh is not None and poisson_rate:  # more slots only make an overflow rarer
+        cohort_size = -(-cohort_size // execution.num_shards) * execution.num_shards
     if mesh is not None and cohort_size % execution.num_shards:
         raise ConfigError(
             "fl.cohort_size",
@@ -413,6 +427,7 @@ def build(
         execution=execution,
         augment=make_augment(config.data.augment),
         cohort_size=cohort_size,
+        poisson_rate=poisson_rate,
         # On the host the cohort is drawn (with the same key) and copied over before the round.
         draw_cohort=not on_host,
         skip_nonfinite=config.fl.nonfinite == "skip",
@@ -438,12 +453,20 @@ def build(
         data = device_data
         if on_host:
             ids = np.arange(population.num_clients)
+            taking_part = None
             if cohort_size:
                 key, cohort_key = jax.random.split(key)
-                ids = np.asarray(
-                    sample_cohort(cohort_key, jnp.asarray(population.num_examples), cohort_size)
-                )
+                n = jnp.asarray(population.num_examples)
+                if poisson_rate:  # the round's own draw (its overflow is not logged here)
+                    ids, taking_part, _ = privacy.sample_poisson_cohort(
+                        cohort_key, n, poisson_rate, cohort_size
+                    )
+                    ids, taking_part = np.asarray(ids), np.asarray(taking_part)
+                else:
+                    ids = np.asarray(sample_cohort(cohort_key, n, cohort_size))
             data = jax.tree.map(lambda a: jnp.asarray(a[ids]), population)
+            if taking_part is not None:
+                data = data.replace(num_examples=jnp.where(taking_part, data.num_examples, 0))
             if mesh is not None:
                 data = shard_clients(pad_clients(data, execution.num_shards), mesh)
         return data, key if mesh is None else replicate(key, mesh)
@@ -503,6 +526,7 @@ def build(
         "algorithm": describe_algorithm(config),
         "precision": config.precision,
         "memory_estimate_bytes": prepared.memory,
+        "privacy": None if plan is None else plan.describe(),
     }
     if unequal_work.active:
         run_info["heterogeneity"] = dataclasses.asdict(unequal_work)
@@ -516,8 +540,31 @@ def build(
     return Experiment(
         config, state, round_fn, round_inputs, evaluate_fn, eval_batches, run_key, run_info,
         leaf_names, stats, time.time() - start, mesh, on_host,
-        evaluate_clients_fn, fork_fn, fork_data, fork_rounds,
+        evaluate_clients_fn, fork_fn, fork_data, fork_rounds, plan,
     )  # fmt: skip
+
+
+def _private(config, algorithm: Algorithm, plan: accounting.Plan) -> Algorithm:
+    """``algorithm`` with DP-FedAvg's clipped, noised aggregation (``config.privacy``)."""
+    p = config.privacy
+    count_noise = p.adaptive_count_noise or plan.sampling.expected / 20
+    if p.adaptive_quantile and plan.calibrated and plan.noise_multiplier >= 2 * count_noise:
+        raise ConfigError(
+            "privacy.target_epsilon",
+            p.target_epsilon,
+            f"needs z = {plan.noise_multiplier:.4g}, but adaptive clipping needs z < 2 * count "
+            f"noise = {2 * count_noise:g}; raise privacy.adaptive_count_noise",
+        )
+    return privacy.private(
+        algorithm,
+        noise_multiplier=plan.noise_multiplier,
+        clip_norm=p.clip_norm,
+        expected_cohort=plan.sampling.expected,
+        per_layer=p.clip == "per_layer",
+        adaptive_quantile=p.adaptive_quantile,
+        adaptive_lr=p.adaptive_lr,
+        adaptive_count_stddev=count_noise,
+    )
 
 
 def with_precision(fn: Callable, precision: str) -> Callable:

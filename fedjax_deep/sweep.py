@@ -230,6 +230,13 @@ TRACED = (
     "server_opt.eps",
     "algorithm.mu",
     "algorithm.alpha",
+    "privacy.noise_multiplier",
+    "privacy.clip_norm",
+    "privacy.target_epsilon",
+    "privacy.delta",
+    "privacy.adaptive_quantile",
+    "privacy.adaptive_lr",
+    "privacy.adaptive_count_noise",
 )
 
 T = TypeVar("T")  # a Point or a Member: anything with a .config

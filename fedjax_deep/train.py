@@ -48,6 +48,7 @@ from fedjax_deep.experiment import Experiment
 from fedjax_deep.fl import stack_members, sweep_over_members
 from fedjax_deep.fl.execution import available_memory_bytes, fetch
 from fedjax_deep.fl.forks import averaging_penalty, fork_start
+from fedjax_deep.fl.privacy import noise_multiplier_of
 from fedjax_deep.runfiles import STOPPED, SUMMARY
 from fedjax_deep.runlog import RunDir, check_workdir_path, config_json, jsonable
 from fedjax_deep.sweep import Batch, Member
@@ -164,10 +165,18 @@ def train(batch: Batch, *, progress: bool) -> list:
 
         # -- the loop: round, guard, eval, log, checkpoint ---------------------------------------
         stopped: list = [None] * axis.size  # per member, the NumericError that stopped it
+        budget = _Budget(batch, axis, state)  # DP-FedAvg's accountant, per member
         desc = config.mode + f" x{axis.size}" * (axis.size > 1)
         bar = _Progress(desc, config.num_rounds, initial=start_round, enabled=progress)
         with _graceful_signals() as stop, bar:
             for r in range(start_round, config.num_rounds):
+                for i in budget.exhausted_before(r, stopped):
+                    stopped[i] = _BUDGET  # its rows and checkpoint end at round r
+                    if r > start_round and not _due(r - 1, config.checkpoint.every_rounds,
+                                                    config.num_rounds):  # fmt: skip
+                        ckpts[i].save(r, axis.member(state, i), runs[i].run_key)
+                if all(error is not None for error in stopped):
+                    break
                 t0 = time.time()
                 try:
                     data, key = program.inputs(r)
@@ -195,7 +204,8 @@ def train(batch: Batch, *, progress: bool) -> list:
                     raise _interrupted(stop.signum or signal.SIGINT, r, ckpts[0]) from None
                 seconds = round(time.time() - t0, 4)
                 for i in live:
-                    row = _write_row(dirs[i], r, axis.member(metrics, i), seconds, ckpts[i])
+                    values = {**axis.member(metrics, i), **budget.metrics(i, r + 1)}
+                    row = _write_row(dirs[i], r, values, seconds, ckpts[i])
                     all_rows[i].append(row)
                 if _due(r, config.checkpoint.every_rounds, config.num_rounds) or stop.signum:
                     for i in live:
@@ -206,8 +216,9 @@ def train(batch: Batch, *, progress: bool) -> list:
 
     # -- summaries -------------------------------------------------------------------------------
     return [
-        error or _summarize(run, d, rows, start_round, program, train_start)
-        for error, run, d, rows in zip(stopped, runs, dirs, all_rows, strict=True)
+        (error if error is not _BUDGET else None)
+        or _summarize(run, d, rows, start_round, program, train_start, budget.summary(i, rows))
+        for i, (error, run, d, rows) in enumerate(zip(stopped, runs, dirs, all_rows, strict=True))
     ]
 
 
@@ -459,7 +470,9 @@ def _plot_partition(run: Experiment, d: RunDir) -> None:
         raise RunFault(f"{d.path / 'partition.png'} cannot be written ({e.strerror})") from None
 
 
-def _summarize(run: Experiment, d: RunDir, rows, start_round, program: _Program, train_start):
+def _summarize(
+    run: Experiment, d: RunDir, rows, start_round, program: _Program, train_start, privacy=None
+):
     config = run.config
     compile_s = program.compile_seconds
     summary = {
@@ -478,6 +491,8 @@ def _summarize(run: Experiment, d: RunDir, rows, start_round, program: _Program,
         "wall_seconds": round(run.build_seconds + time.time() - train_start, 2),
         "compile_seconds": round(compile_s, 3),
     }
+    if privacy is not None:
+        summary["privacy"] = privacy
     for key in ("divergence/mean/relative", "divergence/mean/update", "divergence/mean/grad"):
         if rows and key in rows[0]:
             summary[f"first_round_{key}"] = rows[0][key]
@@ -494,6 +509,62 @@ def _summarize(run: Experiment, d: RunDir, rows, start_round, program: _Program,
         flush=True,
     )
     return summary
+
+
+# -- the privacy budget: a member stops before the round that would exceed it ---------------------
+_BUDGET = "privacy budget"  # stopped[i] of a member whose budget ran out: it still gets a summary
+
+
+class _Budget:
+    """The members' accountants (:class:`fedjax_deep.accounting.Plan`, host-side): epsilon after
+    each round, a pure function of the round count and the noise multiplier that the state holds
+    (so a resumed run reports the same numbers, and one resumed with more rounds keeps the noise it
+    was calibrated with), and the budget check before each round."""
+
+    def __init__(self, batch: Batch, axis: _MemberAxis, state):
+        self.batch, self.plans = batch, [run.privacy for run in batch.experiments]
+        self.z = [None] * axis.size
+        z = noise_multiplier_of(state.rule_state)
+        if z is not None:
+            z = np.atleast_1d(fetch(z))
+            self.z = [float(z[i]) if p is not None else None for i, p in enumerate(self.plans)]
+        self.stopped_at = [None] * axis.size
+
+    def has_noise(self, i: int) -> bool:
+        return self.z[i] is not None
+
+    def exhausted_before(self, r: int, stopped: list) -> list[int]:
+        """The members still running whose budget round ``r + 1`` would exceed (one line each)."""
+        out = []
+        for i, plan in enumerate(self.plans):
+            if stopped[i] is not None or not self.has_noise(i) or plan.allows(r + 1, self.z[i]):
+                continue
+            m = self.batch.members[i]
+            eps = plan.epsilon(r + 1, self.z[i])
+            if m.run_dir.writer:
+                print(f"{m.run_dir.path}: privacy budget: round {r + 1} would bring epsilon to "
+                      f"{eps:.4g} > privacy.target_epsilon={plan.budget:g} at delta "
+                      f"{plan.delta:g}; stopped after round {r}", file=sys.stderr, flush=True)  # fmt: skip
+            self.stopped_at[i] = r
+            out.append(i)
+        return out
+
+    def metrics(self, i: int, rounds: int) -> dict:
+        """``privacy/epsilon`` after ``rounds`` rounds ({} without DP: Poisson cohorts alone)."""
+        return self.plans[i].metrics(rounds, self.z[i]) if self.has_noise(i) else {}
+
+    def summary(self, i: int, rows) -> dict | None:
+        if not self.has_noise(i):
+            return None
+        plan, done = self.plans[i], (rows[-1]["round"] if rows else 0)
+        values = {k.split("/")[1]: jsonable(v) for k, v in plan.metrics(done, self.z[i]).items()}
+        return {
+            **values,  # epsilon (None when infinite) and, for Poisson cohorts, delta_overflow
+            "rounds_accounted": done,
+            **plan.describe(),
+            "noise_multiplier": self.z[i],
+            "stopped_by_budget_after_round": self.stopped_at[i],
+        }
 
 
 # -- the guard: non-finite members stop alone ----------------------------------------------------

@@ -32,6 +32,10 @@ CASES = {
     "scaffold": (["--config.algorithm.name=scaffold"],
                  ("client_opt.learning_rate", "client_opt.momentum"), ((0.05, 0.9), (0.02, 0.5))),
     "fednova": (["--config.algorithm.name=fednova"], ("client_opt.momentum",), ((0.9,), (0.5,))),
+    "dp": ([], ("privacy.noise_multiplier", "privacy.clip_norm", "privacy.target_epsilon",
+                "privacy.delta", "privacy.adaptive_quantile", "privacy.adaptive_lr",
+                "privacy.adaptive_count_noise"),
+           ((0.6, 0.5, 90.0, 1e-5, 0.5, 0.2, 2.0), (1.0, 1.0, 80.0, 1e-6, 0.7, 0.3, 3.0))),
 }  # fmt: skip
 FAST = ("fedavg", "fedprox+adam")
 

@@ -9,7 +9,8 @@
 - :mod:`~fedjax_deep.fl.forks`: the averaging penalty, forks to a null and layer mixes;
 - :mod:`~fedjax_deep.fl.members`: the member (sweep) axis;
 - :mod:`~fedjax_deep.fl.execution`: how the client axis runs (vmap, chunks, devices);
-- :mod:`~fedjax_deep.fl.algorithms`: FedAvg, FedProx, SCAFFOLD, FedNova, FedDyn, FedBN.
+- :mod:`~fedjax_deep.fl.algorithms`: FedAvg, FedProx, SCAFFOLD, FedNova, FedDyn, FedBN;
+- :mod:`~fedjax_deep.fl.privacy`: user-level DP-FedAvg (clipping, noise) and Poisson cohorts.
 
 Names are imported from their module on first use, so ``fedjax_deep.fl.clients`` can be imported
 (by the metrics) without the round.

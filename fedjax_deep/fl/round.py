@@ -13,7 +13,8 @@ and meant to be jitted once per experiment (shapes never change between rounds).
    by the round's :class:`~fedjax_deep.fl.execution.Execution` (one vmap, chunks, or sharded);
 5. the divergence metrics of every layer (reductions over the client axis);
 6. aggregation: the algorithm's server update from the clients' outputs (FedAvg: the
-   example-weighted mean) and the weighted mean of BatchNorm statistics;
+   example-weighted mean; DP-FedAvg: the clipped, noised sum over the expected cohort size,
+   :mod:`fedjax_deep.fl.privacy`) and the weighted mean of BatchNorm statistics;
 7. the new state, the cohort's rows scattered back into the population.
 
 With ``return_clients`` the round also returns the cohort's trained models before averaging
@@ -47,6 +48,7 @@ from fedjax_deep.fl.heterogeneity import (
     client_budgets,
     work_metrics,
 )
+from fedjax_deep.fl.privacy import NOISE_TAG, sample_poisson_cohort
 from fedjax_deep.fl.state import SimState, gather_cohort, sample_cohort, scatter_cohort
 from fedjax_deep.metrics.divergence import cka_metrics, divergence_metrics
 from fedjax_deep.types import Metrics, ModelState, Params, PyTree
@@ -64,6 +66,7 @@ def make_round(
     execution: Execution | None = None,
     augment=None,
     cohort_size: int = 0,
+    poisson_rate: float = 0.0,
     draw_cohort: bool = True,
     skip_nonfinite: bool = False,
     cka_probe: jax.Array | None = None,
@@ -88,6 +91,10 @@ def make_round(
         per-client state (``SimState.clients``) is kept for the whole population and the cohort's
         rows are gathered and scattered back by client id. The cohort's shape is fixed, so the
         round never recompiles.
+      poisson_rate: if > 0 (with ``cohort_size`` as the number of slots), the cohort is a Poisson
+        draw: each client takes part with this probability (:func:`~fedjax_deep.fl.privacy.
+        sample_poisson_cohort`); the slots of clients not drawn are padding with zero examples
+        (no step, no weight). Logs ``train/cohort_size`` and ``train/cohort_overflow``.
       draw_cohort: with ``cohort_size``, draw the cohort from ``client_data`` (the population),
         uniformly without replacement among the clients that hold data, with a key split from the
         round's key (so the draw is reproducible). False: ``client_data`` already is the cohort,
@@ -189,7 +196,8 @@ def make_round(
                 metrics.update(cka_metrics(client_reps, weights, axis))
 
         # Aggregation and the new state.
-        new_state = _aggregate(algorithm, state, trained, weights, axis)
+        new_state, server_metrics = _aggregate(algorithm, state, trained, weights, axis, key)
+        metrics.update(server_metrics)
         if skip_nonfinite or (heterogeneity is not None and heterogeneity.dropout_rate > 0):
             new_state = _keep_server_if_all_skipped(new_state, state, weights, axis)
         metrics.update(_train_metrics(trained.metrics, axis))
@@ -206,13 +214,27 @@ def make_round(
         return body
 
     def round_fn(state: SimState, client_data: ClientData, key: jax.Array):
+        extra = {}
         if draw_cohort:
             key, cohort_key = jax.random.split(key)
-            ids = sample_cohort(cohort_key, client_data.num_examples, cohort_size)
-            client_data = jax.tree.map(lambda a: a[ids], client_data)
+            if poisson_rate:
+                ids, taking_part, overflow = sample_poisson_cohort(
+                    cohort_key, client_data.num_examples, poisson_rate, cohort_size
+                )
+                client_data = jax.tree.map(lambda a: a[ids], client_data)
+                n = jnp.where(taking_part, client_data.num_examples, 0)
+                client_data = client_data.replace(num_examples=n)
+                extra = {
+                    "train/cohort_size": jnp.sum(taking_part),
+                    "train/cohort_overflow": overflow,
+                }
+            else:
+                ids = sample_cohort(cohort_key, client_data.num_examples, cohort_size)
+                client_data = jax.tree.map(lambda a: a[ids], client_data)
         cohort = gather_cohort(state, client_data.client_ids)
-        new_cohort, *out = body(cohort, client_data, key)
-        return scatter_cohort(state, new_cohort, client_data.client_ids), *out
+        new_cohort, metrics, *out = body(cohort, client_data, key)
+        new_state = scatter_cohort(state, new_cohort, client_data.client_ids)
+        return new_state, {**metrics, **extra}, *out
 
     return round_fn
 
@@ -328,18 +350,26 @@ def _drop_nonfinite(weights, finite, num_examples, axis):
     return weights, clients.sum(skipped.astype(jnp.int32), axis)
 
 
-def _aggregate(algorithm: Algorithm, state: SimState, trained: _Trained, weights, axis):
-    """The server's update and the state after the round (the per-client rows that persist)."""
-    params, rule_state = algorithm.server_apply(
-        state.params, state.rule_state, trained.output, weights, axis
-    )
+def _aggregate(algorithm: Algorithm, state: SimState, trained: _Trained, weights, axis, key):
+    """The server's update and the state after the round (the per-client rows that persist), and
+    the server's metrics (an algorithm with ``server_key`` gets ``fold_in(key, NOISE_TAG)``)."""
+    server_metrics = {}
+    if algorithm.server_key:
+        params, rule_state, server_metrics = algorithm.server_apply(
+            state.params, state.rule_state, trained.output, weights, axis,
+            key=jax.random.fold_in(key, NOISE_TAG),
+        )  # fmt: skip
+    else:
+        params, rule_state = algorithm.server_apply(
+            state.params, state.rule_state, trained.output, weights, axis
+        )
     rows = {
         "opt_state": trained.state.opt_state,
         "model_state": trained.state.model_state,
         "params": trained.state.params,
         "algorithm": trained.persistent,
     }
-    return SimState(
+    new_state = SimState(
         params=params,
         model_state=clients.weighted_mean(trained.state.model_state, weights, axis),
         rule_state=rule_state,
@@ -347,6 +377,7 @@ def _aggregate(algorithm: Algorithm, state: SimState, trained: _Trained, weights
         clients={name: rows[name] for name in state.clients},
         client_hparams=state.client_hparams,
     )
+    return new_state, server_metrics
 
 
 def _keep_server_if_all_skipped(new_state: SimState, state: SimState, weights, axis) -> SimState:

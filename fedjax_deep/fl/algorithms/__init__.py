@@ -42,8 +42,10 @@ from fedjax_deep.fl.algorithms.fedprox import fedprox
 from fedjax_deep.fl.algorithms.scaffold import scaffold
 
 REGISTRY: dict[str, AlgorithmSpec] = {
-    "fedavg": AlgorithmSpec(lambda a, s: fedavg(s.server_optimizer)),
-    "fedprox": AlgorithmSpec(lambda a, s: fedprox(a.mu, s.server_optimizer), hparams=("mu",)),
+    "fedavg": AlgorithmSpec(lambda a, s: fedavg(s.server_optimizer), sends_model=True),
+    "fedprox": AlgorithmSpec(
+        lambda a, s: fedprox(a.mu, s.server_optimizer), hparams=("mu",), sends_model=True
+    ),
     "scaffold": AlgorithmSpec(
         lambda a, s: scaffold(
             s.client_learning_rate,

@@ -43,6 +43,9 @@ class Algorithm:
     The client-side functions default to FedAvg's (train from the server model, send the trained
     model, keep nothing per client). ``local_model_state``: each client keeps its own BatchNorm
     statistics across rounds (FedBN), so the simulation state holds them for the population.
+    ``server_key``: ``server_apply`` also takes ``key=`` (folded from the round's key) and returns
+    ``(params, rule_state, metrics)``, scalars the round logs (DP-FedAvg's noise:
+    :func:`fedjax_deep.fl.privacy.private`).
     """
 
     server_init: Callable[[Params], PyTree]
@@ -52,6 +55,7 @@ class Algorithm:
     grad_hook: Callable[..., PyTree] | None = None
     client_final: Callable[..., tuple[PyTree, PyTree]] = send_trained_params
     local_model_state: bool = False
+    server_key: bool = False
     name: str = "fedavg"
 
     def replace(self, **changes) -> Algorithm:
@@ -117,6 +121,7 @@ class AlgorithmSpec:
     hparams: tuple[str, ...] = ()
     uses_server_optimizer: bool = True
     needs_batch_norm: bool = False
+    sends_model: bool = False
 
 
 VARIATE_WEIGHTS = ("uniform", "examples")
