@@ -191,6 +191,9 @@ FIELDS: dict[str, Field] = {
     "fl.grad_divergence": F(True),
     "fl.cka_probe": F(0, "> 0: each round also logs the linear CKA between client models' layer "
                       "activations on the first N test examples (0: off)", low=0, high=1_000_000),
+    "loss.name": F("softmax_cross_entropy", "fedjax_deep.losses: (outputs, batch) -> per-example "
+                   "loss and metrics (fedjax_deep.register_loss adds one)",
+                   choices=Table("fedjax_deep.losses", "LOSSES")),
     "client_opt.name": F("sgd", choices=Table("fedjax_deep.optimizers", "CLIENT_OPTIMIZERS")),
     "client_opt.learning_rate": F(0.02, low=0.0, high=1e6, open_low=True),
     "client_opt.momentum": F(0.9, low=0.0, high=0.999999),
