@@ -49,7 +49,7 @@ from fedjax_deep.fl.round import make_round
 from fedjax_deep.fl.state import SimState, init_sim_state, injected_hparams, sample_cohort
 from fedjax_deep.losses import get_loss
 from fedjax_deep.metrics import batch_eval_data, make_evaluate
-from fedjax_deep.models import build_model, check_model_config
+from fedjax_deep.models import build_model, check_model_config, check_outputs
 from fedjax_deep.optimizers import make_client_optimizer, make_server_optimizer
 
 
@@ -156,7 +156,8 @@ def prepare(config: ml_collections.ConfigDict, cache: dict | None = None) -> Pre
                     cache[val_key] = dataset
         check_model_config(config.model, dataset.input_shape)
         _cka_probe(config, dataset)  # a probe larger than the test set fails here, not mid-run
-        fl_partition = make_partition(config.data, dataset.train_y, config.fl.num_clients, rng)
+        fl_partition = make_partition(config.data, dataset.train_y, config.fl.num_clients, rng,
+                                      dataset.train_clients)  # fmt: skip
     if config.mode == "centralized":
         partition = [np.arange(len(dataset.train_y))]
     else:
@@ -219,8 +220,11 @@ def estimate_memory(config, dataset: Dataset, num_learners: int, batch_size: int
 
     with config_errors():
         params, model_state = jax.eval_shape(init, jax.random.key(0))
+        check_outputs(holder["model"], params, model_state, dataset.input_shape,
+                      dataset.num_classes, config.loss.name, dataset.train_x.dtype,
+                      config.model.name)  # fmt: skip
     model = holder["model"]
-    x = jax.ShapeDtypeStruct((1, *dataset.input_shape), jnp.float32)
+    x = jax.ShapeDtypeStruct((1, *dataset.input_shape), dataset.train_x.dtype)
     forward = jax.make_jaxpr(lambda p, s, x: model.apply(p, s, x, train=True)[0])
     activations = _traced_bytes(forward(params, model_state, x).jaxpr) * 2  # forward + backward
     param_bytes = sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in jax.tree.leaves(params))

@@ -52,10 +52,15 @@ def _path_name(path) -> str:
 
 def layer_names(apply: Callable, params, model_state, input_shape) -> tuple[str, ...]:
     """The modules owning a ``kernel`` parameter, in the order the forward pass first uses them
-    (from the traced forward pass: no arrays are allocated); ties keep the parameter order."""
+    (from the traced forward pass: no arrays are allocated); ties keep the parameter order.
+    Traced on float inputs, or on integer ones (token ids) where float inputs fail."""
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    closed = jax.make_jaxpr(lambda p, s, x: apply(p, s, x))(params, model_state, x)
+    try:
+        x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+        closed = jax.make_jaxpr(lambda p, s, x: apply(p, s, x))(params, model_state, x)
+    except Exception:  # an embedding refuses float inputs
+        x = jax.ShapeDtypeStruct((1, *input_shape), jnp.int32)
+        closed = jax.make_jaxpr(lambda p, s, x: apply(p, s, x))(params, model_state, x)
     invars = closed.jaxpr.invars[: len(leaves)]
     first: dict = {}
     for i, eqn in enumerate(closed.jaxpr.eqns):
@@ -163,9 +168,19 @@ def register_model(name: str, builder: Callable) -> Callable:
     return builder
 
 
-def check_outputs(model, params, model_state, input_shape, num_classes: int, loss_name: str):
-    """The model's output shape on a batch of two, against what the loss needs (shapes only)."""
-    x = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
+def check_outputs(
+    model,
+    params,
+    model_state,
+    input_shape,
+    num_classes: int,
+    loss_name: str,
+    dtype=jnp.float32,
+    name: str = "model",
+):
+    """The model's output shape on a batch of two inputs of ``dtype``, against what the loss
+    needs (shapes only); raises :class:`FieldError` naming ``model.name``."""
+    x = jax.ShapeDtypeStruct((2, *input_shape), dtype)
     try:
         out = jax.eval_shape(lambda p, s, x: model.apply(p, s, x, train=False)[0],
                              params, model_state, x)  # fmt: skip
@@ -173,14 +188,15 @@ def check_outputs(model, params, model_state, input_shape, num_classes: int, los
         raise
     except Exception as e:
         first = (str(e).splitlines() or [""])[0][:160]
-        raise FieldError("model.name", getattr(model, "name", "model"),
+        raise FieldError("model.name", name,
                          f"its forward pass fails on inputs [B, {', '.join(map(str, input_shape))}] "
                          f"({type(e).__name__}: {first}); make it accept the data's shape") from None  # fmt: skip
     shape = getattr(out, "shape", None)
     if shape is None or len(shape) < 1 or shape[0] != 2:
-        raise FieldError("model.name", str(shape),
-                         "the model must return one output row per example, shape [B, ...]")  # fmt: skip
+        raise FieldError("model.name", name, f"returns shape {shape} on a batch of 2; it must "
+                         "return one output row per example, shape [B, ...]")  # fmt: skip
     if loss_name == "softmax_cross_entropy" and tuple(shape) != (2, num_classes):
-        raise FieldError("model.name", f"output shape [B, {', '.join(map(str, shape[1:]))}]",
-                         f"softmax_cross_entropy needs logits [B, {num_classes}] (the data's "
-                         "classes); end the model with a layer of that many outputs")  # fmt: skip
+        raise FieldError("model.name", name,
+                         f"outputs [B, {', '.join(map(str, shape[1:]))}] where softmax_cross_"
+                         f"entropy needs logits [B, {num_classes}] (the data's classes); end the "
+                         "model with a layer of that many outputs")  # fmt: skip
