@@ -214,6 +214,8 @@ def check_model_config(cfg, input_shape) -> None:
                 "model.width_mult", cfg.width_mult,
                 f"rounds {name}'s {base}-channel stage to 0 channels; use >= {0.5 / base:.3g}",
             )  # fmt: skip
+    if name not in ("vgg", "resnet", "plain_cnn"):
+        return  # the rest are the image families' checks
     spatial = min(input_shape[:-1])
     if name == "vgg" and spatial < vgg_min_input(cfg.depth):
         raise FieldError(

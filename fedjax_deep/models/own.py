@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.extend import core as jax_core
 
 from fedjax_deep.errors import FieldError
 
@@ -65,7 +66,7 @@ def layer_names(apply: Callable, params, model_state, input_shape) -> tuple[str,
     first: dict = {}
     for i, eqn in enumerate(closed.jaxpr.eqns):
         for v in eqn.invars:
-            if not isinstance(v, jax.core.Literal) and v not in first:
+            if not isinstance(v, jax_core.Literal) and v not in first:
                 first[v] = i
     order = sorted(range(len(leaves)), key=lambda j: (first.get(invars[j], 1 << 30), j))
     names = [_path_name(leaves[j][0]) for j in order]
