@@ -66,7 +66,9 @@ def own_study():
 
 def test_registered_model_runs_by_name_through_the_runner(own_study, tmp_path):
     fd.run(own_study, tmp_path / "run", progress=False)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
     info = json.loads((tmp_path / "run" / "run_info.json").read_text())
     assert info["layers"] == ["z_in", "a_out"] and len(info["client_sizes"]) == 3
     assert sum(info["client_sizes"]) == 32  # the 8 others are the test split
