@@ -222,7 +222,7 @@ def estimate_memory(config, dataset: Dataset, num_learners: int, batch_size: int
         params, model_state = jax.eval_shape(init, jax.random.key(0))
         check_outputs(holder["model"], params, model_state, dataset.input_shape,
                       dataset.num_classes, config.loss.name, dataset.train_x.dtype,
-                      config.model.name)  # fmt: skip
+                      config.model.name, dataset.train_y)  # fmt: skip
     model = holder["model"]
     x = jax.ShapeDtypeStruct((1, *dataset.input_shape), dataset.train_x.dtype)
     forward = jax.make_jaxpr(lambda p, s, x: model.apply(p, s, x, train=True)[0])

@@ -84,3 +84,17 @@ def test_wrong_output_shape_is_one_line_and_nothing_written(own_study, tmp_path)
                        r"logits \[B, 2\]") as e:  # fmt: skip
         fd.run(own_study, tmp_path / "run", progress=False)
     assert "\n" not in str(e.value) and not (tmp_path / "run").exists()
+
+
+def test_loss_of_the_wrong_shape_is_one_line_and_nothing_written(own_study, tmp_path):
+    from fedjax_deep import losses
+
+    losses.register_loss("test_mean_loss", lambda out, batch: (out.mean(), {}))
+    own_study.loss.name = "test_mean_loss"
+    try:
+        with pytest.raises(ConfigError, match=r"loss returned shape \(\) where one value per "
+                           r"example \(2,\) is needed") as e:  # fmt: skip
+            fd.run(own_study, tmp_path / "run", progress=False)
+    finally:
+        del losses.LOSSES["test_mean_loss"]
+    assert "\n" not in str(e.value) and not (tmp_path / "run").exists()

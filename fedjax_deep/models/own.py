@@ -178,9 +178,11 @@ def check_outputs(
     loss_name: str,
     dtype=jnp.float32,
     name: str = "model",
+    labels=None,
 ):
     """The model's output shape on a batch of two inputs of ``dtype``, against what the loss
-    needs (shapes only); raises :class:`FieldError` naming ``model.name``."""
+    needs, and the loss on those outputs and ``labels``' shape and dtype (shapes only: nothing is
+    computed); raises :class:`FieldError` naming ``model.name`` or ``loss.name``."""
     x = jax.ShapeDtypeStruct((2, *input_shape), dtype)
     try:
         out = jax.eval_shape(lambda p, s, x: model.apply(p, s, x, train=False)[0],
@@ -201,3 +203,19 @@ def check_outputs(
                          f"outputs [B, {', '.join(map(str, shape[1:]))}] where softmax_cross_"
                          f"entropy needs logits [B, {num_classes}] (the data's classes); end the "
                          "model with a layer of that many outputs")  # fmt: skip
+    if labels is not None:
+        from fedjax_deep.losses import get_loss, masked_loss
+
+        batch = {"x": x, "y": jax.ShapeDtypeStruct((2, *labels.shape[1:]), labels.dtype),
+                 "mask": jax.ShapeDtypeStruct((2,), jnp.bool_)}  # fmt: skip
+        loss = get_loss(loss_name)
+        try:
+            jax.eval_shape(lambda o, b: masked_loss(loss, o, b), out, batch)
+        except FieldError:
+            raise
+        except Exception as e:
+            first = (str(e).splitlines() or [""])[0][:160]
+            raise FieldError("loss.name", loss_name,
+                             f"fails on outputs {tuple(shape)} and labels "
+                             f"{(2, *labels.shape[1:])} ({type(e).__name__}: {first}); make the "
+                             "loss take the model's outputs and the data's labels") from None  # fmt: skip
