@@ -1,5 +1,6 @@
 """Own losses: per-example values masked by the library, every metric reported, bad shapes refused."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,6 +39,35 @@ def test_default_loss_equals_the_three_value_form():
     assert losses.masked_cross_entropy(logits, y, mask)[2] == 2.0
 
 
+def _old_masked_cross_entropy(logits, labels, mask):
+    """The loss as it was before losses were pluggable (the bit-identity reference)."""
+    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    num = jnp.sum(mask.astype(logits.dtype))
+    loss = jnp.sum(jnp.where(mask, per_example, 0.0)) / jnp.maximum(num, 1.0)
+    correct = jnp.sum(mask & (jnp.argmax(logits, -1) == labels)).astype(logits.dtype)
+    return loss, num, correct
+
+
+def test_default_loss_is_bit_identical_to_the_old_one():
+    key = jax.random.key(3)
+    logits = jax.random.normal(key, (64, 10))
+    y = jax.random.randint(jax.random.fold_in(key, 1), (64,), 0, 10)
+    mask = jnp.arange(64) < 45
+    new = jax.jit(lambda o, y, m: losses.masked_loss(losses.softmax_cross_entropy, o,
+                                                     {"y": y, "mask": m}))(logits, y, mask)  # fmt: skip
+    old = jax.jit(_old_masked_cross_entropy)(logits, y, mask)
+    assert new[0] == old[0] and new[1] == old[1] and new[2]["accuracy"] == old[2]
+
+
+def test_multi_label_loss_values():
+    logits = jnp.asarray([[2.0, -1.0], [0.5, 0.5]])
+    y = jnp.asarray([[1.0, 1.0], [0.0, 1.0]])
+    loss, metrics = losses.sigmoid_binary_cross_entropy(logits, {"y": y})
+    expected = -(np.log(jax.nn.sigmoid(2.0)) + np.log(jax.nn.sigmoid(-1.0)))
+    assert float(loss[0]) == pytest.approx(float(expected), rel=1e-6)
+    np.testing.assert_array_equal(metrics["label_accuracy"], [0.5, 0.5])
+
+
 def test_regression_loss_through_the_round_and_the_evaluation():
     """Mean squared error on a linear model: one client, one full-batch SGD step, equal to the
     closed form in float64; the round and the evaluation report ``mse``, no accuracy."""
@@ -48,8 +78,9 @@ def test_regression_loss_through_the_round_and_the_evaluation():
         model, params, state = wrap_module(Linear(3, 1, nnx.Rngs(0)))
         params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
         rule = algorithms.fedavg(optax.sgd(1.0))
-        round_fn = jax.jit(make_round(model, optax.sgd(0.1), rule, batch_size=6,
-                                      num_local_steps=1, divergence=False, loss_fn=losses.mean_squared_error))  # fmt: skip
+        round_fn = jax.jit(chex.assert_max_traces(make_round(
+            model, optax.sgd(0.1), rule, batch_size=6, num_local_steps=1, divergence=False,
+            loss_fn=losses.mean_squared_error), n=1))  # fmt: skip
         data = ClientData(jnp.asarray(x[None]), jnp.asarray(y[None]), jnp.asarray([6], jnp.int32),
                           jnp.asarray([0], jnp.int32))  # fmt: skip
         new, metrics = round_fn(init_sim_state(params, state, rule), data, jax.random.key(0))
@@ -64,6 +95,7 @@ def test_regression_loss_through_the_round_and_the_evaluation():
         r1 = x @ w1 + (b - 0.1 * 2 * r.mean()) - y
         assert set(out) == {"eval/loss", "eval/mse"}
         assert float(out["eval/mse"]) == pytest.approx(np.mean(r1**2), rel=1e-12)
+        round_fn(new, data, jax.random.key(1))  # the second round reuses the program
 
 
 def test_a_loss_returning_a_mean_is_refused_in_one_line():
