@@ -56,6 +56,13 @@ if __name__ == "__main__":
     from fedjax_deep.cli import main
 
     workdir = next(a for a in sys.argv[1:] if a != "--tiny")
-    tiny = ["--config.num_rounds=1", "--config.model.width=4", "--config.fl.local_steps=2"]
+    tiny = [
+        "--config.num_rounds=1",
+        "--config.model.name=plain_mlp",
+        "--config.model.depth=1",
+        "--config.model.norm=none",
+        "--config.fl.local_steps=1",
+        "--config.fl.divergence=false",
+    ]
     sys.exit(main(["train", "--config", __file__, "--workdir", workdir,
                    *(tiny if "--tiny" in sys.argv else [])]))  # fmt: skip

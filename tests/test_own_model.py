@@ -65,16 +65,24 @@ def own_study():
 
 
 def test_registered_model_runs_by_name_through_the_runner(own_study, tmp_path):
-    fd.run(own_study, tmp_path / "run", progress=False)
-    rows = [
-        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    ]
-    info = json.loads((tmp_path / "run" / "run_info.json").read_text())
-    assert info["layers"] == ["z_in", "a_out"] and len(info["client_sizes"]) == 3
-    assert sum(info["client_sizes"]) == 32  # the 8 others are the test split
+    """FL and its null reference (independent clients), the fast sibling of the examples
+    own_model_own_arrays.py and own_model_divergence.py."""
+    own_study.sweep, own_study.num_rounds = (("mode", ("fl", "independent")),), 2
+    fd.run(own_study, tmp_path, progress=False)
+    rows, info = {}, {}
+    for mode in ("fl", "independent"):
+        run = tmp_path / f"mode-{mode}"
+        rows[mode] = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+        info[mode] = json.loads((run / "run_info.json").read_text())
+        assert any((run / "checkpoints").iterdir())  # the own model checkpoints
+    assert info["fl"]["layers"] == ["z_in", "a_out"] and len(info["fl"]["client_sizes"]) == 3
+    assert sum(info["fl"]["client_sizes"]) == 32  # the 8 others are the test split
     assert {"divergence/z_in/kernel/relative", "divergence/mean/relative", "eval/accuracy",
-            "train/accuracy"} <= set(rows[-1])  # fmt: skip
-    assert any(p.name.startswith("checkpoint") or p.is_dir() for p in (tmp_path / "run").iterdir())
+            "train/accuracy"} <= set(rows["fl"][-1]) & set(rows["independent"][-1])  # fmt: skip
+    # Round 1 trains the same clients from the same model in both modes; after that FL averages.
+    key = "divergence/a_out/kernel/relative"
+    assert rows["fl"][0][key] == rows["independent"][0][key]
+    assert rows["fl"][1][key] != rows["independent"][1][key]
 
 
 def test_wrong_output_shape_is_one_line_and_nothing_written(own_study, tmp_path):
