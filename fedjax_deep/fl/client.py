@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from fedjax_deep.losses import masked_cross_entropy
+from fedjax_deep.losses import Loss, get_loss, masked_loss
 from fedjax_deep.types import Batch, Metrics, ModelState, Params, PyTree
 
 
@@ -39,25 +39,27 @@ class ClientState:
     opt_state: optax.OptState
 
 
-def make_loss_fn(model):
-    """``loss_fn(params, model_state, batch) -> (loss, (new_model_state, num, correct))``."""
+def make_loss_fn(model, loss: Loss | None = None):
+    """``loss_fn(params, model_state, batch) -> (loss, (new_model_state, num, metric_sums))``:
+    the mean of ``loss`` (a :data:`fedjax_deep.losses.Loss`; default softmax cross entropy) over
+    the batch's real examples, their count and the sum of each metric the loss reports."""
+    loss = get_loss(loss)
 
     def loss_fn(params, model_state, batch: Batch):
-        logits, new_model_state = model.apply(
+        outputs, new_model_state = model.apply(
             params, model_state, batch["x"], train=True, mask=batch["mask"]
         )
-        loss, num, correct = masked_cross_entropy(logits, batch["y"], batch["mask"])
-        return loss, (new_model_state, num, correct)
+        mean, num, sums = masked_loss(loss, outputs, batch)
+        return mean, (new_model_state, num, sums)
 
     return loss_fn
 
 
 def _gather(data: PyTree, step_inputs: Batch) -> Batch:
-    return {
-        "x": data["x"][step_inputs["idx"]],
-        "y": data["y"][step_inputs["idx"]],
-        "mask": step_inputs["mask"],
-    }
+    """A step's batch: every array of ``data`` (``'x'``, ``'y'`` and any other per-example key)
+    at the step's indices, and its mask."""
+    batch = {k: v[step_inputs["idx"]] for k, v in data.items()}
+    return {**batch, "mask": step_inputs["mask"]}
 
 
 def make_client_update(
@@ -65,7 +67,7 @@ def make_client_update(
     client_optimizer: optax.GradientTransformation,
     augment=None,
     grad_hook=None,
-    loss_fn=None,
+    loss_fn: Loss | None = None,
 ):
     """Builds the pure local-training function of one client.
 
@@ -78,9 +80,8 @@ def make_client_update(
       grad_hook: optional ``(grads, params, ctx) -> grads`` applied to every local step's gradients
         before the optimizer (an algorithm's proximal term or drift correction); ``ctx`` is the
         ``ctx`` argument of ``client_update``.
-      loss_fn: optional ``(params, model_state, batch) -> (loss, (model_state, num, correct))`` in
-        place of the model's masked cross-entropy (:func:`make_loss_fn`; least squares, say);
-        ``num`` is the batch's real examples. ``model`` is then unused.
+      loss_fn: a :data:`fedjax_deep.losses.Loss` ``(outputs, batch) -> (loss [B], {metric: [B]})``
+        (default: softmax cross entropy, reporting ``accuracy``); the mask is applied here.
 
     Returns:
       ``client_update(state, batches, key, data=None, ctx=None, budget=None) -> (state, metrics)``
@@ -94,14 +95,15 @@ def make_client_update(
         gathered per step so that ``[S, B, ...]`` batches are never materialized;
       - ``budget``: optional int32 scalar, the most real steps this client takes this round (0:
         none, as a dropped client); None: all of them;
-      - ``metrics``: ``loss`` and ``accuracy`` (means over real examples seen), ``num_examples``
-        and ``num_steps`` (real steps taken), all scalars.
+      - ``metrics``: ``loss`` and every metric of the loss (``accuracy`` for the default; means
+        over real examples seen), ``num_examples`` and ``num_steps`` (real steps taken), all
+        scalars.
     """
-    loss_fn = loss_fn or make_loss_fn(model)
+    loss_fn = make_loss_fn(model, loss_fn)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def local_step(state: ClientState, batch: Batch, ctx, allowed) -> tuple[ClientState, tuple]:
-        (loss, (model_state, num, correct)), grads = grad_fn(state.params, state.model_state, batch)
+        (loss, (model_state, num, sums)), grads = grad_fn(state.params, state.model_state, batch)
         if grad_hook is not None:
             grads = grad_hook(grads, state.params, ctx)
         updates, opt_state = client_optimizer.update(grads, state.opt_state, state.params)
@@ -110,7 +112,8 @@ def make_client_update(
         taken = (num > 0) & allowed
         new_state = jax.tree.map(lambda n, o: jnp.where(taken, n, o), new_state, state)
         num = jnp.where(taken, num, 0)
-        return new_state, (jnp.where(taken, loss * num, 0.0), num, jnp.where(taken, correct, 0))
+        sums = {name: jnp.where(taken, s, 0) for name, s in sums.items()}
+        return new_state, (jnp.where(taken, loss * num, 0.0), num, sums)
 
     def client_update(
         state: ClientState, batches: Batch, key: jax.Array, data=None, ctx=None, budget=None
@@ -128,14 +131,14 @@ def make_client_update(
             return (state, taken + (out[1] > 0).astype(jnp.int32)), out
 
         step_keys = jax.random.split(key, num_steps)
-        (state, _), (loss_sum, num, correct) = jax.lax.scan(
+        (state, _), (loss_sum, num, sums) = jax.lax.scan(
             step, (state, jnp.zeros((), jnp.int32)), (batches, step_keys)
         )
         total = jnp.sum(num)
         denom = jnp.maximum(total, 1.0)
         metrics: Metrics = {
             "loss": jnp.sum(loss_sum) / denom,
-            "accuracy": jnp.sum(correct) / denom,
+            **{name: jnp.sum(s) / denom for name, s in sums.items()},
             "num_examples": total,
             "num_steps": jnp.sum(num > 0, dtype=jnp.int32),
         }
@@ -144,11 +147,11 @@ def make_client_update(
     return client_update
 
 
-def make_client_grad(model):
-    """``client_grad(params, model_state, batch) -> grads``: one client's gradient of the loss at
-    ``params`` on ``batch`` (train mode). The round vmaps it at the shared global model to measure
-    gradient divergence."""
-    loss_fn = make_loss_fn(model)
+def make_client_grad(model, loss_fn: Loss | None = None):
+    """``client_grad(params, model_state, batch) -> grads``: one client's gradient of the loss
+    (``loss_fn``, default softmax cross entropy) at ``params`` on ``batch`` (train mode). The round
+    vmaps it at the shared global model to measure gradient divergence."""
+    loss_fn = make_loss_fn(model, loss_fn)
 
     def client_grad(params, model_state, batch: Batch):
         grads = jax.grad(lambda p: loss_fn(p, model_state, batch)[0])(params)

@@ -22,13 +22,18 @@ from fedjax_deep.fl.algorithms import Algorithm
 from fedjax_deep.fl.client import ClientState, make_client_update
 
 
-def loss_fn(params, model_state, batch):
-    """Least squares in :func:`make_client_update`'s ``loss_fn`` form: ``params['w'] [d]``,
-    ``batch``: ``x [N, d]``, ``y [N]``, ``mask [N]``; the loss is ``||r||^2 / (2 n)`` over real rows."""
-    residual = (batch["x"] @ params["w"] - batch["y"]) * batch["mask"]
-    num = jnp.sum(batch["mask"]).astype(residual.dtype)
-    loss = 0.5 * jnp.sum(jnp.square(residual)) / jnp.maximum(num, 1.0)
-    return loss, (model_state, num, jnp.zeros((), residual.dtype))
+class LinearModel:
+    """``x [N, d] @ params['w'] [d]``: the least-squares model in the library's ``apply`` form."""
+
+    @staticmethod
+    def apply(params, model_state, x, train=True, mask=None):
+        return x @ params["w"], model_state
+
+
+def half_squared_error(outputs, batch):
+    """A :data:`fedjax_deep.losses.Loss`: ``r^2 / 2`` per row, so the masked mean over a client's
+    real rows is ``||r||^2 / (2 n)``."""
+    return 0.5 * jnp.square(outputs - batch["y"]), {}
 
 
 def make_clients(rng: np.random.Generator, sizes, dim: int, spread: float = 1.0) -> dict:
@@ -69,7 +74,7 @@ def make_round(algorithm: Algorithm, learning_rate: float, num_steps: int):
     """
     optimizer = optax.sgd(learning_rate)
     client_update = make_client_update(
-        None, optimizer, grad_hook=algorithm.grad_hook, loss_fn=loss_fn
+        LinearModel(), optimizer, grad_hook=algorithm.grad_hook, loss_fn=half_squared_error
     )
 
     def round_fn(params, rule_state, persistent, data, budgets):
