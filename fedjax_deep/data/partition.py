@@ -8,6 +8,7 @@ Every partition takes a ``numpy.random.Generator`` so that the same seed gives t
 | ``dirichlet`` | per class, a Dirichlet(alpha) share of that class's examples (alpha -> inf: IID label proportions; small alpha: few classes per client) |
 | ``shards`` | exactly ``classes_per_client`` classes; each class split evenly among the clients holding it (the pathological non-IID split) |
 | ``full`` | the whole training set (the reviewers' control: every client holds as much data as CL) |
+| ``iid_sampled`` | ``data.client_examples`` distinct examples drawn uniformly from the whole training set, independently per client, so clients may share examples (the paper authors' "iid": Fling's ``iid_sampling``) |
 
 Unequal client sizes are handled downstream by padding and masks. :func:`partition_stats` gives the
 sizes and class histograms a run saves (``partition.json`` and ``partition.png``).
@@ -19,7 +20,7 @@ import numpy as np
 
 from fedjax_deep.errors import PartitionError
 
-PARTITIONS = ("iid", "dirichlet", "shards", "full")
+PARTITIONS = ("iid", "dirichlet", "shards", "full", "iid_sampled")
 
 
 def iid(num_examples: int, num_clients: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -117,6 +118,39 @@ def full(num_examples: int, num_clients: int) -> list[np.ndarray]:
     return [np.arange(num_examples) for _ in range(num_clients)]
 
 
+def iid_sampled(
+    num_examples: int, num_clients: int, client_examples: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Each client draws ``client_examples`` distinct examples uniformly from all
+    ``num_examples``, independently of the other clients (sampling without replacement within a
+    client, with replacement across clients).
+
+    Two clients share ``client_examples**2 / num_examples`` examples on average, and an example
+    is held by ``num_clients * client_examples / num_examples`` clients on average (some by none).
+    This is the paper authors' "iid" (FLAIR-Community/Fling,
+    ``fling/utils/data_utils/sampling.py``, ``iid_sampling``: ``choice(..., replace=False)`` per
+    client); ``client_examples=0`` takes ``num_examples // num_clients`` as Fling does.
+    """
+    if num_clients < 1:
+        raise PartitionError("fl.num_clients", num_clients, "must be >= 1")
+    n = client_examples or num_examples // num_clients
+    if n == 0:
+        raise PartitionError(
+            "fl.num_clients",
+            num_clients,
+            f"more clients than the {num_examples} training examples; set data.client_examples "
+            ">= 1 or use fewer clients",
+        )
+    if n > num_examples:
+        raise PartitionError(
+            "data.client_examples",
+            client_examples,
+            f"more than the {num_examples} training examples; use at most {num_examples} (0: "
+            "training examples // fl.num_clients)",
+        )
+    return [np.sort(rng.choice(num_examples, n, replace=False)) for _ in range(num_clients)]
+
+
 def make_partition(
     data_config, labels: np.ndarray, num_clients: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
@@ -136,6 +170,8 @@ def make_partition(
         return shards(labels, num_clients, data_config.classes_per_client, rng)
     if kind == "full":
         return full(len(labels), num_clients)
+    if kind == "iid_sampled":
+        return iid_sampled(len(labels), num_clients, data_config.client_examples, rng)
     raise PartitionError("data.partition", kind, f"use one of {', '.join(PARTITIONS)}")
 
 
