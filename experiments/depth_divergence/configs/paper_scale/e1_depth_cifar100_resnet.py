@@ -8,10 +8,10 @@ TPU v4-8 (clients are sharded over all devices); about 2 GPU-days for the 30 run
 ~4 h per run on one A100 by our FLOP count, ResNet-18 ~40 min). Not run here.
 """
 
-from experiments.depth_divergence.common import FL_VS_CL, SEEDS, paper_cifar100
+from experiments.depth_divergence.common import FL_VS_CL, SEEDS, paper_preset
 
 
 def get_config():
-    config = paper_cifar100("resnet", 18)
+    config = paper_preset("cifar100", "resnet", 18)
     config.sweep = (("model.depth", (18, 34, 50, 101, 152)), FL_VS_CL, ("seed", SEEDS))
     return config

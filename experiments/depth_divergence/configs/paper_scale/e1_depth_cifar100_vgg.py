@@ -5,10 +5,10 @@
 One A100/H100 or TPU v4-8; about 1 GPU-day for the 24 runs. Not run here.
 """
 
-from experiments.depth_divergence.common import FL_VS_CL, SEEDS, paper_cifar100
+from experiments.depth_divergence.common import FL_VS_CL, SEEDS, paper_preset
 
 
 def get_config():
-    config = paper_cifar100("vgg", 11)
+    config = paper_preset("cifar100", "vgg", 11)
     config.sweep = (("model.depth", (11, 13, 16, 19)), FL_VS_CL, ("seed", SEEDS))
     return config

@@ -6,11 +6,11 @@ One A100/H100 or a TPU v4-8; width 4 ResNet-50 dominates (about 16x ResNet-50's 
 GPU-days in all. Not run here.
 """
 
-from experiments.depth_divergence.common import FL_VS_CL, SEEDS, paper_cifar100
+from experiments.depth_divergence.common import FL_VS_CL, SEEDS, paper_preset
 
 
 def get_config():
-    config = paper_cifar100("resnet", 18)
+    config = paper_preset("cifar100", "resnet", 18)
     config.sweep = (
         ("model.width_mult", (0.5, 1.0, 2.0, 4.0)),
         ("model.depth", (18, 50)),

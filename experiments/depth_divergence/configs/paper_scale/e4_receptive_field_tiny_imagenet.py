@@ -8,11 +8,11 @@ The paper reports up to +43% for ResNet-101 on Tiny-ImageNet from such guideline
 A100/H100 (the 3x3/s1 stem quadruples activations); about 3 GPU-days for 18 runs. Not run here.
 """
 
-from experiments.depth_divergence.common import FL_VS_CL, SEEDS, paper_tiny_imagenet
+from experiments.depth_divergence.common import FL_VS_CL, SEEDS, paper_preset
 
 
 def get_config():
-    config = paper_tiny_imagenet(101)
+    config = paper_preset("tiny_imagenet", "resnet", 101)
     config.sweep = (
         (
             ("model.stem_kernel", "model.stem_stride", "model.stem_pool"),

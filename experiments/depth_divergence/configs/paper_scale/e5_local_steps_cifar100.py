@@ -5,11 +5,11 @@
 One A100/H100; about 1.5 GPU-days. Not run here.
 """
 
-from experiments.depth_divergence.common import FL_VS_CL, SEEDS, paper_cifar100
+from experiments.depth_divergence.common import FL_VS_CL, SEEDS, paper_preset
 
 
 def get_config():
-    config = paper_cifar100("resnet", 50)
+    config = paper_preset("cifar100", "resnet", 50)
     config.sweep = (
         (("fl.local_epochs", "num_rounds"), ((1, 320), (2, 160), (4, 80), (8, 40))),
         FL_VS_CL,

@@ -7,12 +7,13 @@ One A100/H100; the full-data clients make each FL round 10x an IID round: about 
 here.
 """
 
-from experiments.depth_divergence.common import SEEDS, paper_cifar100
+from experiments.depth_divergence.common import SEEDS, paper_preset
 
 
 def get_config():
-    config = paper_cifar100("resnet", 18)
+    config = paper_preset("cifar100", "resnet", 18)
     config.fl.local_epochs = 1
+    config.data.client_examples = 0  # partition full: every client holds the whole set
     config.sweep = (
         ("model.depth", (18, 101)),
         (

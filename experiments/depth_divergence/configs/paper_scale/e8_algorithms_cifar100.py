@@ -7,11 +7,11 @@ FedNova, FedDyn (alpha 0.01) and FedBN, FL only (CL in the E1 paper-scale config
 about 4 GPU-days. Not run here.
 """
 
-from experiments.depth_divergence.common import SEEDS, paper_cifar100
+from experiments.depth_divergence.common import SEEDS, paper_preset
 
 
 def get_config():
-    config = paper_cifar100("resnet", 18)
+    config = paper_preset("cifar100", "resnet", 18)
     arms = (
         ("fedavg", "sgd", 1.0, 0.0),
         ("fedavg", "sgd", 1.0, 0.9),

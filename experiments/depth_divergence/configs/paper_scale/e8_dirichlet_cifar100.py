@@ -5,12 +5,13 @@
 One A100/H100; about 2 GPU-days. Not run here.
 """
 
-from experiments.depth_divergence.common import FL_VS_CL, SEEDS, paper_cifar100
+from experiments.depth_divergence.common import FL_VS_CL, SEEDS, paper_preset
 
 
 def get_config():
-    config = paper_cifar100("resnet", 18)
+    config = paper_preset("cifar100", "resnet", 18)
     config.data.partition = "dirichlet"
+    config.data.client_examples = 0  # Dirichlet shares split the whole training set
     config.sweep = (
         ("data.dirichlet_alpha", (0.1, 0.5, 100.0)),
         ("model.depth", (18, 101)),
