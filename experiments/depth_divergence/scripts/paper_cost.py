@@ -18,7 +18,7 @@ For every point of every ``configs/paper_scale/*.py`` sweep:
 
 Second reading (``h200_hours_per_example_floor``): each run takes at least its examples (training
 and test) over ResNet-18's 22,136 examples/s, i.e. no net runs faster per example than ResNet-18
-with the CIFAR stem did; the ImageNet-stem nets on CIFAR need 5-16x fewer FLOPs per example than it,
+with the CIFAR stem did; the ImageNet-stem nets on CIFAR need 2.6-21x fewer FLOPs per example than it,
 but their small maps and many layers use the GPU far less well, so plan with the larger reading.
 
 Left out: the divergence metrics (one gradient per client per round for ``grad``: under 1% of 64

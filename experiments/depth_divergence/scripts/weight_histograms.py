@@ -80,15 +80,16 @@ def trained_clients(run_dir, round_: int | None = None, *, chunk_size: int = 0):
     return round_, client_params, data.num_examples
 
 
-def client_histograms(run_dir, round_: int | None = None, *, max_abs: float = 0.0,
-                      num_bins: int = 41, chunk_size: int = 0) -> dict:  # fmt: skip
-    """The record ``{'round', 'edges', 'num_clients', 'layers': {path: counts}}`` of
-    :func:`trained_clients`; ``max_abs`` 0 spans the widest layer's deviations."""
+def histogram_record(client_params, round_: int, *, max_abs: float = 0.0,
+                     num_bins: int = 41) -> dict:  # fmt: skip
+    """The record ``{'round', 'edges', 'num_clients', 'layers': {path: counts}}`` of clients
+    ``[C, ...]`` trained in round ``round_ + 1`` (:func:`trained_clients`); ``max_abs`` 0 spans the
+    widest layer's deviations."""
+    import jax
     import jax.numpy as jnp
 
     from fedjax_deep.metrics import conv_kernel_paths, deviation_histograms, symmetric_edges
 
-    round_, client_params, num_examples = trained_clients(run_dir, round_, chunk_size=chunk_size)
     paths = conv_kernel_paths(jax_first(client_params))
     if not max_abs:
         dev = [jnp.max(jnp.abs(w - jnp.mean(w, axis=0, keepdims=True))) for w in
@@ -97,9 +98,8 @@ def client_histograms(run_dir, round_: int | None = None, *, max_abs: float = 0.
     edges = symmetric_edges(max_abs, num_bins)
     hist = deviation_histograms(client_params, edges, paths)
     return {
-        "run": str(run_dir),
         "round": round_ + 1,
-        "num_clients": int(num_examples.shape[0]),
+        "num_clients": int(jax.tree.leaves(client_params)[0].shape[0]),
         "edges": edges.tolist(),
         "layers": {k: np.asarray(v).tolist() for k, v in hist.items()},
     }
@@ -165,8 +165,10 @@ def main(argv=None) -> int:
         record = json.loads(pathlib.Path(args.from_json).read_text())
         json_path = pathlib.Path(args.from_json)
     elif args.run_dir:
-        record = client_histograms(args.run_dir, args.round, max_abs=args.max_abs,
-                                   num_bins=args.bins, chunk_size=args.chunk_size)  # fmt: skip
+        round_, client_params, _ = trained_clients(args.run_dir, args.round,
+                                                   chunk_size=args.chunk_size)  # fmt: skip
+        record = histogram_record(client_params, round_, max_abs=args.max_abs, num_bins=args.bins)
+        record["run"] = args.run_dir
         json_path = pathlib.Path(args.run_dir) / f"weight_histograms_r{record['round'] - 1}.json"
         json_path.write_text(json.dumps(record) + "\n")
     else:
