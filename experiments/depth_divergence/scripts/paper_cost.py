@@ -13,13 +13,13 @@ For every point of every ``configs/paper_scale/*.py`` sweep:
   ``num_steps x batch`` examples a round (``experiment._centralized_steps`` for CL), every
   evaluation the whole test set (rounds 1, the last, and every ``eval.every_rounds``-th);
 - time: total FLOPs over the rate ResNet-18 (CIFAR stem, BatchNorm) sustained on one H200 in
-  ../../../shared/PERF.md "On a GPU" (22,136 examples/s at 64 clients, 20,715 at 16, times its
+  docs/benchmarks.md's H200 table (22,136 examples/s at 64 clients, 20,715 at 16, times its
   training FLOPs per example counted the same way).
 
 Second reading (``h200_hours_per_example_floor``): each run takes at least its examples (training
 and test) over ResNet-18's 22,136 examples/s, i.e. no net runs faster per example than ResNet-18
-with the CIFAR stem did; the ImageNet-stem nets on CIFAR need 2.6-21x fewer FLOPs per example than it,
-but their small maps and many layers use the GPU far less well, so plan with the larger reading.
+with the CIFAR stem did; the ImageNet-stem nets on CIFAR need 2.6-21x fewer FLOPs per example than
+it, but their small maps and many layers use the GPU far less well, so plan with the larger reading.
 
 Left out: the divergence metrics (one gradient per client per round for ``grad``: under 1% of 64
 local steps), checkpoints and compilation. The ImageNet stem leaves 8x8 maps after its pool on
@@ -52,7 +52,7 @@ from fedjax_deep.sweep import expand  # noqa: E402
 CONFIGS = HERE.parents[1] / "configs" / "paper_scale"
 TRAIN_SIZE = {"cifar10": 50_000, "cifar100": 50_000, "tiny_imagenet": 100_000}
 TEST_SIZE = {"cifar10": 10_000, "cifar100": 10_000, "tiny_imagenet": 10_000}
-# ../../../shared/PERF.md "On a GPU" (one H200, 2026-11-26): ResNet-18, CIFAR stem, BatchNorm.
+# docs/benchmarks.md, the H200 table (one H200, 2026-11-26): ResNet-18, CIFAR stem, BatchNorm.
 H200_RESNET18_EXAMPLES_PER_S = {64: 22_136, 16: 20_715}
 
 
@@ -127,7 +127,7 @@ def point_examples(config) -> tuple[int, int]:
 
 
 def reference_rate() -> dict:
-    """The H200's sustained FLOP rate on ResNet-18 (CIFAR stem), per PERF.md's cohort sizes."""
+    """The H200's sustained FLOP rate on ResNet-18 (CIFAR stem), at docs/benchmarks.md's cohort sizes."""
     cfg = default_config().model
     cfg.name, cfg.depth, cfg.norm = "resnet", 18, "batch"
     flops = model_flops(cfg, (32, 32, 3), 10)["train"]

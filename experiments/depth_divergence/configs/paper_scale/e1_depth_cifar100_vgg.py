@@ -5,7 +5,7 @@
 The paper preset (common.paper_preset); VGG with BatchNorm and the CIFAR head (not in the authors'
 code). By the project's FLOP count (scripts/paper_cost.py, results/paper_cost.json: XLA's cost
 analysis of one SGD step x the examples the runner computes, evaluation included) over the 64.6
-TFLOP/s ResNet-18 (CIFAR stem) sustained on one H200 (../shared/PERF.md "On a GPU": 22,136
+TFLOP/s ResNet-18 (CIFAR stem) sustained on one H200 (docs/benchmarks.md, H200 table: 22,136
 examples/s x 2.92 GFLOP): 1.5e17 FLOPs for the 24 runs (0.70 to 1.88 GFLOP per training example),
 0.66 H200-hours; at no more than ResNet-18's examples/s, 1.5 H200-hours. Not run here.
 """

@@ -5,7 +5,7 @@
 The paper preset (common.paper_preset). By the project's FLOP count (scripts/paper_cost.py,
 results/paper_cost.json: XLA's cost analysis of one SGD step x the examples the runner computes,
 evaluation included) over the 64.6 TFLOP/s ResNet-18 (CIFAR stem) sustained on one H200
-(../shared/PERF.md "On a GPU": 22,136 examples/s x 2.92 GFLOP): 3.5e17 FLOPs for the 48 runs, 1.5
+(docs/benchmarks.md, H200 table: 22,136 examples/s x 2.92 GFLOP): 3.5e17 FLOPs for the 48 runs, 1.5
 H200-hours (width 4 ResNet-50, 6.6 GFLOP per training example, is 0.14 h a run); at no more than
 ResNet-18's examples/s, 3.5 H200-hours. Not run here.
 """

@@ -8,7 +8,7 @@ The paper reports up to +43% for ResNet-101 on Tiny-ImageNet from such guideline
 (common.paper_preset: 30 clients x 500 sampled images, 8 local epochs, 40 rounds, batch 64). By the
 project's FLOP count (scripts/paper_cost.py, results/paper_cost.json: XLA's cost analysis of one SGD
 step x the examples the runner computes, evaluation included) over the 64.6 TFLOP/s ResNet-18 (CIFAR
-stem) sustained on one H200 (../shared/PERF.md "On a GPU": 22,136 examples/s x 2.92 GFLOP): 3.6e18
+stem) sustained on one H200 (docs/benchmarks.md, H200 table: 22,136 examples/s x 2.92 GFLOP): 3.6e18
 FLOPs for the 18 runs, 15.4 H200-hours: the stride-1 stems without pool keep 64x64 maps (58.7 GFLOP
 per training example, 1.26 h a run, against 3.4 GFLOP and 0.07 h with the 7x7/2 stem). Needs the
 memory of an 80 GB card or more (the runner chunks clients to fit). Not run here.

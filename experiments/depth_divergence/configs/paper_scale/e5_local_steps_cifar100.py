@@ -5,7 +5,7 @@
 The paper preset (common.paper_preset) with ResNet-50. By the project's FLOP count
 (scripts/paper_cost.py, results/paper_cost.json: XLA's cost analysis of one SGD step x the examples
 the runner computes, evaluation included) over the 64.6 TFLOP/s ResNet-18 (CIFAR stem) sustained on
-one H200 (../shared/PERF.md "On a GPU": 22,136 examples/s x 2.92 GFLOP): 5.2e16 FLOPs for the 24
+one H200 (docs/benchmarks.md, H200 table: 22,136 examples/s x 2.92 GFLOP): 5.2e16 FLOPs for the 24
 runs, 0.23 H200-hours (0.43 GFLOP per training example); at no more than ResNet-18's examples/s, 1.7
 H200-hours. Not run here.
 """

@@ -7,7 +7,7 @@ The paper preset (common.paper_preset) with its 30 clients each holding the whol
 FL round is 30 epochs of data; CL matched in examples seen). By the project's FLOP count
 (scripts/paper_cost.py, results/paper_cost.json: XLA's cost analysis of one SGD step x the examples
 the runner computes, evaluation included) over the 64.6 TFLOP/s ResNet-18 (CIFAR stem) sustained on
-one H200 (../shared/PERF.md "On a GPU": 22,136 examples/s x 2.92 GFLOP): 4.9e17 FLOPs for the 18
+one H200 (docs/benchmarks.md, H200 table: 22,136 examples/s x 2.92 GFLOP): 4.9e17 FLOPs for the 18
 runs, 2.1 H200-hours; at no more than ResNet-18's examples/s, 13.6 H200-hours. Not run here.
 """
 

@@ -7,7 +7,7 @@ FedNova, FedDyn (alpha 0.01) and FedBN, FL only (CL in the E1 paper-scale config
 preset (common.paper_preset). By the project's FLOP count (scripts/paper_cost.py,
 results/paper_cost.json: XLA's cost analysis of one SGD step x the examples the runner computes,
 evaluation included) over the 64.6 TFLOP/s ResNet-18 (CIFAR stem) sustained on one H200
-(../shared/PERF.md "On a GPU": 22,136 examples/s x 2.92 GFLOP): 1.1e17 FLOPs for the 48 runs, 0.47
+(docs/benchmarks.md, H200 table: 22,136 examples/s x 2.92 GFLOP): 1.1e17 FLOPs for the 48 runs, 0.47
 H200-hours; at no more than ResNet-18's examples/s, 3.1 H200-hours. Not run here.
 """
 
