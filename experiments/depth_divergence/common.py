@@ -60,8 +60,9 @@ def paper_preset(dataset: str = "cifar100", model: str = "resnet", depth: int = 
     (7x7 stride-2 convolution and 3x3 stride-2 max pool) on every input size, 32x32 included.
 
     Ours where theirs differs or is silent: crop+flip augmentation (Fling adds a 15-degree rotation;
-    FL_framework none), VGG with BatchNorm and the CIFAR head (the authors' code has no VGG),
-    evaluation every 2 rounds on the whole test set (Fling: every 3).
+    FL_framework has none on CIFAR-10 and a random resized crop on Tiny-ImageNet), VGG with
+    BatchNorm and the CIFAR head (the authors' code has no VGG), evaluation every 2 rounds on the
+    whole test set (theirs: every 3).
     """
     if dataset not in PAPER_DATASETS:
         raise ConfigError(
