@@ -144,6 +144,9 @@ FIELDS: dict[str, Field] = {
     "data.dirichlet_alpha": F(0.5, "small: few classes per client; large: close to IID",
                               low=0.0, high=1e6, open_low=True),
     "data.classes_per_client": F(2, "for partition 'shards'", low=1, high=100_000),
+    "data.client_examples": F(0, "for partition 'iid_sampled': distinct examples each client "
+                              "draws from the whole training set, independently of the others "
+                              "(0: training examples // fl.num_clients)", low=0, high=2**31 - 1),
     "data.data_dir": F("", "prepared tensorflow-datasets folders ('' = $TFDS_DATA_DIR or ~/...)"),
     "data.manual_dir": F("", "Tiny-ImageNet: the folder holding tiny-imagenet-200 ('' = data_dir)"),
     "data.augment": F("none", "image datasets only",
@@ -709,6 +712,13 @@ def _own_data(c) -> None:
              c.data.client_key, "only data.name=tfds reads a client feature; set it to ''")  # fmt: skip
 
 
+def _client_examples(c) -> None:
+    n = c.data.client_examples
+    _require(n == 0 or c.data.partition == "iid_sampled", "data.client_examples", n,
+             f"only partition 'iid_sampled' draws it; partition is {c.data.partition!r} "
+             "(set 0, or use iid_sampled)")  # fmt: skip
+
+
 RULES = (
     _algorithm,
     _odd_kernels,
@@ -722,6 +732,7 @@ RULES = (
     _heterogeneity,
     _privacy,
     _own_data,
+    _client_examples,
 )
 
 

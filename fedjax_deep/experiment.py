@@ -177,7 +177,9 @@ def prepare(config: ml_collections.ConfigDict, cache: dict | None = None) -> Pre
         fl_partition = make_partition(config.data, dataset.train_y, config.fl.num_clients, rng,
                                       dataset.train_clients)  # fmt: skip
     if config.mode == "centralized":
-        partition = [np.arange(len(dataset.train_y))]
+        # The union of the client data (the whole training set unless clients sample it, as
+        # partition iid_sampled does).
+        partition = [np.unique(np.concatenate(fl_partition))]
     else:
         partition = fl_partition
     max_examples = max(len(p) for p in partition)

@@ -9,6 +9,7 @@ Every partition takes a ``numpy.random.Generator`` so that the same seed gives t
 | ``shards`` | exactly ``classes_per_client`` classes; each class split evenly among the clients holding it (the pathological non-IID split) |
 | ``full`` | the whole training set (the reviewers' control: every client holds as much data as CL) |
 | ``natural`` | the clients the data names (LEAF's users, a tfds client feature, ids given with arrays): the first ``fl.num_clients`` of them in id order |
+| ``iid_sampled`` | ``data.client_examples`` distinct examples drawn uniformly from the whole training set, independently per client, so clients may share examples (the paper authors' "iid": Fling's ``iid_sampling``) |
 
 ``data.max_client_examples`` (> 0) caps every client at that many examples (a seeded random subset),
 so the padded ``[C, N_max]`` client data stays within memory when a few clients are very large.
@@ -23,7 +24,7 @@ import numpy as np
 
 from fedjax_deep.errors import PartitionError
 
-PARTITIONS = ("iid", "dirichlet", "shards", "full", "natural")
+PARTITIONS = ("iid", "dirichlet", "shards", "full", "natural", "iid_sampled")
 
 
 def iid(num_examples: int, num_clients: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -147,6 +148,39 @@ def cap_clients(partition: list[np.ndarray], cap: int, rng: np.random.Generator)
     return [np.sort(rng.choice(p, cap, replace=False)) if len(p) > cap else p for p in partition]
 
 
+def iid_sampled(
+    num_examples: int, num_clients: int, client_examples: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Each client draws ``client_examples`` distinct examples uniformly from all
+    ``num_examples``, independently of the other clients (sampling without replacement within a
+    client, with replacement across clients).
+
+    Two clients share ``client_examples**2 / num_examples`` examples on average, and an example
+    is held by ``num_clients * client_examples / num_examples`` clients on average (some by none).
+    This is the paper authors' "iid" (FLAIR-Community/Fling,
+    ``fling/utils/data_utils/sampling.py``, ``iid_sampling``: ``choice(..., replace=False)`` per
+    client); ``client_examples=0`` takes ``num_examples // num_clients`` as Fling does.
+    """
+    if num_clients < 1:
+        raise PartitionError("fl.num_clients", num_clients, "must be >= 1")
+    n = client_examples or num_examples // num_clients
+    if n == 0:
+        raise PartitionError(
+            "fl.num_clients",
+            num_clients,
+            f"more clients than the {num_examples} training examples; set data.client_examples "
+            ">= 1 or use fewer clients",
+        )
+    if n > num_examples:
+        raise PartitionError(
+            "data.client_examples",
+            client_examples,
+            f"more than the {num_examples} training examples; use at most {num_examples} (0: "
+            "training examples // fl.num_clients)",
+        )
+    return [np.sort(rng.choice(num_examples, n, replace=False)) for _ in range(num_clients)]
+
+
 def make_partition(
     data_config,
     labels: np.ndarray,
@@ -181,6 +215,8 @@ def _partition(data_config, labels, num_clients, rng, client_ids):
         return full(len(labels), num_clients)
     if kind == "natural":
         return natural(client_ids, num_clients)
+    if kind == "iid_sampled":
+        return iid_sampled(len(labels), num_clients, data_config.client_examples, rng)
     raise PartitionError("data.partition", kind, f"use one of {', '.join(PARTITIONS)}")
 
 
