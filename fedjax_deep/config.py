@@ -141,6 +141,16 @@ FIELDS: dict[str, Field] = {
     "data.placement": F("auto", "client data on the 'device' once, or on the 'host' (cohort "
                         "copied per round); auto: host when it takes over half the free memory",
                         choices=("auto", "device", "host")),
+    "data.tfds_name": F("", "data.name=tfds: any prepared tensorflow-datasets dataset, e.g. mnist"),
+    "data.feature_key": F("image", "data.name=tfds: the feature holding the inputs"),
+    "data.label_key": F("label", "data.name=tfds: the feature holding the integer labels"),
+    "data.client_key": F("", "data.name=tfds: the feature naming each example's client (integer "
+                         "or string) for data.partition=natural ('': none)"),
+    "data.leaf_dir": F("", "data.name=leaf: the folder holding LEAF's train/*.json and "
+                       "test/*.json (users, num_samples, user_data)"),
+    "data.max_client_examples": F(0, "> 0: each client keeps at most this many examples (a seeded "
+                                  "random subset), so the padded [C, N_max] client data fits",
+                                  low=0, high=10**9),
     "model.name": F("plain_cnn", choices=Table("fedjax_deep.models", "MODELS", sort=True)),
     "model.depth": F(4, "layers of plain nets; vgg 11/13/16/19; resnet 18/34/50/101/152",
                      low=1, high=1024),
@@ -199,6 +209,9 @@ FIELDS: dict[str, Field] = {
     "fl.grad_divergence": F(True),
     "fl.cka_probe": F(0, "> 0: each round also logs the linear CKA between client models' layer "
                       "activations on the first N test examples (0: off)", low=0, high=1_000_000),
+    "loss.name": F("softmax_cross_entropy", "fedjax_deep.losses: (outputs, batch) -> per-example "
+                   "loss and metrics (fedjax_deep.register_loss adds one)",
+                   choices=Table("fedjax_deep.losses", "LOSSES")),
     "client_opt.name": F("sgd", choices=Table("fedjax_deep.optimizers", "CLIENT_OPTIMIZERS")),
     "client_opt.learning_rate": F(0.02, low=0.0, high=1e6, open_low=True),
     "client_opt.momentum": F(0.9, low=0.0, high=0.999999),
@@ -543,6 +556,16 @@ def _algorithm(c) -> None:
              f"{c.server_opt.name} has server_opt.b1: set momentum to 0.0")  # fmt: skip
 
 
+def _own_data(c) -> None:
+    """What the own-data sources need named (data.tfds_name, data.leaf_dir)."""
+    _require(c.data.name != "tfds" or bool(c.data.tfds_name), "data.tfds_name", c.data.tfds_name,
+             "data.name=tfds needs a dataset name, e.g. data.tfds_name=mnist")  # fmt: skip
+    _require(c.data.name != "leaf" or bool(c.data.leaf_dir), "data.leaf_dir", c.data.leaf_dir,
+             "data.name=leaf needs the folder holding train/ and test/ LEAF JSON files")  # fmt: skip
+    _require(not c.data.client_key or c.data.name == "tfds", "data.client_key",
+             c.data.client_key, "only data.name=tfds reads a client feature; set it to ''")  # fmt: skip
+
+
 def _heads_divide_width(c) -> None:
     _require(c.model.name not in ("transformer", "vit") or c.model.width % c.model.heads == 0,
              "model.heads", c.model.heads,
@@ -558,6 +581,7 @@ RULES = (
     _clients,
     _augment_needs_images,
     _sweep_is_a_tuple,
+    _own_data,
     _heads_divide_width,
 )
 

@@ -47,8 +47,9 @@ from fedjax_deep.fl.execution import (
 )
 from fedjax_deep.fl.round import make_round
 from fedjax_deep.fl.state import SimState, init_sim_state, injected_hparams, sample_cohort
+from fedjax_deep.losses import get_loss
 from fedjax_deep.metrics import batch_eval_data, make_evaluate
-from fedjax_deep.models import build_model, check_model_config
+from fedjax_deep.models import build_model, check_model_config, check_outputs
 from fedjax_deep.optimizers import make_client_optimizer, make_server_optimizer
 
 
@@ -155,7 +156,8 @@ def prepare(config: ml_collections.ConfigDict, cache: dict | None = None) -> Pre
                     cache[val_key] = dataset
         check_model_config(config.model, dataset.input_shape)
         _cka_probe(config, dataset)  # a probe larger than the test set fails here, not mid-run
-        fl_partition = make_partition(config.data, dataset.train_y, config.fl.num_clients, rng)
+        fl_partition = make_partition(config.data, dataset.train_y, config.fl.num_clients, rng,
+                                      dataset.train_clients)  # fmt: skip
     if config.mode == "centralized":
         partition = [np.arange(len(dataset.train_y))]
     else:
@@ -218,8 +220,11 @@ def estimate_memory(config, dataset: Dataset, num_learners: int, batch_size: int
 
     with config_errors():
         params, model_state = jax.eval_shape(init, jax.random.key(0))
+        check_outputs(holder["model"], params, model_state, dataset.input_shape,
+                      dataset.num_classes, config.loss.name, dataset.train_x.dtype,
+                      config.model.name)  # fmt: skip
     model = holder["model"]
-    x = jax.ShapeDtypeStruct((1, *dataset.input_shape), jnp.float32)
+    x = jax.ShapeDtypeStruct((1, *dataset.input_shape), dataset.train_x.dtype)
     forward = jax.make_jaxpr(lambda p, s, x: model.apply(p, s, x, train=True)[0])
     activations = _traced_bytes(forward(params, model_state, x).jaxpr) * 2  # forward + backward
     param_bytes = sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in jax.tree.leaves(params))
@@ -297,7 +302,7 @@ def _choose_execution(
     bytes_per_client = None
     if config.fl.execution == "auto" and jax.default_backend() != "cpu":
         # Measure one client's local training (arguments + temporaries) with XLA's analysis.
-        client_update = make_client_update(model, client_opt)
+        client_update = make_client_update(model, client_opt, loss_fn=get_loss(config.loss.name))
         one = ClientState(params, model_state, client_opt.init(params))
         steps = {
             "idx": jnp.zeros((num_steps, batch_size), jnp.int32),
@@ -382,6 +387,7 @@ def build(
         draw_cohort=not on_host,
         skip_nonfinite=config.fl.nonfinite == "skip",
         cka_probe=_cka_probe(config, dataset),
+        loss_fn=get_loss(config.loss.name),
     )
     state = init_sim_state(
         params,
@@ -423,7 +429,7 @@ def build(
     eval_batches = cache[eval_key]
     if mesh is not None:
         eval_batches = replicate(eval_batches, mesh)
-    evaluate_fn = _make_evaluate_fn(model, independent)
+    evaluate_fn = _make_evaluate_fn(model, independent, get_loss(config.loss.name))
     round_fn = with_precision(round_fn, config.precision)
     evaluate_fn = with_precision(evaluate_fn, config.precision)
     run_info = {
@@ -477,10 +483,10 @@ def with_precision(fn: Callable, precision: str) -> Callable:
     return traced_at_highest
 
 
-def _make_evaluate_fn(model, independent: bool):
+def _make_evaluate_fn(model, independent: bool, loss_fn=None):
     """``(state, {'eval': test batches, 'val': validation batches}) -> metrics``: each split's
-    metrics under its prefix (``eval/accuracy``, ``val/accuracy``)."""
-    evaluate_split = _make_evaluate_split(model, independent)
+    metrics under its prefix (``eval/accuracy``, ``val/accuracy``: every metric of the loss)."""
+    evaluate_split = _make_evaluate_split(model, independent, loss_fn)
 
     def evaluate_fn(s, splits):
         out = {}
@@ -492,10 +498,10 @@ def _make_evaluate_fn(model, independent: bool):
     return evaluate_fn
 
 
-def _make_evaluate_split(model, independent: bool):
+def _make_evaluate_split(model, independent: bool, loss_fn=None):
     """The global model's metrics on one split; independent runs are each evaluated with their own
-    statistics and the row reports their mean and spread."""
-    evaluate_one = make_evaluate(model)
+    statistics and the row reports their mean and spread (of accuracy, when the loss reports it)."""
+    evaluate_one = make_evaluate(model, loss_fn)
     if not independent:
 
         def evaluate_fn(s, batches):
@@ -510,7 +516,8 @@ def _make_evaluate_split(model, independent: bool):
             s.clients["params"], stats, batches
         )
         out = {k: jnp.mean(v) for k, v in per_run.items()}
-        out["eval/accuracy_std_over_runs"] = jnp.std(per_run["eval/accuracy"])
+        if "eval/accuracy" in per_run:
+            out["eval/accuracy_std_over_runs"] = jnp.std(per_run["eval/accuracy"])
         return out
 
     return evaluate_fn

@@ -1,5 +1,6 @@
 """Datasets, client partitions, on-device augmentation and the per-round batch layout."""
 
+from fedjax_deep.data.arrays import client_codes, from_arrays, register_arrays
 from fedjax_deep.data.augment import AUGMENTATIONS, crop_flip, make_augment
 from fedjax_deep.data.batching import (
     ClientData,
@@ -17,20 +18,21 @@ from fedjax_deep.data.partition import (
     full,
     iid,
     make_partition,
+    natural,
     partition_stats,
     plot_partition,
     shards,
 )
 from fedjax_deep.data.sources import (
+    DATASETS,
     INPUT_SHAPES,
     NORMALIZATION,
     NUM_CLASSES,
     DataError,
     load,
     load_mnist1d,
+    register_dataset,
 )
-
-DATASETS = tuple(NUM_CLASSES)
 
 __all__ = [
     "AUGMENTATIONS",
@@ -45,6 +47,11 @@ __all__ = [
     "split_validation",
     "PartitionError",
     "client_batch_indices",
+    "client_codes",
+    "from_arrays",
+    "natural",
+    "register_arrays",
+    "register_dataset",
     "crop_flip",
     "dirichlet",
     "full",

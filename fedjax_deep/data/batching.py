@@ -27,7 +27,7 @@ class ClientData:
 
     Attributes:
       x: ``[C, N, *input_shape]`` examples (rows past ``num_examples[c]`` are zero padding).
-      y: ``[C, N]`` int32 labels.
+      y: ``[C, N, ...]`` labels (int32 class labels, or the targets' own dtype and shape).
       num_examples: ``[C]`` int32 real examples per client (its FedAvg weight).
       client_ids: ``[C]`` int32 global client index (PRNG streams are folded on it).
     """
@@ -54,7 +54,8 @@ def stack_clients(
     max_n = max(len(p) for p in partition)
     num = len(partition)
     cx = np.zeros((num, max_n, *x.shape[1:]), x.dtype)
-    cy = np.zeros((num, max_n), np.int32)
+    y_dtype = np.int32 if np.issubdtype(y.dtype, np.integer) else y.dtype
+    cy = np.zeros((num, max_n, *y.shape[1:]), y_dtype)
     for c, idx in enumerate(partition):
         cx[c, : len(idx)] = x[idx]
         cy[c, : len(idx)] = y[idx]

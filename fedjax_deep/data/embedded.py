@@ -26,6 +26,8 @@ class Dataset:
       name: the dataset's registry name.
       val_x, val_y: a validation split carved from the training data (:func:`split_validation`),
         or None.
+      train_clients: ``[N_train]`` int32 natural client of each training example (partition
+        ``natural``: LEAF's users, a tfds client feature, ids given with arrays), or None.
     """
 
     name: str
@@ -36,6 +38,7 @@ class Dataset:
     num_classes: int
     val_x: np.ndarray | None = None
     val_y: np.ndarray | None = None
+    train_clients: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -66,6 +69,7 @@ def split_validation(dataset: Dataset, fraction: float, rng: np.random.Generator
         train_y=dataset.train_y[~val_mask],
         val_x=dataset.train_x[val_mask],
         val_y=dataset.train_y[val_mask],
+        train_clients=None if dataset.train_clients is None else dataset.train_clients[~val_mask],
     )
 
 

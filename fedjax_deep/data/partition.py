@@ -8,6 +8,10 @@ Every partition takes a ``numpy.random.Generator`` so that the same seed gives t
 | ``dirichlet`` | per class, a Dirichlet(alpha) share of that class's examples (alpha -> inf: IID label proportions; small alpha: few classes per client) |
 | ``shards`` | exactly ``classes_per_client`` classes; each class split evenly among the clients holding it (the pathological non-IID split) |
 | ``full`` | the whole training set (the reviewers' control: every client holds as much data as CL) |
+| ``natural`` | the clients the data names (LEAF's users, a tfds client feature, ids given with arrays): the first ``fl.num_clients`` of them in id order |
+
+``data.max_client_examples`` (> 0) caps every client at that many examples (a seeded random subset),
+so the padded ``[C, N_max]`` client data stays within memory when a few clients are very large.
 
 Unequal client sizes are handled downstream by padding and masks. :func:`partition_stats` gives the
 sizes and class histograms a run saves (``partition.json`` and ``partition.png``).
@@ -19,7 +23,7 @@ import numpy as np
 
 from fedjax_deep.errors import PartitionError
 
-PARTITIONS = ("iid", "dirichlet", "shards", "full")
+PARTITIONS = ("iid", "dirichlet", "shards", "full", "natural")
 
 
 def iid(num_examples: int, num_clients: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -117,10 +121,49 @@ def full(num_examples: int, num_clients: int) -> list[np.ndarray]:
     return [np.arange(num_examples) for _ in range(num_clients)]
 
 
+def natural(client_ids: np.ndarray | None, num_clients: int) -> list[np.ndarray]:
+    """The clients the data names: ``client_ids [N]`` int, one client per distinct id, the first
+    ``num_clients`` ids in increasing order (each client's examples in data order)."""
+    if client_ids is None:
+        raise PartitionError(
+            "data.partition", "natural",
+            "this dataset names no clients; use data.name=leaf, data.client_key (tfds) or "
+            "client ids with your arrays, or another partition (iid, dirichlet, shards)",
+        )  # fmt: skip
+    ids, inverse = np.unique(client_ids, return_inverse=True)
+    if not 1 <= num_clients <= len(ids):
+        raise PartitionError("fl.num_clients", num_clients,
+                             f"the data names {len(ids)} clients; use at most {len(ids)}")  # fmt: skip
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(num_clients + 1))
+    return [order[bounds[c] : bounds[c + 1]] for c in range(num_clients)]
+
+
+def cap_clients(partition: list[np.ndarray], cap: int, rng: np.random.Generator):
+    """Every client with more than ``cap`` examples keeps a random ``cap`` of them (in data
+    order); ``cap`` 0 keeps everything (and draws nothing)."""
+    if not cap:
+        return partition
+    return [np.sort(rng.choice(p, cap, replace=False)) if len(p) > cap else p for p in partition]
+
+
 def make_partition(
-    data_config, labels: np.ndarray, num_clients: int, rng: np.random.Generator
+    data_config,
+    labels: np.ndarray,
+    num_clients: int,
+    rng: np.random.Generator,
+    client_ids: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """The partition named by ``data_config.partition``."""
+    """The partition named by ``data_config.partition`` (``client_ids``: the dataset's natural
+    clients, for ``natural``), each client capped at ``data_config.max_client_examples``."""
+    return cap_clients(
+        _partition(data_config, labels, num_clients, rng, client_ids),
+        data_config.get("max_client_examples", 0),
+        rng,
+    )
+
+
+def _partition(data_config, labels, num_clients, rng, client_ids):
     kind = data_config.partition
     if kind == "iid":
         if num_clients > len(labels):
@@ -136,11 +179,16 @@ def make_partition(
         return shards(labels, num_clients, data_config.classes_per_client, rng)
     if kind == "full":
         return full(len(labels), num_clients)
+    if kind == "natural":
+        return natural(client_ids, num_clients)
     raise PartitionError("data.partition", kind, f"use one of {', '.join(PARTITIONS)}")
 
 
 def partition_stats(partition: list[np.ndarray], labels: np.ndarray, num_classes: int) -> dict:
-    """Per-client sizes and class histograms ``[C, K]`` (JSON-ready)."""
+    """Per-client sizes and class histograms ``[C, K]`` (JSON-ready; targets that are not class
+    labels, regression or multi-label, count as one class)."""
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        labels, num_classes = np.zeros(len(labels), np.int64), 1
     hist = np.stack([np.bincount(labels[p], minlength=num_classes) for p in partition])
     return {
         "num_clients": len(partition),

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from fedjax_deep.losses import masked_cross_entropy
+from fedjax_deep.losses import Loss, get_loss, masked_loss
 from fedjax_deep.types import Batch, Metrics, ModelState, Params, PyTree
 
 
@@ -35,29 +35,35 @@ class ClientState:
     opt_state: optax.OptState
 
 
-def make_loss_fn(model):
-    """``loss_fn(params, model_state, batch) -> (loss, (new_model_state, num, correct))``."""
+def make_loss_fn(model, loss: Loss | None = None):
+    """``loss_fn(params, model_state, batch) -> (loss, (new_model_state, num, metric_sums))``:
+    the mean of ``loss`` (a :data:`fedjax_deep.losses.Loss`; default softmax cross entropy) over
+    the batch's real examples, their count and the sum of each metric the loss reports."""
+    loss = get_loss(loss)
 
     def loss_fn(params, model_state, batch: Batch):
-        logits, new_model_state = model.apply(
+        outputs, new_model_state = model.apply(
             params, model_state, batch["x"], train=True, mask=batch["mask"]
         )
-        loss, num, correct = masked_cross_entropy(logits, batch["y"], batch["mask"])
-        return loss, (new_model_state, num, correct)
+        mean, num, sums = masked_loss(loss, outputs, batch)
+        return mean, (new_model_state, num, sums)
 
     return loss_fn
 
 
 def _gather(data: PyTree, step_inputs: Batch) -> Batch:
-    return {
-        "x": data["x"][step_inputs["idx"]],
-        "y": data["y"][step_inputs["idx"]],
-        "mask": step_inputs["mask"],
-    }
+    """A step's batch: every array of ``data`` (``'x'``, ``'y'`` and any other per-example key)
+    at the step's indices, and its mask."""
+    batch = {k: v[step_inputs["idx"]] for k, v in data.items()}
+    return {**batch, "mask": step_inputs["mask"]}
 
 
 def make_client_update(
-    model, client_optimizer: optax.GradientTransformation, augment=None, grad_hook=None
+    model,
+    client_optimizer: optax.GradientTransformation,
+    augment=None,
+    grad_hook=None,
+    loss_fn: Loss | None = None,
 ):
     """Builds the pure local-training function of one client.
 
@@ -70,6 +76,8 @@ def make_client_update(
       grad_hook: optional ``(grads, params, ctx) -> grads`` applied to every local step's gradients
         before the optimizer (an algorithm's proximal term or drift correction); ``ctx`` is the
         ``ctx`` argument of ``client_update``.
+      loss_fn: a :data:`fedjax_deep.losses.Loss` ``(outputs, batch) -> (loss [B], {metric: [B]})``
+        (default: softmax cross entropy, reporting ``accuracy``); the mask is applied here.
 
     Returns:
       ``client_update(state, batches, key, data=None, ctx=None) -> (state, metrics)`` where
@@ -80,21 +88,21 @@ def make_client_update(
       - ``key``: a PRNG key for this client's local training (augmentation draws from it);
       - ``data``: optional ``{'x': [N, ...], 'y': [N]}``, the client's device-resident examples,
         gathered per step so that ``[S, B, ...]`` batches are never materialized;
-      - ``metrics``: ``loss`` and ``accuracy`` (means over real examples seen), ``num_examples``
-        and ``num_steps`` (real ones), all scalars.
+      - ``metrics``: ``loss`` and every metric of the loss (``accuracy`` for the default; means
+        over real examples seen), ``num_examples`` and ``num_steps`` (real ones), all scalars.
     """
-    loss_fn = make_loss_fn(model)
+    loss_fn = make_loss_fn(model, loss_fn)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def local_step(state: ClientState, batch: Batch, ctx) -> tuple[ClientState, tuple]:
-        (loss, (model_state, num, correct)), grads = grad_fn(state.params, state.model_state, batch)
+        (loss, (model_state, num, sums)), grads = grad_fn(state.params, state.model_state, batch)
         if grad_hook is not None:
             grads = grad_hook(grads, state.params, ctx)
         updates, opt_state = client_optimizer.update(grads, state.opt_state, state.params)
         new_state = ClientState(optax.apply_updates(state.params, updates), model_state, opt_state)
         has_data = num > 0
         new_state = jax.tree.map(lambda n, o: jnp.where(has_data, n, o), new_state, state)
-        return new_state, (loss * num, num, correct)
+        return new_state, (loss * num, num, sums)
 
     def client_update(state: ClientState, batches: Batch, key: jax.Array, data=None, ctx=None):
         num_steps = jax.tree.leaves(batches)[0].shape[0]
@@ -107,12 +115,12 @@ def make_client_update(
             return local_step(state, batch, ctx)
 
         step_keys = jax.random.split(key, num_steps)
-        state, (loss_sum, num, correct) = jax.lax.scan(step, state, (batches, step_keys))
+        state, (loss_sum, num, sums) = jax.lax.scan(step, state, (batches, step_keys))
         total = jnp.sum(num)
         denom = jnp.maximum(total, 1.0)
         metrics: Metrics = {
             "loss": jnp.sum(loss_sum) / denom,
-            "accuracy": jnp.sum(correct) / denom,
+            **{name: jnp.sum(s) / denom for name, s in sums.items()},
             "num_examples": total,
             "num_steps": jnp.sum(num > 0),
         }
@@ -121,11 +129,11 @@ def make_client_update(
     return client_update
 
 
-def make_client_grad(model):
-    """``client_grad(params, model_state, batch) -> grads``: one client's gradient of the loss at
-    ``params`` on ``batch`` (train mode). The round vmaps it at the shared global model to measure
-    gradient divergence."""
-    loss_fn = make_loss_fn(model)
+def make_client_grad(model, loss_fn: Loss | None = None):
+    """``client_grad(params, model_state, batch) -> grads``: one client's gradient of the loss
+    (``loss_fn``, default softmax cross entropy) at ``params`` on ``batch`` (train mode). The round
+    vmaps it at the shared global model to measure gradient divergence."""
+    loss_fn = make_loss_fn(model, loss_fn)
 
     def client_grad(params, model_state, batch: Batch):
         grads = jax.grad(lambda p: loss_fn(p, model_state, batch)[0])(params)

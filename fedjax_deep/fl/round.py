@@ -56,6 +56,7 @@ def make_round(
     draw_cohort: bool = True,
     skip_nonfinite: bool = False,
     cka_probe: jax.Array | None = None,
+    loss_fn=None,
 ):
     """Builds the pure round function (jit it: ``jax.jit(round_fn, donate_argnums=0)``).
 
@@ -84,19 +85,24 @@ def make_round(
       cka_probe: optional fixed inputs ``[P, *input_shape]``: with ``divergence``, every round
         also logs the linear CKA between the clients' trained models' layer activations on them
         (``divergence/<layer>/cka``, :func:`~fedjax_deep.metrics.divergence.cka_metrics`).
+      loss_fn: the clients' :data:`~fedjax_deep.losses.Loss` (default: softmax cross entropy);
+        every metric it reports is logged as ``train/<metric>``.
 
     Returns:
       ``round_fn(sim_state, client_data, key) -> (sim_state, metrics)`` where ``client_data`` is
       a :class:`ClientData` (``x [C, N, ...]``), ``key`` this round's PRNG key, and ``metrics`` a
-      flat dict of scalars: ``train/loss``, ``train/accuracy`` (example-weighted over clients),
+      flat dict of scalars: ``train/loss`` and ``train/<metric>`` for each metric of the loss
+      (``train/accuracy`` by default; example-weighted over clients),
       ``train/num_examples`` and ``divergence/...``. Every strategy computes the same function
       (up to float reduction order).
     """
     algorithm = as_algorithm(algorithm)
     execution = execution or Execution()
     axis, chunk = execution.axis_name, execution.chunk_size
-    train_client = _make_train_client(model, client_optimizer, algorithm, augment, skip_nonfinite)
-    client_grad = make_client_grad(model)
+    train_client = _make_train_client(
+        model, client_optimizer, algorithm, augment, skip_nonfinite, loss_fn
+    )
+    client_grad = make_client_grad(model, loss_fn)
 
     def round_body(state: SimState, client_data: ClientData, key: jax.Array):
         """One round of ``client_data``'s clients (this device's when sharded)."""
@@ -228,13 +234,17 @@ def _shared_start(state: SimState, client_optimizer, axis: str | None) -> _Start
     return _Start(params, model_state, opt_state, rule_state)
 
 
-def _make_train_client(model, client_optimizer, algorithm: Algorithm, augment, skip_nonfinite):
+def _make_train_client(
+    model, client_optimizer, algorithm: Algorithm, augment, skip_nonfinite, loss_fn=None
+):
     """``train_client(start, own, batches, key, data) -> _Trained``: one client's round.
 
     ``own`` is the client's rows of the per-client state (``SimState.clients``): what it keeps
     across rounds replaces the shared start.
     """
-    client_update = make_client_update(model, client_optimizer, augment, algorithm.grad_hook)
+    client_update = make_client_update(
+        model, client_optimizer, augment, algorithm.grad_hook, loss_fn
+    )
 
     def train_client(start: _Start, own: dict, batches, train_key, data) -> _Trained:
         params = own.get("params", start.params)
@@ -312,15 +322,15 @@ def _keep_server_if_all_skipped(new_state: SimState, state: SimState, weights, a
 
 
 def _train_metrics(client_metrics: Metrics, axis) -> Metrics:
-    """Loss and accuracy weighted by the examples each client saw, and their count."""
+    """The loss and each metric of the loss weighted by the examples each client saw, and their
+    count."""
     seen = client_metrics["num_examples"]
     total_seen = clients.sum(seen, axis)
     seen_weights = seen / jnp.maximum(total_seen, 1.0)
-    return {
-        "train/loss": clients.sum(seen_weights * client_metrics["loss"], axis),
-        "train/accuracy": clients.sum(seen_weights * client_metrics["accuracy"], axis),
-        "train/num_examples": total_seen,
-    }
+    means = {f"train/{name}": clients.sum(seen_weights * value, axis)
+             for name, value in client_metrics.items()
+             if name not in ("num_examples", "num_steps")}  # fmt: skip
+    return {**means, "train/num_examples": total_seen}
 
 
 def _over_devices(round_body, mesh):

@@ -13,37 +13,43 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedjax_deep.losses import masked_cross_entropy
+from fedjax_deep.losses import Loss, get_loss, masked_loss
 
 
 def batch_eval_data(x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, jax.Array]:
-    """``x [N, ...]``, ``y [N]`` -> ``{'x': [nb, Be, ...], 'y': [nb, Be], 'mask': [nb, Be]}``."""
+    """``x [N, ...]``, ``y [N, ...]`` -> ``{'x': [nb, Be, ...], 'y': [nb, Be, ...],
+    'mask': [nb, Be]}``."""
     n = len(y)
     batch_size = min(batch_size, n)
     nb = math.ceil(n / batch_size)
     pad = nb * batch_size - n
     xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
-    yp = np.concatenate([y, np.zeros((pad,), y.dtype)])
+    yp = np.concatenate([y, np.zeros((pad, *y.shape[1:]), y.dtype)])
     mask = np.arange(nb * batch_size) < n
     return {
         "x": jnp.asarray(xp.reshape(nb, batch_size, *x.shape[1:])),
-        "y": jnp.asarray(yp.reshape(nb, batch_size)),
+        "y": jnp.asarray(yp.reshape(nb, batch_size, *y.shape[1:])),
         "mask": jnp.asarray(mask.reshape(nb, batch_size)),
     }
 
 
-def make_evaluate(model):
-    """``evaluate(params, model_state, batches) -> {'eval/loss', 'eval/accuracy'}`` (eval mode:
-    BatchNorm uses ``model_state``'s running statistics)."""
+def make_evaluate(model, loss_fn: Loss | None = None):
+    """``evaluate(params, model_state, batches) -> {'eval/loss', 'eval/<metric>', ...}``: the mean
+    loss and the mean of every metric ``loss_fn`` reports (a :data:`fedjax_deep.losses.Loss`;
+    default softmax cross entropy, whose metric is ``accuracy``) over the real examples, in eval
+    mode (BatchNorm uses ``model_state``'s running statistics)."""
+    loss_fn = get_loss(loss_fn)
 
     def evaluate(params, model_state, batches):
         def one(carry, batch):
-            logits, _ = model.apply(params, model_state, batch["x"], train=False)
-            loss, num, correct = masked_cross_entropy(logits, batch["y"], batch["mask"])
-            return carry, (loss * num, num, correct)
+            outputs, _ = model.apply(params, model_state, batch["x"], train=False)
+            loss, num, sums = masked_loss(loss_fn, outputs, batch)
+            return carry, (loss * num, num, sums)
 
-        _, (loss_sum, num, correct) = jax.lax.scan(one, None, batches)
+        _, (loss_sum, num, sums) = jax.lax.scan(one, None, batches)
         total = jnp.sum(num)
-        return {"eval/loss": jnp.sum(loss_sum) / total, "eval/accuracy": jnp.sum(correct) / total}
+        out = {"eval/loss": jnp.sum(loss_sum) / total}
+        out.update({f"eval/{name}": jnp.sum(s) / total for name, s in sums.items()})
+        return out
 
     return evaluate

@@ -40,6 +40,14 @@ from fedjax_deep.models.layers import (
     make_norm,
     max_pool,
 )
+from fedjax_deep.models.own import (
+    PairModel,
+    check_outputs,
+    from_functions,
+    layer_names,
+    register_model,
+    wrap_module,
+)
 from fedjax_deep.models.plain import HEADS, PlainCNN, PlainMLP
 from fedjax_deep.models.resnet import RESNET_TABLE, STAGE_CHANNELS, ResNet
 from fedjax_deep.models.transformer import POOLS, Transformer, check_transformer_config
@@ -73,8 +81,9 @@ _CONV = ("kernel_size", "conv_impl", *_NORM)
 _STEM = ("stem_kernel", "stem_stride", "stem_pool")
 
 # name -> builder(model_config, input_shape, num_classes, rngs)
-#   -> (module, kernel-owning layer names in forward order, receptive-field path or None);
-# a Family or any callable of that signature.
+#   -> (module, kernel-owning layer names in forward order, receptive-field path or None),
+#   or just the module (its layers read off its forward pass: fedjax_deep.models.own);
+# a Family or any callable of that signature. register_model adds one after import.
 MODELS: dict[str, Callable[..., tuple[nnx.Module, tuple[str, ...], Any]]] = {
     "plain_cnn": Family(
         PlainCNN,
@@ -109,12 +118,15 @@ class FunctionalModel:
         (a ResNet block lists its main-path convolutions, then its projection shortcut).
       receptive_path: ``(kernel, stride, dilation)`` of every convolution and pool on the longest
         path up to the last convolution, or None for models without convolutions.
+      call_kwargs: the keywords the module's ``__call__`` takes of ``train`` and ``mask`` (an own
+        module may take neither: :func:`~fedjax_deep.models.own.wrap_module`).
     """
 
     graphdef: Any
     layers: tuple[str, ...]
     receptive_path: tuple[tuple[int, int, int], ...] | None = None
     compute_dtype: Any = None
+    call_kwargs: tuple[str, ...] = ("train", "mask")
 
     def with_compute_dtype(self, dtype) -> FunctionalModel:
         """The same model computing its activations and products in ``dtype`` (``jnp.bfloat16``:
@@ -135,7 +147,8 @@ class FunctionalModel:
           ``(logits [B, num_classes], new_model_state)``.
         """
         module, x = self._merge(params, model_state, x)
-        logits = module(x, train=train, mask=mask)
+        kwargs = {"train": train, "mask": mask}
+        logits = module(x, **{k: kwargs[k] for k in self.call_kwargs})
         new_state = nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
         if self.compute_dtype is None:
             return logits, new_state
@@ -151,6 +164,9 @@ class FunctionalModel:
         ``fedjax_deep.metrics.divergence.cka_metrics``) compares across client models."""
         captured: list = []
         module, x = self._merge(params, model_state, x)
+        if not isinstance(module, Classifier):
+            raise FieldError("fl.cka_probe", type(module).__name__,
+                             "representations need a built-in model family; set fl.cka_probe=0")  # fmt: skip
         module(x, train=False, representations=captured)
         return {name: value.astype(jnp.float32) for name, value in captured}
 
@@ -241,9 +257,10 @@ def build_model(model_config, input_shape, num_classes: int, key: jax.Array):
             "model.name", model_config.name, f"unknown model; use one of {', '.join(MODELS)}"
         )
     check_model_config(model_config, input_shape)
-    module, layers, path = MODELS[model_config.name](
-        model_config, input_shape, num_classes, nnx.Rngs(params=key)
-    )
+    built = MODELS[model_config.name](model_config, input_shape, num_classes, nnx.Rngs(params=key))
+    if isinstance(built, nnx.Module):  # an own builder: layers from its forward pass
+        return wrap_module(built, input_shape)
+    module, layers, path = built
     graphdef, params, model_state, rest = nnx.split(module, nnx.Param, nnx.BatchStat, ...)
     if jax.tree.leaves(rest):
         raise ValueError(f"model {model_config.name!r} holds state other than Param/BatchStat")
@@ -284,6 +301,7 @@ __all__ = [
     "MODELS",
     "NORMS",
     "POOLS",
+    "PairModel",
     "RESNET_TABLE",
     "VGG_TABLE",
     "Classifier",
@@ -300,6 +318,11 @@ __all__ = [
     "apply_norm",
     "build_model",
     "check_model_config",
+    "check_outputs",
+    "from_functions",
+    "layer_names",
+    "register_model",
+    "wrap_module",
     "conv_im2col",
     "conv_native",
     "flops_per_example",
