@@ -19,7 +19,8 @@ three long-range dependencies; that is what makes a depth sweep meaningful here
 Every example is a window of ``seq_len + 1`` tokens taken from the start of a run of sentences:
 ``x = tokens[:-1]``, ``y = tokens[1:]``, both ``[N, seq_len]`` int32 (``y`` is the next token at
 every position; no position is padding). The topic is the per-sequence label a partition or a
-stratified validation split can use (:attr:`SequenceSplit.topics`).
+stratified validation split read (``Dataset.train_groups``, so ``data.partition=dirichlet`` gives
+clients skewed towards topics).
 """
 
 from __future__ import annotations
@@ -141,4 +142,5 @@ def load_tinygrammar(data_config) -> Dataset:
         test_x=test.x,
         test_y=test.y,
         num_classes=len(VOCAB),
+        train_groups=train.topics,
     )
