@@ -1,6 +1,7 @@
 """The transformer family and the tinygrammar sequence data: shapes, causality, layer names,
 a determinstic offline generator, learning beyond a bigram model, and the FL round on sequences."""
 
+import pathlib
 import socket
 
 import chex
@@ -233,3 +234,37 @@ def test_two_blocks_beat_the_bigram_model():
     assert float(loss1) < float(loss0) - 1.0
     assert 0.15 < bigram < 0.3
     assert float(acc) > bigram + 0.05, (float(acc), bigram)
+
+
+def test_partitions_and_validation_split_read_the_topic():
+    """Sequence targets [N, T] are no class labels: the dirichlet partition, its statistics and
+    the stratified validation split read each sequence's topic (Dataset.strata)."""
+    from fedjax_deep.data import Dataset, dirichlet, partition_stats, split_validation
+
+    split = sequences.generate(400, 8, 0)
+    data = Dataset("tinygrammar", split.x, split.y, split.x[:4], split.y[:4], V,
+                   train_groups=split.topics)  # fmt: skip
+    np.testing.assert_array_equal(data.strata, split.topics)
+    with_val = split_validation(data, 0.25, np.random.default_rng(0))
+    for k in range(sequences.NUM_TOPICS):  # a quarter of every topic, rows kept whole
+        n_k = int(np.sum(split.topics == k))
+        assert int(np.sum(with_val.train_groups == k)) == n_k - round(n_k * 0.25)
+    assert with_val.val_y.shape[1:] == (8,) and len(with_val.train_groups) == len(with_val.train_y)
+    parts = dirichlet(data.strata, 4, 0.1, np.random.default_rng(0))
+    hist = np.asarray(partition_stats(parts, data.strata, V)["class_histogram"])
+    assert hist.sum() == 400 and hist[:, sequences.NUM_TOPICS :].sum() == 0
+    assert np.mean(hist.max(1) / hist.sum(1)) > 0.6  # alpha 0.1: clients dominated by a topic
+    no_groups = Dataset("seq", split.x, split.y, split.x, split.y, V)
+    np.testing.assert_array_equal(no_groups.strata, np.zeros(400))
+
+
+def test_the_depth_sweep_config_validates():
+    from fedjax_deep.config import load_config
+    from fedjax_deep.sweep import expand
+
+    path = pathlib.Path(__file__).parents[1] / "configs" / "tinygrammar_transformer.py"
+    for arg in ("", "quick"):
+        config = load_config(f"{path}:{arg}" if arg else path)
+        validate(config)
+        assert config.loss.name == "next_token_cross_entropy"
+    assert len(expand(config)) == 4 * 2  # quick: depths x {fl, centralized}, one seed
