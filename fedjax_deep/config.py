@@ -566,10 +566,13 @@ def _own_data(c) -> None:
              c.data.client_key, "only data.name=tfds reads a client feature; set it to ''")  # fmt: skip
 
 
-def _heads_divide_width(c) -> None:
+def _transformer(c) -> None:
     _require(c.model.name not in ("transformer", "vit") or c.model.width % c.model.heads == 0,
              "model.heads", c.model.heads,
              f"must divide model.width={c.model.width} (e.g. 4 heads of width/4)")  # fmt: skip
+    _require(c.model.name != "transformer" or c.loss.name != "softmax_cross_entropy",
+             "loss.name", c.loss.name, "model.name=transformer predicts every next token "
+             "(logits [B, T, V]); use next_token_cross_entropy")  # fmt: skip
 
 
 RULES = (
@@ -582,7 +585,7 @@ RULES = (
     _augment_needs_images,
     _sweep_is_a_tuple,
     _own_data,
-    _heads_divide_width,
+    _transformer,
 )
 
 

@@ -119,6 +119,12 @@ def test_bad_transformer_configs_name_the_field():
     c.model.name, c.model.width, c.model.heads = "transformer", 30, 4
     with pytest.raises(ConfigError, match=r"config\.model\.heads=4: must divide model\.width=30"):
         validate(c)
+    c.model.width, c.data.name = 32, "tinygrammar"
+    with pytest.raises(ConfigError, match=r"config\.loss\.name='softmax_cross_entropy': .*use "
+                       "next_token_cross_entropy"):  # fmt: skip
+        validate(c)
+    c.loss.name = "next_token_cross_entropy"
+    validate(c)
 
 
 def test_generator_is_deterministic_and_offline(monkeypatch):
