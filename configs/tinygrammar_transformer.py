@@ -7,7 +7,7 @@ Pre-norm causal transformers (fedjax_deep.models.transformer) of depth 1, 2, 4 a
 grammar with agreement across relative clauses and per-sequence topics; docs/transformers.md);
 FedAvg with 10 IID clients against CL (one learner on the union of the client data, the same
 examples per round). The loss is next_token_cross_entropy; accuracy is the share of next tokens
-predicted. ``:quick`` is a three-round, one-seed version for a first look (the figures in
+predicted. ``:quick`` is a three-round, one-seed version for a first look (figures of both in
 docs/transformers.md).
 """
 
