@@ -195,6 +195,14 @@ FIELDS: dict[str, Field] = {
                          low=1, high=64),
     "model.classifier": F((), "vgg: hidden classifier widths (ImageNet: (4096, 4096))",
                           items=(1, MAX_WIDTH)),
+    "model.heads": F(4, "transformer/vit: attention heads (must divide model.width)",
+                     low=1, high=MAX_WIDTH),
+    "model.patch_size": F(4, "vit: side of the square patches (must divide the image)",
+                          low=1, high=1024),
+    "model.pool": F("cls", "vit: 'cls' (a class token) or 'mean' (the mean over patches)",
+                    choices=Table("fedjax_deep.models", "POOLS")),
+    "data.seq_len": F(32, "tinygrammar: tokens per example (x and y are [N, seq_len])",
+                      low=2, high=4096),
     "fl.num_clients": F(10, low=1, high=1_000_000),
     "fl.cohort_size": F(0, "> 0: clients sampled per round (uniform, without replacement)",
                         low=0, high=1_000_000),
@@ -719,6 +727,15 @@ def _client_examples(c) -> None:
              "(set 0, or use iid_sampled)")  # fmt: skip
 
 
+def _transformer(c) -> None:
+    _require(c.model.name not in ("transformer", "vit") or c.model.width % c.model.heads == 0,
+             "model.heads", c.model.heads,
+             f"must divide model.width={c.model.width} (e.g. 4 heads of width/4)")  # fmt: skip
+    _require(c.model.name != "transformer" or c.loss.name != "softmax_cross_entropy",
+             "loss.name", c.loss.name, "model.name=transformer predicts every next token "
+             "(logits [B, T, V]); use next_token_cross_entropy")  # fmt: skip
+
+
 RULES = (
     _algorithm,
     _odd_kernels,
@@ -733,6 +750,7 @@ RULES = (
     _privacy,
     _own_data,
     _client_examples,
+    _transformer,
 )
 
 

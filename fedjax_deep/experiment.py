@@ -174,7 +174,7 @@ def prepare(config: ml_collections.ConfigDict, cache: dict | None = None) -> Pre
                     cache[val_key] = dataset
         check_model_config(config.model, dataset.input_shape)
         _cka_probe(config, dataset)  # a probe larger than the test set fails here, not mid-run
-        fl_partition = make_partition(config.data, dataset.train_y, config.fl.num_clients, rng,
+        fl_partition = make_partition(config.data, dataset.strata, config.fl.num_clients, rng,
                                       dataset.train_clients)  # fmt: skip
     if config.mode == "centralized":
         # The union of the client data (the whole training set unless clients sample it, as
@@ -544,7 +544,7 @@ def build(
     ]
     stats = None
     if not centralized:
-        stats = partition_stats(partition, dataset.train_y, dataset.num_classes)
+        stats = partition_stats(partition, dataset.strata, dataset.num_classes)
     return Experiment(
         config, state, round_fn, round_inputs, evaluate_fn, eval_batches, run_key, run_info,
         leaf_names, stats, time.time() - start, mesh, on_host,

@@ -144,3 +144,22 @@ def masked_cross_entropy(logits: jax.Array, labels: jax.Array, mask: jax.Array):
     """
     loss, num, sums = masked_loss(softmax_cross_entropy, logits, {"y": labels, "mask": mask})
     return loss, num, sums["accuracy"]
+
+
+def next_token_cross_entropy(logits: jax.Array, batch: Batch):
+    """Next-token prediction: cross entropy at every position, averaged over the positions.
+
+    Args:
+      logits: ``[B, T, V]``; ``batch['y']``: ``[B, T]`` int, the next token at every position.
+
+    Returns:
+      ``(loss [B], {'accuracy': [B]})``: each sequence's mean token cross entropy and its share of
+      positions whose arg-max is the next token (every position counts: no token padding).
+    """
+    labels = batch["y"]
+    per_token = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    correct = (jnp.argmax(logits, -1) == labels).astype(logits.dtype)
+    return jnp.mean(per_token, -1), {"accuracy": jnp.mean(correct, -1)}
+
+
+register_loss("next_token_cross_entropy", next_token_cross_entropy)

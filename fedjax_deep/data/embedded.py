@@ -28,6 +28,9 @@ class Dataset:
         or None.
       train_clients: ``[N_train]`` int32 natural client of each training example (partition
         ``natural``: LEAF's users, a tfds client feature, ids given with arrays), or None.
+      train_groups: ``[N_train]`` int32 class of each training example where ``train_y`` holds no
+        class labels (a sequence's topic: ``fedjax_deep.data.sequences``), or None; see
+        :attr:`strata`.
     """
 
     name: str
@@ -39,10 +42,24 @@ class Dataset:
     val_x: np.ndarray | None = None
     val_y: np.ndarray | None = None
     train_clients: np.ndarray | None = None
+    train_groups: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
+
+    @property
+    def strata(self) -> np.ndarray:
+        """``[N_train]`` int: the class each training example counts as for the label-based
+        partitions (dirichlet, shards), their statistics and the stratified validation split:
+        ``train_groups`` when given, else ``train_y`` when it holds one class label per example,
+        else one class for all (regression, multi-label or sequence targets)."""
+        if self.train_groups is not None:
+            return self.train_groups
+        y = self.train_y
+        if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
+            return y
+        return np.zeros(len(y), np.int32)
 
 
 def split_validation(dataset: Dataset, fraction: float, rng: np.random.Generator) -> Dataset:
@@ -51,9 +68,9 @@ def split_validation(dataset: Dataset, fraction: float, rng: np.random.Generator
     so the test split stays unseen until the report."""
     if not 0.0 < fraction < 1.0:
         raise FieldError("data.validation_fraction", fraction, "use a share in (0, 1), e.g. 0.1")
-    val_idx = []
-    for label in np.unique(dataset.train_y):
-        idx = rng.permutation(np.flatnonzero(dataset.train_y == label))
+    val_idx, strata = [], dataset.strata
+    for label in np.unique(strata):
+        idx = rng.permutation(np.flatnonzero(strata == label))
         val_idx.append(idx[: int(round(len(idx) * fraction))])
     val_mask = np.zeros(len(dataset.train_y), bool)
     val_mask[np.concatenate(val_idx)] = True
@@ -70,6 +87,7 @@ def split_validation(dataset: Dataset, fraction: float, rng: np.random.Generator
         val_x=dataset.train_x[val_mask],
         val_y=dataset.train_y[val_mask],
         train_clients=None if dataset.train_clients is None else dataset.train_clients[~val_mask],
+        train_groups=None if dataset.train_groups is None else dataset.train_groups[~val_mask],
     )
 
 

@@ -50,6 +50,7 @@ from fedjax_deep.models.own import (
 )
 from fedjax_deep.models.plain import HEADS, PlainCNN, PlainMLP
 from fedjax_deep.models.resnet import RESNET_TABLE, STAGE_CHANNELS, ResNet
+from fedjax_deep.models.transformer import POOLS, Transformer, check_transformer_config
 from fedjax_deep.models.vgg import VGG, VGG_TABLE, vgg_min_input
 
 
@@ -93,6 +94,8 @@ MODELS: dict[str, Callable[..., tuple[nnx.Module, tuple[str, ...], Any]]] = {
         VGG, ("depth", "width_mult", "head_pool", "classifier", *_CONV), tuple(VGG_TABLE)
     ),
     "resnet": Family(ResNet, ("depth", "width_mult", *_CONV, *_STEM), tuple(RESNET_TABLE)),
+    "transformer": Family(Transformer, ("depth", "width", "heads")),
+    "vit": Family(Transformer, ("depth", "width", "heads", "patch_size", "pool")),
 }
 DEPTHS = {name: f.depths for name, f in MODELS.items() if getattr(f, "depths", ())}
 
@@ -202,6 +205,8 @@ def receptive_field(path) -> int:
 def check_model_config(cfg, input_shape) -> None:
     """Knob checks that need the input shape; raises :class:`~fedjax_deep.errors.FieldError` naming the field."""
     name = cfg.name
+    if name in ("transformer", "vit"):
+        return check_transformer_config(cfg, input_shape)
     if name in DEPTHS and cfg.depth not in DEPTHS[name]:
         raise FieldError(
             "model.depth", cfg.depth, f"{name} depths are {', '.join(map(str, DEPTHS[name]))}"
@@ -297,6 +302,7 @@ __all__ = [
     "HEADS",
     "MODELS",
     "NORMS",
+    "POOLS",
     "PairModel",
     "RESNET_TABLE",
     "VGG_TABLE",
@@ -307,6 +313,7 @@ __all__ = [
     "PlainCNN",
     "PlainMLP",
     "ResNet",
+    "Transformer",
     "VGG",
     "abstract_params",
     "adaptive_avg_pool",
