@@ -120,20 +120,24 @@ def make_client_update(
     ):
         num_steps = jax.tree.leaves(batches)[0].shape[0]
 
-        def step(carry, inputs):
-            state, taken = carry
-            step_inputs, step_key = inputs
+        if budget is None:
+            allowed = jnp.ones((num_steps,), bool)
+        else:
+            # Step s is allowed while fewer than ``budget`` real steps came before it; computed from
+            # the masks up front, so the scan carries nothing new (a carried count would have to vary
+            # over a sharded client axis like the data it counts).
+            real = jnp.any(batches["mask"].reshape(num_steps, -1), axis=1).astype(jnp.int32)
+            allowed = jnp.cumsum(real) - real < budget
+
+        def step(state, inputs):
+            step_inputs, step_key, step_allowed = inputs
             batch = step_inputs if data is None else _gather(data, step_inputs)
             if augment is not None:
                 batch = {**batch, "x": augment(step_key, batch["x"])}
-            allowed = True if budget is None else taken < budget
-            state, out = local_step(state, batch, ctx, allowed)
-            return (state, taken + (out[1] > 0).astype(jnp.int32)), out
+            return local_step(state, batch, ctx, step_allowed)
 
         step_keys = jax.random.split(key, num_steps)
-        (state, _), (loss_sum, num, sums) = jax.lax.scan(
-            step, (state, jnp.zeros((), jnp.int32)), (batches, step_keys)
-        )
+        state, (loss_sum, num, sums) = jax.lax.scan(step, state, (batches, step_keys, allowed))
         total = jnp.sum(num)
         denom = jnp.maximum(total, 1.0)
         metrics: Metrics = {
