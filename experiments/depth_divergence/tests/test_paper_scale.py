@@ -75,8 +75,10 @@ def _check(stem: str, tmp_path: pathlib.Path, depth: int = 0) -> None:
             assert info["client_sizes"] == [4, 4]
 
 
+# The Tiny-ImageNet case is slow here (its folder source is tested fast in tests/test_sources.py).
 @pytest.mark.parametrize("stem,depth", [("e1_depth_cifar100_resnet", 0),
-                                        ("e4_receptive_field_tiny_imagenet", 18)])  # fmt: skip
+                                        pytest.param("e4_receptive_field_tiny_imagenet", 18,
+                                                     marks=pytest.mark.slow)])  # fmt: skip
 def test_paper_config_runs_one_tiny_round(stem, depth, tmp_path):
     _check(stem, tmp_path, depth)
 
