@@ -101,6 +101,7 @@ def test_cka_probe_logs_representation_similarity_and_compare_reports_it(tmp_pat
     assert (tmp_path / "s" / "cka.png").stat().st_size > 2000
 
 
+@pytest.mark.slow  # ~60 s; the suite's budget: the tuning and pairing are tested fast by test_compare_tunes_each_arm_on_validation_and_pairs_seeds
 def test_compare_reads_a_control_sweep_with_its_baseline_and_pairs_each_group(tmp_path):
     """A control sweep (residual nets, and FedProx on the baseline net, zipped with the mode) read
     together with the baseline sweep it shares seeds with: each architecture is a group with its

@@ -364,6 +364,7 @@ def _rounds(workdir):
     return [json.loads(x)["round"] for x in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # ~40 s (the suite's budget); the lock itself: tests/test_runlog.py, fast
 def test_second_process_on_a_running_workdir_is_refused_and_the_first_finishes(tmp_path):
     workdir = tmp_path / "run"
     rounds = "--config.num_rounds=60"  # long enough to outlive the second process's start
