@@ -176,9 +176,18 @@ def prepare(config: ml_collections.ConfigDict, cache: dict | None = None) -> Pre
         _cka_probe(config, dataset)  # a probe larger than the test set fails here, not mid-run
         fl_partition = make_partition(config.data, dataset.strata, config.fl.num_clients, rng,
                                       dataset.train_clients)  # fmt: skip
+    partition, batch_size, num_steps = learners_and_steps(config, fl_partition)
+    memory = estimate_memory(config, dataset, len(partition), batch_size, num_steps)
+    return Prepared(dataset, partition, fl_partition, batch_size, num_steps, memory)
+
+
+def learners_and_steps(config, fl_partition) -> tuple[list[np.ndarray], int, int]:
+    """What each learner holds, the batch size and the local steps a round, from the federated
+    partition: the clients themselves, or for ``mode=centralized`` one learner holding their union
+    (the whole training set unless clients sample it, as partition iid_sampled does) and as many
+    steps as give it the examples a federated round sees. The runner's own count; cost estimates
+    (the study's ``paper_cost.py``) call it too."""
     if config.mode == "centralized":
-        # The union of the client data (the whole training set unless clients sample it, as
-        # partition iid_sampled does).
         partition = [np.unique(np.concatenate(fl_partition))]
     else:
         partition = fl_partition
@@ -190,8 +199,7 @@ def prepare(config: ml_collections.ConfigDict, cache: dict | None = None) -> Pre
         num_steps = num_local_steps(
             max_examples, batch_size, config.fl.local_epochs, config.fl.local_steps
         )
-    memory = estimate_memory(config, dataset, len(partition), batch_size, num_steps)
-    return Prepared(dataset, partition, fl_partition, batch_size, num_steps, memory)
+    return partition, batch_size, num_steps
 
 
 def _centralized_steps(config, fl_partition, batch_size: int) -> int:

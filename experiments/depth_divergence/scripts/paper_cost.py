@@ -10,7 +10,7 @@ For every point of every ``configs/paper_scale/*.py`` sweep:
   would leave out cuDNN convolutions); evaluation FLOPs per example: the eval-mode forward pass;
 - examples computed: what the runner computes, padding included: the partition drawn as
   ``experiment.prepare`` draws it (on labels with the dataset's class counts), every learner
-  ``num_steps x batch`` examples a round (``experiment._centralized_steps`` for CL), every
+  ``num_steps x batch`` examples a round (``experiment.learners_and_steps``, the runner's count), every
   evaluation the whole test set (rounds 1, the last, and every ``eval.every_rounds``-th);
 - time: total FLOPs over the rate ResNet-18 (CIFAR stem, BatchNorm) sustained on one H200 in
   docs/benchmarks.md's H200 table (22,136 examples/s at 64 clients, 20,715 at 16, times its
@@ -43,8 +43,8 @@ HERE = pathlib.Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parents[3]))
 
 from fedjax_deep.config import default_config, load_config  # noqa: E402
-from fedjax_deep.data import INPUT_SHAPES, NUM_CLASSES, make_partition, num_local_steps  # noqa: E402
-from fedjax_deep.experiment import _centralized_steps  # noqa: E402  (the runner's own count)
+from fedjax_deep.data import INPUT_SHAPES, NUM_CLASSES, make_partition  # noqa: E402
+from fedjax_deep.experiment import learners_and_steps  # noqa: E402  (the runner's own count)
 from fedjax_deep.fl.client import make_loss_fn  # noqa: E402
 from fedjax_deep.models import build_model  # noqa: E402
 from fedjax_deep.sweep import expand  # noqa: E402
@@ -110,16 +110,7 @@ def point_examples(config) -> tuple[int, int]:
     labels = np.repeat(np.arange(k), TRAIN_SIZE[name] // k)
     rng = np.random.default_rng(config.seed)
     fl_partition = make_partition(config.data, labels, config.fl.num_clients, rng)
-    if config.mode == "centralized":
-        partition = [np.unique(np.concatenate(fl_partition))]
-    else:
-        partition = fl_partition
-    max_examples = max(len(p) for p in partition)
-    batch = min(config.fl.batch_size, max_examples)
-    if config.mode == "centralized":
-        steps = _centralized_steps(config, fl_partition, batch)
-    else:
-        steps = num_local_steps(max_examples, batch, config.fl.local_epochs, config.fl.local_steps)
+    partition, batch, steps = learners_and_steps(config, fl_partition)
     learners = 1 if config.mode == "centralized" else (config.fl.cohort_size or len(partition))
     train = config.num_rounds * learners * steps * batch
     test = _evals(config.num_rounds, config.eval.every_rounds) * TEST_SIZE[name]
