@@ -98,9 +98,27 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 
 def config_changes(old: dict, new: dict) -> dict[str, tuple]:
-    """Fields whose values differ between two configs' JSON: ``{field: (old, new)}``."""
+    """Fields whose values differ between two configs' JSON: ``{field: (old, new)}``.
+
+    A field the old config lacks because the library added it after that run was written is not
+    a change when the new config leaves it at its default: the run behaved as the default does.
+    """
+    from fedjax_deep.config import FIELDS
+
     a, b = _flat(old), _flat(new)
-    return {f: (a.get(f), b.get(f)) for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)}
+    changes = {}
+    for f in sorted(set(a) | set(b)):
+        if a.get(f) == b.get(f):
+            continue
+        if f not in a and f in FIELDS and _same(b[f], FIELDS[f].default):
+            continue
+        changes[f] = (a.get(f), b.get(f))
+    return changes
+
+
+def _same(json_value: Any, default: Any) -> bool:
+    """A config.json value equals a field's default (JSON turns tuples into lists)."""
+    return json.loads(json.dumps(default, default=str)) == json_value
 
 
 def jsonable(value: Any) -> Any:

@@ -58,6 +58,25 @@ def test_a_sweep_may_add_values_and_change_harmless_fields(tmp_path):
     d.check_kind({"sweep": [["seed", [0, 1, 2]]], "num_rounds": 9})
 
 
+def test_a_field_the_library_added_later_resumes_at_its_default_only(tmp_path):
+    # A run written before algorithm.variate_weights existed behaved as its default ("uniform").
+    d = RunDir(tmp_path, writer=False)
+    saved = {"sweep": [["seed", [0]]], "algorithm": {"name": "fedavg"}}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    (tmp_path / "metrics.jsonl").write_text(_rows(1))
+    at_default = {
+        "sweep": [["seed", [0]]],
+        "algorithm": {"name": "fedavg", "variate_weights": "uniform"},
+    }
+    d.check_kind(at_default)
+    changed = {
+        "sweep": [["seed", [0]]],
+        "algorithm": {"name": "fedavg", "variate_weights": "examples"},
+    }
+    with pytest.raises(WorkdirError, match=r"algorithm.variate_weights differs"):
+        d.check_kind(changed)
+
+
 def test_resume_keeps_rounds_up_to_the_checkpoint_and_drops_a_cut_row(tmp_path):
     d = RunDir(tmp_path)
     (tmp_path / "metrics.jsonl").write_text(_rows(1, 2, 3, 4) + '{"round": 5, "train/lo')
