@@ -27,6 +27,15 @@ Issue 23's protocol, written and committed before any run of this file (2026-12-
 
 Compute budget: about 70 s a run on two quiet CPU cores at 40 rounds (four times the 1-epoch main
 job's runs), so about 85 CPU-minutes for ``tune``. Results: results/e1_paper_regime_mnist1d.
+
+Recorded after ``tune`` ran (2026-12-08): the budget was low. Measured at 40 rounds, one run took
+about 11 s at depth 2, 60-240 s at depth 8 (the machine was shared) and 120 s at depth 16 (FL, on a
+quiet machine). Depths 2 and 8 chose at a grid end for FL (0.1 at both; at depth 2 by 0.03
+points of validation accuracy over 0.03) and for CL at depth 8 (0.003), so stage ``widen`` runs
+the next rate on that side (FL 0.3, CL 0.001) on the tuning seeds, as the protocol says:
+
+    fedjax-deep train --config experiments/depth_divergence/configs/e1/paper_regime.py:widen --workdir runs/e1_paper_widen
+    fedjax-deep compare runs/e1_paper_tune runs/e1_paper_widen --reference mode=centralized,fl.batch_size=36
 """
 
 from experiments.depth_divergence.common import cpu_mnist1d
@@ -34,7 +43,10 @@ from experiments.depth_divergence.common import cpu_mnist1d
 DEPTHS = (2, 8, 16)
 ARMS = (("mode", "fl.batch_size"), (("fl", 36), ("centralized", 36), ("centralized", 360)))
 LEARNING_RATES = (0.003, 0.01, 0.03, 0.1)
-STAGES = {"tune": (0, 1)}
+STAGES = {"tune": (0, 1), "widen": (0, 1)}
+POINT_FIELDS = ("model.depth", "mode", "fl.batch_size", "client_opt.learning_rate")
+# (depth, mode, batch, rate): one step past the grid end that tune chose, on the tuning seeds.
+WIDEN = ((2, "fl", 36, 0.3), (8, "fl", 36, 0.3), (8, "centralized", 36, 0.001))
 
 
 def get_config(stage: str = "tune"):
@@ -48,6 +60,9 @@ def get_config(stage: str = "tune"):
     config.fl.batch_size = 36
     config.num_rounds = 40
     config.checkpoint.every_rounds = 5
+    if stage == "widen":
+        config.sweep = ((POINT_FIELDS, WIDEN), ("seed", STAGES[stage]))
+        return config
     config.sweep = (("model.depth", DEPTHS), ARMS, ("client_opt.learning_rate", LEARNING_RATES),
                     ("seed", STAGES[stage]))  # fmt: skip
     return config
