@@ -289,7 +289,7 @@ def markdown(data: Mapping, result: Mapping, sources: Sequence[str]) -> str:
             "layers 1..h (mix prefix_h), and the output side, layers L-h+1..L (mix suffix_h); for "
             "odd L the middle layer is in neither. Cost = prefix_0 minus the mix; input - output "
             "= suffix_h - prefix_h, paired over seeds; p: two-sided paired t-test; Holm: adjusted "
-            "over every row of this table.", "",
+            "over every row of this table that has a p (2 seeds or more).", "",
             "| depth | round | n | input half | cost | output half | cost | input - output | p | "
             "Holm p |", "|" + "---|" * 10]  # fmt: skip
     for depth, d in depths.items():
@@ -359,7 +359,9 @@ def _per_layer_panels(result, path, stat: str, ylabel: str, title: str, unit: fl
         ax.axhline(unit, color="gray", lw=0.8)
         ax.set_xlabel("layer l (1 = input side, last = head)")
         ax.set_xticks(x if len(x) <= 9 else x[::2])
-        plots.panel_title(ax, f"depth {depth}: {title} ({len(d['seeds'])} seeds; band: range)", 8)
+        plots.panel_title(
+            ax, f"depth {depth}: {title} ({len(d['seeds'])} seeds; band: the seeds' range)", 8
+        )
         ax.grid(alpha=0.3)
 
     return plots.panels(path, depths, draw, ylabel=ylabel)
