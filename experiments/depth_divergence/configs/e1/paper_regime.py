@@ -36,6 +36,14 @@ the next rate on that side (FL 0.3, CL 0.001) on the tuning seeds, as the protoc
 
     fedjax-deep train --config experiments/depth_divergence/configs/e1/paper_regime.py:widen --workdir runs/e1_paper_widen
     fedjax-deep compare runs/e1_paper_tune runs/e1_paper_widen --reference mode=centralized,fl.batch_size=36
+
+Widen kept every choice (validation accuracy, mean of 2 seeds: depth 2 FL 0.3 scored 0.50 against
+0.1's 0.85; depth 8 FL 0.3 diverged, 0.10; depth 8 CL 0.001 scored 0.85 against 0.003's 0.96).
+Stage ``confirm`` (committed before its run, 2026-12-08) runs CL's and steps-matched CL's chosen
+rates on seeds 2-9; FL's confirmation runs are configs/e7/forks.py's:
+
+    fedjax-deep train --config experiments/depth_divergence/configs/e1/paper_regime.py:confirm --workdir runs/e1_paper_confirm
+    fedjax-deep compare runs/e1_paper_confirm runs/e7_forks --reference mode=centralized,fl.batch_size=36
 """
 
 from experiments.depth_divergence.common import cpu_mnist1d
@@ -43,10 +51,17 @@ from experiments.depth_divergence.common import cpu_mnist1d
 DEPTHS = (2, 8, 16)
 ARMS = (("mode", "fl.batch_size"), (("fl", 36), ("centralized", 36), ("centralized", 360)))
 LEARNING_RATES = (0.003, 0.01, 0.03, 0.1)
-STAGES = {"tune": (0, 1), "widen": (0, 1)}
+STAGES = {"tune": (0, 1), "widen": (0, 1), "confirm": (2, 3, 4, 5, 6, 7, 8, 9)}
 POINT_FIELDS = ("model.depth", "mode", "fl.batch_size", "client_opt.learning_rate")
 # (depth, mode, batch, rate): one step past the grid end that tune chose, on the tuning seeds.
 WIDEN = ((2, "fl", 36, 0.3), (8, "fl", 36, 0.3), (8, "centralized", 36, 0.001))
+
+
+# (depth, mode, batch, rate): CL's and steps-matched CL's chosen rates (tune and widen, on
+# validation), on the fresh seeds. FL's confirmation runs are configs/e7/forks.py's (same seeds,
+# same rates; forks leave FL's trajectory bit for bit). Depth 16 joins once tune has chosen.
+CONFIRM = ((2, "centralized", 36, 0.03), (2, "centralized", 360, 0.01),
+           (8, "centralized", 36, 0.003), (8, "centralized", 360, 0.01))  # fmt: skip
 
 
 def get_config(stage: str = "tune"):
@@ -60,8 +75,9 @@ def get_config(stage: str = "tune"):
     config.fl.batch_size = 36
     config.num_rounds = 40
     config.checkpoint.every_rounds = 5
-    if stage == "widen":
-        config.sweep = ((POINT_FIELDS, WIDEN), ("seed", STAGES[stage]))
+    if stage in ("widen", "confirm"):
+        points = WIDEN if stage == "widen" else CONFIRM
+        config.sweep = ((POINT_FIELDS, points), ("seed", STAGES[stage]))
         return config
     config.sweep = (("model.depth", DEPTHS), ARMS, ("client_opt.learning_rate", LEARNING_RATES),
                     ("seed", STAGES[stage]))  # fmt: skip
