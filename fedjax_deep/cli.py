@@ -92,11 +92,20 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--reference", default=None,
                          help="the reference arm: FIELD=VALUE[,FIELD=VALUE...] (default "
                          "mode=centralized; one given explicitly must match an arm)")  # fmt: skip
-    compare.add_argument("--window", type=int, default=5, help="evaluations in a plateau window")
+    compare.add_argument(
+        "--window", type=int, default=5, help="evaluations averaged into an end value"
+    )
     compare.add_argument("--tune-on", choices=("val", "test"), default="val",
                          help="the accuracy the rate is chosen on: val (the default; runs without "
                          "a validation split are refused) or test (asked for explicitly, and "
                          "labelled so in compare.md and compare.json)")  # fmt: skip
+    forks = sub.add_parser(
+        "forks",
+        help="the report of sweeps that fork (fl.fork_rounds, fl.fork_last): FL / null ratios, the "
+        "averaging penalty and each layer's averaging cost (forks.md, forks.json, plots)",
+    )
+    forks.add_argument("workdirs", nargs="+", metavar="workdir", help="sweep workdirs")
+    forks.add_argument("--out", default="", help="where to write (default: the first workdir)")
     prepare = sub.add_parser(
         "prepare",
         help="prepare a tensorflow-datasets dataset as array_record folders (needs network and "
@@ -155,6 +164,13 @@ def _resume_command(argv: list[str]) -> str:
     return shlex.join(["fedjax-deep", *argv])
 
 
+def _sweep_forks(config) -> bool:
+    """Whether any point of a sweep forks (the fields set in the config or along its sweep)."""
+    from fedjax_deep.sweep import expand
+
+    return any(p.config.fl.fork_rounds or p.config.fl.fork_last for p in expand(config))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     overrides = [a for a in argv if a.startswith("--config.")]
@@ -173,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "compare":
             return _compare(args)
+        if args.command == "forks":
+            from fedjax_deep.analysis.forks import write_forks_report
+
+            print(write_forks_report(args.workdirs, args.out or args.workdirs[0])[1])
+            return 0
         from fedjax_deep.config import apply_overrides, load_config
 
         config = apply_overrides(load_config(args.config), overrides)
@@ -190,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(write_comparison(
                     [args.workdir], args.workdir, group=config.compare.group,
                     reference=parse_reference(config.compare.reference)))  # fmt: skip
+            if _sweep_forks(config):
+                from fedjax_deep.analysis.forks import write_forks_report
+
+                print(write_forks_report([args.workdir], args.workdir)[1])
         if config.sweep:
             stopped = [name for name, s in result.items()
                        if s.get("status") == "stopped" and not s.get("earlier")]  # fmt: skip

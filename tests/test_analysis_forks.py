@@ -1,24 +1,19 @@
-"""scripts/forks_report.py on a tiny real forks sweep (digits, depth 2, three seeds): its numbers
+"""fedjax_deep.analysis.forks (``fedjax-deep forks``) on a tiny real forks sweep (digits, depth 2, three seeds): its numbers
 are the rows' own, recomputed here; it refuses a sweep without forks or without two seeds in one
 line (exit 2, nothing written), and reports a partial sweep's finished seeds."""
 
 import json
 import math
-import pathlib
 import shutil
-import sys
 
 import numpy as np
 import pytest
 from scipy import stats as sp
 
-from fedjax_deep import train
+from fedjax_deep import cli, train
+from fedjax_deep.analysis import forks as forks_report
 from fedjax_deep.config import default_config
 from fedjax_deep.fl.forks import mix_masks
-
-ROOT = pathlib.Path(__file__).parents[3]
-sys.path.insert(0, str(ROOT))
-from experiments.depth_divergence.scripts import forks_report  # noqa: E402
 
 SEEDS = (0, 1, 2)
 
@@ -44,7 +39,7 @@ def sweep(tmp_path_factory):
 @pytest.fixture(scope="module")
 def written(sweep, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "e7"
-    assert forks_report.main([str(sweep), "--out", str(out)]) == 0
+    assert cli.main(["forks", str(sweep), "--out", str(out)]) == 0
     return out, json.loads((out / "forks.json").read_text())
 
 
@@ -123,14 +118,34 @@ def test_a_partial_sweep_reports_its_finished_seeds(sweep, tmp_path, capsys):
     config["model"]["depth"] = 3
     (lone / "config.json").write_text(json.dumps(config))
     out = tmp_path / "out"
-    assert forks_report.main([str(partial), "--out", str(out)]) == 0
+    assert cli.main(["forks", str(partial), "--out", str(out)]) == 0
     line = capsys.readouterr().out.strip()
-    assert line == "forks_report: 3 of 4 runs finished, depths 2; 5 files" and len(line) <= 80
+    assert line == "forks: 3 of 4 runs finished, depths 2; 5 files" and len(line) <= 80
     record = json.loads((out / "forks.json").read_text())
     assert record["tables"]["depths"]["2"]["seeds"] == [1, 2]
     assert record["skipped"] == [_runs(partial)[0].name]
     text = (out / "forks.md").read_text()
     assert "Depth 3: 1 finished seed (1); intervals need at least 2, so no numbers." in text
+
+
+def test_runs_that_do_not_fork_are_left_out_not_refused(sweep, tmp_path, capsys):
+    """A sweep's CL arm (no forks, no penalty) beside its FL arm: the report is the FL arm's."""
+    copy = tmp_path / "mixed"
+    shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    cl = copy / "cl_arm"
+    shutil.copytree(_runs(copy)[0], cl)
+    config = json.loads((cl / "config.json").read_text())
+    config["mode"] = "centralized"
+    config["fl"].update(fork_rounds=[], fork_last=False, averaging_penalty=False)
+    (cl / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    assert cli.main(["forks", str(copy), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("forks: 3 of 3 runs finished, depths 2;")
+    assert json.loads((out / "forks.json").read_text())["tables"]["depths"]["2"]["seeds"] == [
+        0,
+        1,
+        2,
+    ]
 
 
 @pytest.mark.parametrize("case", ["no forks", "one seed"])
@@ -152,7 +167,7 @@ def test_refusals_are_one_line_exit_2_and_write_nothing(sweep, tmp_path, capsys,
             shutil.rmtree(run)
         expected = "fewer than 2 finished seeds at every depth (depth 2: 1)"
     out = tmp_path / "out"
-    assert forks_report.main([str(copy), "--out", str(out)]) == 2
+    assert cli.main(["forks", str(copy), "--out", str(out)]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1 and expected in captured.err
     assert not out.exists()

@@ -1,10 +1,12 @@
-"""E7 at forks: the FL / null ratios, the averaging penalty and the accuracy that averaging each
-layer costs, per depth and fork round, with intervals over seeds (issue 23, item 4).
+"""The report of a sweep's forks (:mod:`fedjax_deep.fl.forks`): the FL / null ratios, the averaging
+penalty and the accuracy that averaging each layer costs, per depth and fork round, with intervals
+over seeds.
 
-    python -m experiments.depth_divergence.scripts.forks_report RUNS_DIR [RUNS_DIR ...] \\
-        --out experiments/depth_divergence/results/e7_forks_mnist1d
+    fedjax-deep forks RUNS_DIR [RUNS_DIR ...] --out DIR
 
-Reads sweeps trained with ``fl.fork_rounds`` (``configs/e7/forks.py``): their *finished* runs
+``fedjax-deep train`` writes it into the workdir at the end of a sweep whose runs fork.
+Reads the runs of sweeps trained with ``fl.fork_rounds`` or ``fl.fork_last`` (runs that do not
+fork, such as a sweep's CL arms, are left out): their *finished* runs
 (those with a ``summary.json``: every fork of the run is then in its rows; unfinished and stopped
 runs are counted and skipped, so a partial sweep reports its finished seeds), grouped by
 ``model.depth``, one run per seed. Writes to ``--out``:
@@ -29,11 +31,9 @@ one finished seed is listed in ``forks.md`` without numbers.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import pathlib
-import sys
 from collections.abc import Mapping, Sequence
 
 from fedjax_deep.analysis import plots
@@ -81,6 +81,13 @@ def _fork_values(row: Mapping, layers: Sequence[str]) -> dict:
     }
 
 
+def forks(config: Mapping) -> bool:
+    """Whether a run's config forks (``fl.fork_rounds`` or ``fl.fork_last``)."""
+    return bool(field_value(config, "fl.fork_rounds", missing=None)) or bool(
+        field_value(config, "fl.fork_last", missing=None)
+    )
+
+
 def _forked(rows: Sequence[Mapping]) -> list[Mapping]:
     return [r for r in rows if any(k.startswith("fork/") for k in r)]
 
@@ -97,12 +104,12 @@ def collect(run_dirs: Sequence[str | pathlib.Path]) -> dict:
         root, runs = read_sweep(run_dir)
         if not runs:
             raise InputError(f"{run_dir} holds no runs yet; pass a sweep's --workdir once it runs")
-        forking = [field_value(r["config"], "fl.fork_rounds", missing=None)
-                   or field_value(r["config"], "fl.fork_last", missing=None) for r in runs]  # fmt: skip
+        runs = [r for r in runs if forks(r["config"])]
         finished = [r for r in runs if r["summary"] is not None]
-        if not any(forking) or (finished and not any(_forked(r["rows"]) for r in finished)):
+        if not runs or (finished and not any(_forked(r["rows"]) for r in finished)):
             raise InputError(f"{run_dir}: its runs hold no fork/ metrics (ran without "
-                             "fl.fork_rounds); train with configs/e7/forks.py")  # fmt: skip
+                             "fl.fork_rounds); train with fl.fork_rounds or fl.fork_last, as "
+                             "configs/e7/forks.py does")  # fmt: skip
         fields = [f for entry in sweep_entries(root) for f in entry
                   if f not in ("seed", "model.depth")]  # fmt: skip
         total += len(runs)
@@ -393,8 +400,11 @@ def _plain(value):
     return value
 
 
-def report(run_dirs: Sequence[str], out: pathlib.Path) -> tuple[list[str], str]:
-    """Reads, checks, writes; returns the files written and the summary line."""
+def write_forks_report(run_dirs: Sequence[str], out: pathlib.Path) -> tuple[list[str], str]:
+    """Reads, checks, writes ``FILES`` into ``out``; returns the files written and a summary line
+    of at most 80 columns. An :class:`InputError` (nothing written) for what cannot be reported."""
+    run_dirs = [str(d) for d in run_dirs]
+    out = pathlib.Path(out)
     data = collect(run_dirs)
     if not data["depths"]:
         raise InputError(f"no finished run (with a summary.json) in {', '.join(run_dirs)} yet; "
@@ -413,24 +423,6 @@ def report(run_dirs: Sequence[str], out: pathlib.Path) -> tuple[list[str], str]:
     written = ["forks.md", "forks.json", plot_penalty(data, result, out / "averaging_penalty.png")]
     written += plot_layer_cost(result, out / "layer_cost.png")
     written += plot_null_ratio(result, out / "null_ratio_forks.png")
-    line = (f"forks_report: {_count(data, result).split(' (')[0]}, depths "
+    line = (f"forks: {_count(data, result).split(' (')[0]}, depths "
             f"{' '.join(map(str, result['depths']))}; {len(written)} files")  # fmt: skip
     return written, line[:WIDTH]
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", nargs="+", help="sweep workdirs trained with fl.fork_rounds")
-    parser.add_argument("--out", required=True, type=pathlib.Path, help="folder for the report")
-    args = parser.parse_args(argv)
-    try:
-        _, line = report(args.run_dirs, args.out)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(line)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
