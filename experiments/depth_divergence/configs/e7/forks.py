@@ -29,7 +29,8 @@ Learning rates: FL's placeholder 0.01 at every depth (``FL_RATE``); the lead set
 e1/paper_regime.py's tuning (FL's choice on validation, per depth) before the first run, and
 records that change in this docstring. Set 2026-12-08, before the first run: 0.1 at depths 2 and 8
 (tune chose 0.1, the grid's top, at both; widen's 0.3 scored 0.50 and 0.10 on validation). Depth
-16 joins the sweep as a point added once tune has chosen its rate (a resume runs the new point).
+16 joins the sweep as a point added once tune has chosen its rate (a resume runs the new point):
+0.03, added 2026-12-08 before its first run (validation 0.86 against 0.76 at 0.1 and 0.73 at 0.01).
 These runs are also FL's confirmation arm on the fresh seeds: forks and the penalty leave the
 trajectory bit for bit (tests/test_forks.py), so e1/paper_regime.py's ``confirm`` runs CL only. Compute budget: a paper_regime run (about 70 s at 40
 rounds on two quiet cores) plus its forks. A fork costs one round's local training for the null
@@ -43,7 +44,7 @@ Results: results/e7_forks_mnist1d.
 from experiments.depth_divergence.common import cpu_mnist1d
 
 # FL's rate per depth, chosen by e1/paper_regime.py (tune, then widen) on validation accuracy.
-FL_RATE = {2: 0.1, 8: 0.1}
+FL_RATE = {2: 0.1, 8: 0.1, 16: 0.03}
 SEEDS = (2, 3, 4, 5, 6, 7, 8, 9)
 
 
