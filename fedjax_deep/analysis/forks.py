@@ -242,9 +242,9 @@ def markdown(data: Mapping, result: Mapping, sources: Sequence[str]) -> str:
     per depth."""
     depths = result["depths"]
     out = [
-        "# E7 at forks: FL / null, the averaging penalty and what averaging each layer costs",
+        "# Forks: FL / null, the averaging penalty and what averaging each layer costs",
         "",
-        f"Written by `scripts/forks_report.py` from {', '.join(f'`{s}`' for s in sources)}: "
+        f"Written by `fedjax-deep forks` from {', '.join(f'`{s}`' for s in sources)}: "
         f"{_count(data, result)}. Mean and 95% t-interval over seeds (n per round); accuracies "
         "and costs in points of test accuracy (the mean over the clients).",
         "",
