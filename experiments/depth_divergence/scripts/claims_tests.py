@@ -3,18 +3,34 @@ multiple comparisons (issue 23, item 2).
 
     python experiments/depth_divergence/scripts/claims_tests.py \\
         experiments/depth_divergence/results/e1_final_mnist1d/compare.json \\
+        [--paper-regime PAPER_DIR/compare.json] [--forks FORKS_DIR/forks.json] \\
         > experiments/depth_divergence/results/claims_tests.md
 
 Each test is a paired 95% t-interval over seeds that a claim's row cites (read from the README's
-claims table and the tables of ``e1_summary.py`` that hold its numbers), recomputed here from the
-per-seed end values of the committed ``compare.json`` (the sweeps of ``results/e1_final_mnist1d``
-read together): a difference of two arms (``a - b``), or the change of a gap between two models
-(``(ref - FL)`` of one less the same of another, over the seeds all four arms share; the
-"change" columns of ``summary.md``). For each: the estimate and interval in points, the raw
-two-sided paired t-test p, Holm's adjusted p (family-wise error 5% over the whole table) and the
-Benjamini-Hochberg q (false discovery rate 5%). A test cited by several claims is one row (and
-counted once in the family). The claims row E2 (divergence toward the input) cites ratios and
-profiles, not interval tests, and has no row here.
+claims table and the tables of ``e1_summary.py`` that hold its numbers), recomputed here from
+per-seed values. Its sources:
+
+- the positional ``compare.json`` (1 local epoch: the sweeps of ``results/e1_final_mnist1d`` read
+  together): a difference of two arms (``a - b``), or the change of a gap between two models
+  (``(ref - FL)`` of one less the same of another, over the seeds all four arms share; the
+  "change" columns of ``summary.md``);
+- ``--paper-regime``: a ``fedjax-deep compare`` result at 8 local epochs (the paper's regime;
+  groups by depth, arms CL, steps-matched CL and FL): the same differences and changes, labelled
+  "8 local epochs";
+- ``--forks``: a ``fedjax-deep forks`` report's ``forks.json`` (8 local epochs), from its per-seed
+  values: per depth and fork round, the cost of averaging the input half minus that of the output
+  half (``suffix_h - prefix_h``, points, paired over seeds; the halves of
+  :func:`fedjax_deep.analysis.forks.halves`) and FL's over the null's mean update dispersion
+  (``fork/mean/update_ratio``): a t-test of its log against 0 over seeds, reported as the ratio's
+  geometric mean and interval.
+
+For each: the estimate and interval (points, or a ratio), the raw two-sided t-test p, Holm's
+adjusted p (family-wise error 5% over the whole table) and the Benjamini-Hochberg q (false
+discovery rate 5%). A test cited by several claims is one row (and counted once in the family).
+The 8-epoch tests follow every 1-epoch test (whose row numbers do not move) and join the same
+family; one whose arms, depth or fork round are absent, or that has under 2 paired seeds, is a
+"not run" row: shown, outside the family. Without the options the claims row E2 (divergence
+toward the input) cites ratios and profiles, not interval tests, and has no row here.
 """
 
 from __future__ import annotations
@@ -29,9 +45,16 @@ from dataclasses import dataclass
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from e1_summary import BASE, collect, validation  # noqa: E402
 
-from fedjax_deep.analysis.stats import benjamini_hochberg, holm, paired_interval  # noqa: E402
+from fedjax_deep.analysis.forks import halves  # noqa: E402
+from fedjax_deep.analysis.stats import (  # noqa: E402
+    benjamini_hochberg,
+    holm,
+    interval,
+    paired_interval,
+)
 
 ALPHA = 0.05
+EPOCHS8 = "8 local epochs"  # the regime of --paper-regime and --forks
 
 
 def arch(**fields: str) -> tuple:
@@ -51,9 +74,10 @@ class Diff:
     a: str
     b: str
     model: tuple = W8
+    regime: str = ""  # "" for the 1-epoch comparison, else EPOCHS8
 
     def label(self) -> str:
-        return f"{self.a} - {self.b}, depth {self.depth}{_model(self.model)}"
+        return f"{self.a} - {self.b}, depth {self.depth}{_model(self.model)}{_regime(self.regime)}"
 
 
 @dataclass(frozen=True)
@@ -66,10 +90,11 @@ class Change:
     base_depth: int
     base_model: tuple
     minus: str = "CL"
+    regime: str = ""
 
     def label(self) -> str:
         return (f"({self.minus} - FL) at depth {self.depth}{_model(self.model)} minus at depth "
-                f"{self.base_depth}{_model(self.base_model)}")  # fmt: skip
+                f"{self.base_depth}{_model(self.base_model)}{_regime(self.regime)}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -84,6 +109,40 @@ class Chosen:
         return f"{self.algorithm} (chosen) - FedAvg, depth {self.depth}"
 
 
+@dataclass(frozen=True)
+class Halves:
+    """From ``--forks``: the cost of averaging the input half minus that of the output half
+    (``suffix_h - prefix_h`` of the clients' test accuracy, points), paired over seeds, at one
+    depth and fork round."""
+
+    depth: int
+    round: int
+    regime: str = EPOCHS8
+
+    def label(self) -> str:
+        return (f"averaging cost, input half - output half, depth {self.depth}, fork at "
+                f"round {self.round}{_regime(self.regime)}")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NullRatio:
+    """From ``--forks``: FL's over the null's mean update dispersion (``fork/mean/update_ratio``)
+    at one depth and fork round; tested as log(ratio) against 0 over seeds (the paired test of
+    log FL against log null), reported as a ratio."""
+
+    depth: int
+    round: int
+    regime: str = EPOCHS8
+
+    def label(self) -> str:
+        return (f"FL / null mean update dispersion (ratio, geometric mean), depth {self.depth}, "
+                f"fork at round {self.round}{_regime(self.regime)}")  # fmt: skip
+
+
+def _regime(regime: str) -> str:
+    return f", {regime}" if regime else ""
+
+
 def _model(model: tuple) -> str:
     changed = {k: v for k, v in model if BASE.get(k) != v}
     return "" if not changed else " (" + ", ".join(f"{k}={v}" for k, v in changed.items()) + ")"
@@ -96,9 +155,13 @@ SM, FL40x80 = "steps-matched CL", "FL, 40 local steps x 80 rounds"
 ONE_SM = "FL, 1 local step, server momentum 0.9"
 FULL = "FL, full-data clients"
 
-# The claims table's rows, in its order, and the tests each cites.
+E1 = "E1: deeper networks lose accuracy under FedAvg"
+E2 = "E2: divergence accumulates toward the input"
+R7 = "reviewer 7: the drift is FL-specific"
+
+# The claims table's rows, in its order, and the 1-epoch tests each cites (E2 cites none).
 CLAIMS: dict[str, list] = {
-    "E1: deeper networks lose accuracy under FedAvg": [
+    E1: [
         *(Diff(d, "CL", "FL") for d in (2, 8, 16)),
         Change(16, W8, 2, W8),
         Change(8, W8, 2, W8),
@@ -108,7 +171,8 @@ CLAIMS: dict[str, list] = {
         Change(16, NO_NORM, 2, NO_NORM),
         *(Diff(d, "CL", FL40x80) for d in (2, 8, 16)),
     ],  # fmt: skip
-    "reviewer 7: the drift is FL-specific": [
+    E2: [],
+    R7: [
         Diff(16, SM, "FL"),
         *(Diff(d, FULL, "FL") for d in (2, 4, 8, 16)),
     ],  # fmt: skip
@@ -156,6 +220,30 @@ CLAIMS: dict[str, list] = {
 }
 
 
+PAPER_DEPTHS, FORK_ROUNDS = (2, 8, 16), (1, 10, 40)
+
+# The 8-epoch tests of --paper-regime, by claim.
+PAPER: dict[str, list] = {
+    E1: [
+        *(Diff(d, "CL", "FL", regime=EPOCHS8) for d in PAPER_DEPTHS),
+        *(Diff(d, SM, "FL", regime=EPOCHS8) for d in PAPER_DEPTHS),
+        Change(16, W8, 2, W8, regime=EPOCHS8),
+        Change(8, W8, 2, W8, regime=EPOCHS8),
+    ],  # fmt: skip
+}
+
+
+def fork_claims(forks: Mapping) -> dict[str, list]:
+    """The tests of ``--forks`` by claim: per depth and fork round (2, 8, 16 and 1, 10, 40, with
+    any others the report holds), the half test (E2) and the FL / null ratio (reviewer 7)."""
+    per_seed = forks.get("per_seed", {})
+    depths = sorted({*PAPER_DEPTHS, *map(int, per_seed)})
+    rounds = sorted({*FORK_ROUNDS, *(int(r) for g in per_seed.values()
+                                    for s in g["seeds"].values() for r in s["forks"])})  # fmt: skip
+    return {E2: [Halves(d, r) for d in depths for r in rounds],
+            R7: [NullRatio(d, r) for d in depths for r in rounds]}  # fmt: skip
+
+
 def _finals(arm: Mapping, seeds: Sequence[str]) -> list:
     return [arm["per_seed"][s]["final"] for s in seeds]
 
@@ -176,8 +264,40 @@ def chosen_variant(arms: Mapping[str, Mapping], algorithm: str) -> str:
     return max(variants, key=lambda r: validation(arms[r]))
 
 
+def _forked(forks: Mapping, depth: int, fork_round: int) -> tuple[list, list]:
+    """A depth's layers and, over the seeds (ascending) that forked at ``fork_round``, each seed's
+    fork values (``forks.json``'s ``per_seed``)."""
+    group = forks.get("per_seed", {}).get(str(depth))
+    if group is None:
+        raise KeyError(f"no depth {depth} in the forks")
+    seeds = sorted((s for s, v in group["seeds"].items() if str(fork_round) in v["forks"]), key=int)
+    if not seeds:
+        raise KeyError(f"no fork at round {fork_round} at depth {depth}")
+    return group["layers"], [group["seeds"][s]["forks"][str(fork_round)] for s in seeds]
+
+
+def _log(x) -> float | None:
+    return math.log(x) if x is not None and math.isfinite(x) and x > 0 else None
+
+
 def evaluate(test, data: Mapping) -> dict:
-    """One test's paired interval (points) and p-value over the seeds its arms share."""
+    """One test's interval and p-value over the seeds its values share: points, or for a
+    :class:`NullRatio` the ratio's geometric mean with ``low``/``high`` (``half``: the log's).
+    ``data``: the collected comparison of each regime (``""``, ``EPOCHS8``) and ``"forks"``."""
+    if isinstance(test, Halves | NullRatio):
+        layers, values = _forked(data["forks"], test.depth, test.round)
+        if isinstance(test, NullRatio):
+            stat = interval([_log(v["mean_update_ratio"]) for v in values])
+            mean, half = stat["mean"], stat["half"]
+            return {"mean": math.exp(mean), "half": half, "n": stat["n"], "p": stat["p"],
+                    "resolved": stat["resolved"], "unit": "ratio",
+                    "low": math.exp(mean - half), "high": math.exp(mean + half)}  # fmt: skip
+        h = halves(len(layers))[0]
+        stat = paired_interval(*([v["mix"].get(f"{m}_{h}") for v in values]
+                                 for m in ("suffix", "prefix")))  # fmt: skip
+        return {"mean": 100 * stat["mean"], "half": 100 * stat["half"], "n": stat["n"],
+                "p": stat["p"], "resolved": stat["resolved"]}  # fmt: skip
+    data = data[test.regime if isinstance(test, Diff | Change) else ""]
     if isinstance(test, Diff | Chosen):
         if isinstance(test, Chosen):
             arms = data[(test.depth, W8)]
@@ -198,20 +318,54 @@ def evaluate(test, data: Mapping) -> dict:
             "p": stat["p"], "resolved": stat["resolved"]}  # fmt: skip
 
 
-def family(result: Mapping, claims: Mapping[str, Sequence] = CLAIMS) -> list[dict]:
+def _row(test, claims: list, data: Mapping) -> dict:
+    """A test's row; an 8-epoch test whose values are absent, or that has under 2 paired seeds,
+    is ``not_run`` (with the reason) instead of raising."""
+    if getattr(test, "regime", "") != EPOCHS8:
+        return {"test": test.label(), "claims": claims, **evaluate(test, data)}
+    try:
+        stat = evaluate(test, data)
+    except KeyError as e:
+        return {"test": test.label(), "claims": claims, "not_run": e.args[0]}
+    if not math.isfinite(stat["p"]):
+        n = stat["n"]
+        return {"test": test.label(), "claims": claims,
+                "not_run": f"{n} paired seed{'s' * (n != 1)} (under 2)"}  # fmt: skip
+    return {"test": test.label(), "claims": claims, **stat}
+
+
+def family(
+    result: Mapping,
+    claims: Mapping[str, Sequence] = CLAIMS,
+    paper: Mapping | None = None,
+    forks: Mapping | None = None,
+    paper_claims: Mapping[str, Sequence] | None = None,
+    forks_claims: Mapping[str, Sequence] | None = None,
+) -> list[dict]:
     """Every distinct test of ``claims`` (in first-cited order) with the claims citing it, its
-    interval, raw p, Holm p and BH q; the family is the whole list."""
-    data = collect(result)
+    interval, raw p, Holm p and BH q; then, given ``paper`` (a compare.json at 8 local epochs)
+    and ``forks`` (a forks.json), the tests of ``paper_claims`` (default :data:`PAPER`) and
+    ``forks_claims`` (default :func:`fork_claims`). The family is every row that is not
+    ``not_run``: Holm and BH run over them all."""
+    data = {"": collect(result), EPOCHS8: None if paper is None else collect(paper),
+            "forks": forks}  # fmt: skip
     cited: dict = {}
-    for claim, tests in claims.items():
-        for t in tests:
-            cited.setdefault(t, []).append(claim)
-    rows = [{"test": t.label(), "claims": c, **evaluate(t, data)} for t, c in cited.items()]
-    p = [r["p"] for r in rows]
+    groups = [claims]
+    if paper is not None:
+        groups.append(PAPER if paper_claims is None else paper_claims)
+    if forks is not None:
+        groups.append(fork_claims(forks) if forks_claims is None else forks_claims)
+    for group in groups:
+        for claim, tests in group.items():
+            for t in tests:
+                cited.setdefault(t, []).append(claim)
+    rows = [_row(t, c, data) for t, c in cited.items()]
+    run = [r for r in rows if "not_run" not in r]
+    p = [r["p"] for r in run]
     if any(not math.isfinite(x) for x in p):
-        bad = [r["test"] for r in rows if not math.isfinite(r["p"])]
+        bad = [r["test"] for r in run if not math.isfinite(r["p"])]
         raise ValueError(f"tests without a p-value (under 2 paired seeds): {bad}")
-    for r, h, q in zip(rows, holm(p), benjamini_hochberg(p), strict=True):
+    for r, h, q in zip(run, holm(p), benjamini_hochberg(p), strict=True):
         r.update(holm=float(h), bh=float(q), survives_holm=bool(h < ALPHA),
                  survives_bh=bool(q < ALPHA))  # fmt: skip
     return rows
@@ -221,57 +375,125 @@ def _p(x: float) -> str:
     return f"{x:.2g}" if x >= 1e-4 else f"{x:.1e}"
 
 
-def markdown(rows: Sequence[Mapping], source: str, claims: Sequence[str] = tuple(CLAIMS)) -> str:
-    """The table of every test, then per claim how many of its tests survive, then the claims
-    whose resolved tests do not all survive Holm."""
-    k = len(rows)
-    resolved = sum(r["resolved"] for r in rows)
-    holm_n, bh_n = sum(r["survives_holm"] for r in rows), sum(r["survives_bh"] for r in rows)
+def _estimate(r: Mapping, units: bool) -> str:
+    if r.get("unit") == "ratio":
+        return f"{r['mean']:.2f} ({r['low']:.2f} to {r['high']:.2f}), ratio"
+    return f"{r['mean']:.1f} ± {r['half']:.1f}" + (" points" if units else "")
+
+
+def _yes(x: bool) -> str:
+    return "yes" if x else "no"
+
+
+def _sources(source: str, paper: str | None, forks: str | None) -> str:
+    if paper is None and forks is None:
+        return f"`{source}`"
+    more = [f"`{paper}` (`fedjax-deep compare`)"] if paper else []
+    more += [f"`{forks}` (`fedjax-deep forks`, its per-seed values)"] if forks else []
+    return f"`{source}` (1 local epoch) and, at 8 local epochs, {' and '.join(more)}"
+
+
+def markdown(
+    rows: Sequence[Mapping],
+    source: str,
+    claims: Sequence[str] = tuple(CLAIMS),
+    paper: str | None = None,
+    forks: str | None = None,
+) -> str:
+    """The table of every test (``not_run`` rows numbered ``-``, outside the family), then per
+    claim how many of its tests survive, then the claims whose resolved tests do not all survive
+    Holm. ``source``, ``paper``, ``forks``: the inputs' paths as the header names them."""
+    run = [r for r in rows if "not_run" not in r]
+    k, skipped = len(run), len(rows) - len(run)
+    ratios = any(r.get("unit") == "ratio" for r in run)
+    resolved = sum(r["resolved"] for r in run)
+    holm_n, bh_n = sum(r["survives_holm"] for r in run), sum(r["survives_bh"] for r in run)
+    units = ("in points" if not ratios else "in points, or for a ratio its geometric mean over "
+             "seeds with exp of its log's interval (p: the t-test of log ratio = 0)")  # fmt: skip
+    # The claims table's row numbers, C1.. in its order, its second row E2 (which, without
+    # --forks, cites no interval test) inserted where a caller's claims leave it out.
+    order = list(claims) if E2 in claims else [*claims[:1], E2, *claims[1:]]
+    number = {c: f"C{i + 1}" for i, c in enumerate(order)}
+    e2_none = not any(E2 in r["claims"] for r in rows)
     out = [
         "# Every interval test behind the claims table, corrected for multiple comparisons",
         "",
-        f"Written by `scripts/claims_tests.py` from `{source}`. Estimates and 95% paired "
-        "t-intervals over seeds in points; p: the two-sided paired t-test; Holm: the adjusted p "
-        "that keeps the family-wise error at 5% over all the tests here; BH: the "
+        f"Written by `scripts/claims_tests.py` from {_sources(source, paper, forks)}. Estimates "
+        f"and 95% paired t-intervals over seeds {units}; p: the two-sided paired t-test; Holm: "
+        "the adjusted p that keeps the family-wise error at 5% over all the tests here; BH: the "
         "Benjamini-Hochberg q (false discovery rate 5%). A test survives when its adjusted value "
-        "is below 0.05. Claim numbers follow the claims table's rows (C2, divergence toward the "
-        "input, cites no interval test).",
+        "is below 0.05. Claim numbers follow the claims table's rows"
+        + (" (C2, divergence toward the input, cites no interval test)." if e2_none else "."),
         "",
         f"{k} tests; {resolved} resolved at 95% alone; {bh_n} survive Benjamini-Hochberg; "
         f"{holm_n} survive Holm.",
         "",
     ]
-    # The claims table's row numbers: its second row (E2) cites no interval test.
-    names = [c for c in claims if any(c in r["claims"] for r in rows)]
-    number = {c: f"C{i + 1 if i == 0 else i + 2}" for i, c in enumerate(claims)}
-    out += ["| # | claims | test | estimate (points) | n | p | Holm p | BH q | resolved | survives "
+    if skipped:
+        out[-2] += (f" {skipped} more not run (their arms, depth or fork round absent, or under "
+                    "2 paired seeds): numbered -, outside the family.")  # fmt: skip
+    names = [c for c in order if any(c in r["claims"] for r in run)]
+    index = {id(r): i for i, r in enumerate(run, 1)}
+    head = "estimate" if ratios else "estimate (points)"
+    out += [f"| # | claims | test | {head} | n | p | Holm p | BH q | resolved | survives "
             "Holm | survives BH |", "|" + "---|" * 11]  # fmt: skip
-    for i, r in enumerate(rows, 1):
-        out.append(f"| {i} | {', '.join(number[c] for c in r['claims'])} | {r['test']} | "
-                   f"{r['mean']:.1f} ± {r['half']:.1f} | {r['n']} | {_p(r['p'])} | "
-                   f"{_p(r['holm'])} | {_p(r['bh'])} | {'yes' if r['resolved'] else 'no'} | "
-                   f"{'yes' if r['survives_holm'] else 'no'} | "
-                   f"{'yes' if r['survives_bh'] else 'no'} |")  # fmt: skip
+    for r in rows:
+        cited = ", ".join(number[c] for c in r["claims"])
+        if "not_run" in r:
+            out.append(f"| - | {cited} | {r['test']} | not run: {r['not_run']} | - | - | - | - | "
+                       "- | - | - |")  # fmt: skip
+            continue
+        out.append(f"| {index[id(r)]} | {cited} | {r['test']} | {_estimate(r, ratios)} | "
+                   f"{r['n']} | {_p(r['p'])} | {_p(r['holm'])} | {_p(r['bh'])} | "
+                   f"{_yes(r['resolved'])} | {_yes(r['survives_holm'])} | "
+                   f"{_yes(r['survives_bh'])} |")  # fmt: skip
     out += ["", "## Per claim", "", "| claim | tests | resolved | survive BH | survive Holm | "
             "resolved but not surviving Holm |", "|---|---|---|---|---|---|"]  # fmt: skip
     for c in names:
-        mine = [r for r in rows if c in r["claims"]]
-        lost = [f"#{rows.index(r) + 1}" for r in mine if r["resolved"] and not r["survives_holm"]]
+        mine = [r for r in run if c in r["claims"]]
+        lost = [f"#{index[id(r)]}" for r in mine if r["resolved"] and not r["survives_holm"]]
         out.append(f"| {number[c]}: {c} | {len(mine)} | {sum(r['resolved'] for r in mine)} | "
                    f"{sum(r['survives_bh'] for r in mine)} | "
                    f"{sum(r['survives_holm'] for r in mine)} | {', '.join(lost) or '-'} |")  # fmt: skip
     return "\n".join(out) + "\n"
 
 
+def _short(path: str) -> str:
+    return "results/" + path.split("results/", 1)[1] if "results/" in path else path
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("compare_json")
+    parser.add_argument("compare_json", help="the 1-epoch comparison (results/e1_final_mnist1d)")
+    parser.add_argument("--paper-regime", metavar="COMPARE_JSON",
+                        help="a compare.json at 8 local epochs (CL, steps-matched CL, FL by "
+                        "depth)")  # fmt: skip
+    parser.add_argument("--forks", metavar="FORKS_JSON",
+                        help="a forks.json of `fedjax-deep forks` (8 local epochs)")  # fmt: skip
     parser.add_argument("--json", help="also write the rows as JSON here")
     args = parser.parse_args(argv)
-    with open(args.compare_json) as f:
-        rows = family(json.load(f))
-    source = "results/" + args.compare_json.split("results/", 1)[-1]
-    print(markdown(rows, source), end="")
+    inputs = {}
+    for name, key, writer in (("compare_json", "groups", "compare"),
+                              ("paper_regime", "groups", "compare"),
+                              ("forks", "per_seed", "forks")):  # fmt: skip
+        path = getattr(args, name)
+        if path is None:
+            continue
+        flag = name if name == "compare_json" else "--" + name.replace("_", "-")
+        try:
+            with open(path) as f:
+                inputs[name] = json.load(f)
+        except (OSError, ValueError) as e:
+            parser.error(f"{flag} {path}: cannot be read as JSON ({e}); pass the file "
+                         f"`fedjax-deep {writer}` wrote")  # fmt: skip
+        if not isinstance(inputs[name], dict) or key not in inputs[name]:
+            parser.error(f"{flag} {path}: has no {key!r}; pass the {writer}.json that "
+                         f"`fedjax-deep {writer}` wrote")  # fmt: skip
+    rows = family(inputs["compare_json"], paper=inputs.get("paper_regime"),
+                  forks=inputs.get("forks"))  # fmt: skip
+    short = {k: None if v is None else _short(v) for k, v in vars(args).items()}
+    print(markdown(rows, short["compare_json"], paper=short["paper_regime"],
+                   forks=short["forks"]), end="")  # fmt: skip
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
