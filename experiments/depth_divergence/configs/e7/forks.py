@@ -1,6 +1,7 @@
 """E7 at forks (cpu): a null that can differ from FL, and the accuracy that averaging costs, per layer.
 
     fedjax-deep train --config experiments/depth_divergence/configs/e7/forks.py --workdir runs/e7_forks
+    fedjax-deep train --config experiments/depth_divergence/configs/e7/forks.py:extend --workdir runs/e7_forks
 
 Issue 23, item 4. Protocol, written and committed before any run of this file (2026-12-07):
 
@@ -46,9 +47,14 @@ from experiments.depth_divergence.common import cpu_mnist1d
 # FL's rate per depth, chosen by e1/paper_regime.py (tune, then widen) on validation accuracy.
 FL_RATE = {2: 0.1, 8: 0.1, 16: 0.03}
 SEEDS = (2, 3, 4, 5, 6, 7, 8, 9)
+EXTEND_DEPTHS, EXTEND_ROUNDS = (2, 16), 80  # stage extend: e1/paper_regime.py's docstring says why
 
 
-def get_config():
+def get_config(stage: str = "confirm"):
+    from fedjax_deep.config import ConfigError
+
+    if stage not in ("confirm", "extend"):
+        raise ConfigError("stage", stage, "choose confirm (40 rounds) or extend (80, depths 2, 16)")
     config = cpu_mnist1d()
     config.data.validation_fraction = 0.1
     config.fl.local_epochs = 8
@@ -59,6 +65,9 @@ def get_config():
     config.fl.fork_last = True
     config.fl.averaging_penalty = True
     config.fl.cka_probe = 256
-    config.sweep = ((("model.depth", "client_opt.learning_rate"), tuple(FL_RATE.items())),
-                    ("seed", SEEDS))  # fmt: skip
+    rates = tuple(FL_RATE.items())
+    if stage == "extend":  # 40 more rounds; fl.fork_last forks again at round 80
+        config.num_rounds = EXTEND_ROUNDS
+        rates = tuple((d, r) for d, r in rates if d in EXTEND_DEPTHS)
+    config.sweep = ((("model.depth", "client_opt.learning_rate"), rates), ("seed", SEEDS))
     return config
