@@ -189,10 +189,18 @@ def test_claims_tests_eight_epoch_rows_join_the_family_by_hand(ct):
     assert "cites no interval test" not in text and "`c.json` (`fedjax-deep forks`" in text
 
 
-def test_claims_tests_without_the_options_rewrites_the_committed_table(ct, capsys):
-    compare = STUDY / "results" / "e1_final_mnist1d" / "compare.json"
-    assert ct.main([str(compare)]) == 0
-    assert capsys.readouterr().out == (STUDY / "results" / "claims_tests.md").read_text()
+def test_claims_tests_rewrites_the_committed_table_from_the_committed_results(ct, capsys):
+    results = STUDY / "results"
+    assert ct.main([str(results / "e1_final_mnist1d" / "compare.json"),
+                    "--paper-regime", str(results / "e1_paper_regime_mnist1d" / "compare.json"),
+                    "--forks", str(results / "e7_forks_mnist1d" / "forks.json")]) == 0  # fmt: skip
+    assert capsys.readouterr().out == (results / "claims_tests.md").read_text()
+
+
+def test_claims_tests_without_the_options_is_the_one_epoch_family_alone(ct, capsys):
+    assert ct.main([str(STUDY / "results" / "e1_final_mnist1d" / "compare.json")]) == 0
+    text = capsys.readouterr().out
+    assert "79 tests;" in text and "8 local epochs" not in text
 
 
 def test_claims_tests_refuses_a_forks_file_that_is_not_one(ct, tmp_path, capsys):
