@@ -49,7 +49,7 @@ def get_config(depths: str = "default"):
 
     if depths not in DEPTHS:
         raise ConfigError("depths", depths, "choose default (depths 2, 8) or deep (2, 16)")
-    config = paper_regime.get_config("tune")
+    config = paper_regime.regime()
     config.sweep = ((FIELDS, points(DEPTHS[depths])), ("seed", SEEDS))
     config.compare.reference = "mode=centralized"
     return config

@@ -87,17 +87,23 @@ CONFIRM = ((2, "centralized", 36, 0.03), (16, "centralized", 36, 0.01),
            (8, "centralized", 360, 0.01))  # fmt: skip
 
 
-def get_config(stage: str = "tune"):
-    from fedjax_deep.config import ConfigError
-
-    if stage not in STAGES:
-        raise ConfigError("stage", stage, f"choose one of {', '.join(STAGES)}")
+def regime():
+    """The regime's settings without a sweep (configs/e7/forks.py and configs/main_job.py share it)."""
     config = cpu_mnist1d()
     config.data.validation_fraction = 0.1
     config.fl.local_epochs = 8
     config.fl.batch_size = 36
     config.num_rounds = 40
     config.checkpoint.every_rounds = 5
+    return config
+
+
+def get_config(stage: str = "tune"):
+    from fedjax_deep.config import ConfigError
+
+    if stage not in STAGES:
+        raise ConfigError("stage", stage, f"choose one of {', '.join(STAGES)}")
+    config = regime()
     if stage in ("widen", "confirm", "extend"):
         points = {"widen": WIDEN, "confirm": CONFIRM, "extend": EXTEND}[stage]
         config.sweep = ((POINT_FIELDS, points), ("seed", STAGES[stage]))

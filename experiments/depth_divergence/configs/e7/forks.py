@@ -42,7 +42,7 @@ a run: about +50% at depth 16, +25% at depth 8; about 60 CPU-minutes in all.
 Results: results/e7_forks_mnist1d.
 """
 
-from experiments.depth_divergence.common import cpu_mnist1d
+from experiments.depth_divergence.configs.e1.paper_regime import regime
 
 # FL's rate per depth, chosen by e1/paper_regime.py (tune, then widen) on validation accuracy.
 FL_RATE = {2: 0.1, 8: 0.1, 16: 0.03}
@@ -55,12 +55,7 @@ def get_config(stage: str = "confirm"):
 
     if stage not in ("confirm", "extend"):
         raise ConfigError("stage", stage, "choose confirm (40 rounds) or extend (80, depths 2, 16)")
-    config = cpu_mnist1d()
-    config.data.validation_fraction = 0.1
-    config.fl.local_epochs = 8
-    config.fl.batch_size = 36
-    config.num_rounds = 40
-    config.checkpoint.every_rounds = 5
+    config = regime()
     config.fl.fork_rounds = (1, 10, 40)
     config.fl.fork_last = True
     config.fl.averaging_penalty = True
