@@ -4,6 +4,7 @@ line (exit 2, nothing written), and reports a partial sweep's finished seeds."""
 
 import json
 import math
+import re
 import shutil
 
 import numpy as np
@@ -104,6 +105,14 @@ def test_the_report_numbers_are_the_rows_own(sweep, written):
     text = (out / "forks.md").read_text()
     m, h = forks["2"]["input_minus_output"]["mean"], forks["2"]["input_minus_output"]["half"]
     assert f"{m:.1f} ± {h:.1f}" in text and "Depth 2 (3 seeds): the cost of averaging" in text
+    # The sentence says whether each round's contrast survives Holm, not only whether it excludes 0.
+    for r in ("1", "2"):
+        holm_p = forks[r]["input_minus_output"]["holm"]
+        kept = "survives Holm" if holm_p < 0.05 else "does not survive Holm"
+        t = forks[r]["input_minus_output"]
+        where = "excludes 0" if t["resolved"] else "includes 0"
+        fixed = re.escape(f"round {r} {t['mean']:+.1f} ± {t['half']:.1f} ({where}; Holm p ")
+        assert re.search(fixed + rf"[^:]+: {kept}\)", text)
     for png in ("averaging_penalty.png", "layer_cost.png", "null_ratio_forks.png"):
         assert (out / png).stat().st_size > 5000
 

@@ -230,8 +230,10 @@ def sentence(depth: int, result: Mapping) -> str:
             parts.append(f"round {r}: no interval (n={t['n']})")
             continue
         where = "excludes 0" if t["resolved"] else "includes 0"
-        parts.append(f"round {r} {t['mean']:+.1f} ± {t['half']:.1f} ({where}, Holm p "
-                     f"{_p(t.get('holm'))})")  # fmt: skip
+        holm_p = t.get("holm")
+        kept = "survives Holm" if holm_p is not None and holm_p < 0.05 else "does not survive Holm"
+        parts.append(f"round {r} {t['mean']:+.1f} ± {t['half']:.1f} ({where}; Holm p "
+                     f"{_p(holm_p)}: {kept})")  # fmt: skip
     return (f"Depth {depth} ({len(result['seeds'])} seeds): the cost of averaging the input side "
             f"({_layers(*hv['input'])}) minus that of the output side "
             f"({_layers(*hv['output'])}), in points: " + "; ".join(parts) + ".")  # fmt: skip

@@ -20,7 +20,8 @@ per-seed values. Its sources:
 - ``--forks``: a ``fedjax-deep forks`` report's ``forks.json`` (8 local epochs), from its per-seed
   values: per depth and fork round, the cost of averaging the input half minus that of the output
   half (``suffix_h - prefix_h``, points, paired over seeds; the halves of
-  :func:`fedjax_deep.analysis.forks.halves`) and FL's over the null's mean update dispersion
+  :func:`fedjax_deep.analysis.forks.halves`), the averaging penalty at the fork (points, against
+  0), and FL's over the null's mean update dispersion
   (``fork/mean/update_ratio``): a t-test of its log against 0 over seeds, reported as the ratio's
   geometric mean and interval.
 
@@ -109,34 +110,32 @@ class Chosen:
         return f"{self.algorithm} (chosen) - FedAvg, depth {self.depth}"
 
 
-@dataclass(frozen=True)
-class Halves:
-    """From ``--forks``: the cost of averaging the input half minus that of the output half
-    (``suffix_h - prefix_h`` of the clients' test accuracy, points), paired over seeds, at one
-    depth and fork round."""
+# A fork test's kinds (``--forks``), each at one depth and fork round, over the seeds that forked:
+# - ``halves``: the cost of averaging the input half minus that of the output half (``suffix_h -
+#   prefix_h`` of the clients' test accuracy, points), paired over seeds;
+# - ``penalty``: the averaging penalty (the clients' mean test accuracy before averaging minus the
+#   averaged model's, points) against 0;
+# - ``null_ratio``: FL's over the null's mean update dispersion (``fork/mean/update_ratio``),
+#   tested as log(ratio) against 0 (the paired test of log FL against log null), shown as a ratio.
+FORK_LABELS = {
+    "halves": "averaging cost, input half - output half",
+    "penalty": "averaging penalty (clients' mean - averaged model)",
+    "null_ratio": "FL / null mean update dispersion (ratio, geometric mean)",
+}
 
+
+@dataclass(frozen=True)
+class ForkTest:
+    """One test of ``--forks`` (``kind``: a key of :data:`FORK_LABELS`)."""
+
+    kind: str
     depth: int
     round: int
     regime: str = EPOCHS8
 
     def label(self) -> str:
-        return (f"averaging cost, input half - output half, depth {self.depth}, fork at "
-                f"round {self.round}{_regime(self.regime)}")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class NullRatio:
-    """From ``--forks``: FL's over the null's mean update dispersion (``fork/mean/update_ratio``)
-    at one depth and fork round; tested as log(ratio) against 0 over seeds (the paired test of
-    log FL against log null), reported as a ratio."""
-
-    depth: int
-    round: int
-    regime: str = EPOCHS8
-
-    def label(self) -> str:
-        return (f"FL / null mean update dispersion (ratio, geometric mean), depth {self.depth}, "
-                f"fork at round {self.round}{_regime(self.regime)}")  # fmt: skip
+        return (f"{FORK_LABELS[self.kind]}, depth {self.depth}, fork at round "
+                f"{self.round}{_regime(self.regime)}")  # fmt: skip
 
 
 def _regime(regime: str) -> str:
@@ -235,13 +234,15 @@ PAPER: dict[str, list] = {
 
 def fork_claims(forks: Mapping) -> dict[str, list]:
     """The tests of ``--forks`` by claim: per depth and fork round (2, 8, 16 and 1, 10, 40, with
-    any others the report holds), the half test (E2) and the FL / null ratio (reviewer 7)."""
+    any others the report holds), the half test and the averaging penalty (E2) and the FL / null
+    ratio (reviewer 7)."""
     per_seed = forks.get("per_seed", {})
     depths = sorted({*PAPER_DEPTHS, *map(int, per_seed)})
     rounds = sorted({*FORK_ROUNDS, *(int(r) for g in per_seed.values()
                                     for s in g["seeds"].values() for r in s["forks"])})  # fmt: skip
-    return {E2: [Halves(d, r) for d in depths for r in rounds],
-            R7: [NullRatio(d, r) for d in depths for r in rounds]}  # fmt: skip
+    points = [(d, r) for d in depths for r in rounds]
+    return {E2: [ForkTest(k, d, r) for k in ("halves", "penalty") for d, r in points],
+            R7: [ForkTest("null_ratio", d, r) for d, r in points]}  # fmt: skip
 
 
 def _finals(arm: Mapping, seeds: Sequence[str]) -> list:
@@ -282,19 +283,23 @@ def _log(x) -> float | None:
 
 def evaluate(test, data: Mapping) -> dict:
     """One test's interval and p-value over the seeds its values share: points, or for a
-    :class:`NullRatio` the ratio's geometric mean with ``low``/``high`` (``half``: the log's).
-    ``data``: the collected comparison of each regime (``""``, ``EPOCHS8``) and ``"forks"``."""
-    if isinstance(test, Halves | NullRatio):
+    ``null_ratio`` :class:`ForkTest` the ratio's geometric mean with ``low``/``high`` (``half``:
+    the log's). ``data``: the collected comparison of each regime (``""``, ``EPOCHS8``) and
+    ``"forks"``."""
+    if isinstance(test, ForkTest):
         layers, values = _forked(data["forks"], test.depth, test.round)
-        if isinstance(test, NullRatio):
+        if test.kind == "null_ratio":
             stat = interval([_log(v["mean_update_ratio"]) for v in values])
             mean, half = stat["mean"], stat["half"]
             return {"mean": math.exp(mean), "half": half, "n": stat["n"], "p": stat["p"],
                     "resolved": stat["resolved"], "unit": "ratio",
                     "low": math.exp(mean - half), "high": math.exp(mean + half)}  # fmt: skip
-        h = halves(len(layers))[0]
-        stat = paired_interval(*([v["mix"].get(f"{m}_{h}") for v in values]
-                                 for m in ("suffix", "prefix")))  # fmt: skip
+        if test.kind == "penalty":
+            stat = interval([v["penalty"] for v in values])
+        else:
+            h = halves(len(layers))[0]
+            stat = paired_interval(*([v["mix"].get(f"{m}_{h}") for v in values]
+                                     for m in ("suffix", "prefix")))  # fmt: skip
         return {"mean": 100 * stat["mean"], "half": 100 * stat["half"], "n": stat["n"],
                 "p": stat["p"], "resolved": stat["resolved"]}  # fmt: skip
     data = data[test.regime if isinstance(test, Diff | Change) else ""]

@@ -94,9 +94,11 @@ PAPER = {"groups": {
     "16": {"cl": _arm_at("centralized", 36, P_CL16), "fl": _arm_at("fl", 36, P_FL16)},
 }}  # fmt: skip
 RATIOS, PREFIX, SUFFIX = [2.0, 4.0, 8.0], [0.50, 0.60, 0.70], [0.53, 0.61, 0.72]
+PENALTIES = [0.02, 0.04, 0.03]
 FORKS = {"per_seed": {"2": {"layers": ["conv_0", "conv_1", "head"], "seeds": {  # h = 1
-    str(s): {"forks": {"1": {"mean_update_ratio": r, "mix": {"prefix_1": a, "suffix_1": b}}}}
-    for s, r, a, b in zip((2, 3, 4), RATIOS, PREFIX, SUFFIX, strict=True)}}}}  # fmt: skip
+    str(s): {"forks": {"1": {"mean_update_ratio": r, "penalty": q,
+                             "mix": {"prefix_1": a, "suffix_1": b}}}}
+    for s, r, a, b, q in zip((2, 3, 4), RATIOS, PREFIX, SUFFIX, PENALTIES, strict=True)}}}}  # fmt: skip
 
 
 def _diff(a, b):
@@ -135,6 +137,8 @@ def test_claims_tests_eight_epoch_rows_join_the_family_by_hand(ct):
         "(CL - FL) at depth 16 minus at depth 2" + e8: _diff(d16, d2),  # 5, 2, 8
         "averaging cost, input half - output half, depth 2, fork at round 1" + e8:
             _diff(SUFFIX, PREFIX),  # 3, 1, 2
+        "averaging penalty (clients' mean - averaged model), depth 2, fork at round 1" + e8:
+            PENALTIES,  # 2, 4, 3 points against 0
     }  # fmt: skip
     for label, d in expect.items():
         mean, p = _t_p(d)
@@ -164,10 +168,10 @@ def test_claims_tests_eight_epoch_rows_join_the_family_by_hand(ct):
     assert not_run["averaging cost, input half - output half, depth 2, fork at round 10" + e8] == (
         "no fork at round 10 at depth 2"
     )
-    assert len(not_run) == 4 + 2 * (9 - 1)  # E1's 8 tests less the 4 run; 2 x 3 depths x 3 rounds
-    # Holm and BH over the union: 3 one-epoch tests, 4 of the compare, 2 of the forks.
+    assert len(not_run) == 4 + 3 * (9 - 1)  # E1's 8 tests less the 4 run; 3 x 3 depths x 3 rounds
+    # Holm and BH over the union: 3 one-epoch tests, 4 of the compare, 3 of the forks.
     run = [r for r in rows if "not_run" not in r]
-    assert len(run) == 9 and [r["test"] for r in run[:3]] == [t.label() for t in base[ct.E1]]
+    assert len(run) == 10 and [r["test"] for r in run[:3]] == [t.label() for t in base[ct.E1]]
     assert [r["holm"] for r in run] == pytest.approx(_holm([r["p"] for r in run]))
     assert [r["bh"] for r in run] == pytest.approx(_bh([r["p"] for r in run]))
     alone = ct.family(RESULT, base)
@@ -175,7 +179,7 @@ def test_claims_tests_eight_epoch_rows_join_the_family_by_hand(ct):
     assert run[0]["holm"] > alone[0]["holm"]  # the same test pays for the larger family
     assert [r["mean"] for r in run[:3]] == [r["mean"] for r in alone]
     text = ct.markdown(rows, "a.json", (ct.E1, ct.E2, ct.R7), paper="b.json", forks="c.json")
-    assert "9 tests; " in text and f" {len(not_run)} more not run" in text
+    assert "10 tests; " in text and f" {len(not_run)} more not run" in text
     assert "| 1 | C1 | CL - FL, depth 2 | " in text and "| C2: E2: divergence" in text
     assert "| 4 | C1 | CL - FL, depth 2, 8 local epochs | 5.0 ± 2.5 points | 3 |" in text
     assert (
