@@ -60,7 +60,9 @@ def get_config(arg: str = "tune-d16"):
         raise ConfigError("config arg", arg, "choose tune-d8, tune-d16, confirm-d8 or confirm-d16")
     depth = int(depth)
     if stage == "confirm" and depth not in CHOSEN:
-        raise ConfigError("config arg", arg, f"run tune-d{depth} first; CHOSEN has no depth {depth}")
+        raise ConfigError(
+            "config arg", arg, f"run tune-d{depth} first; CHOSEN has no depth {depth}"
+        )
     config = regime()
     config.model.depth = depth
     config.client_opt.learning_rate = FL_RATE[depth]
