@@ -14,6 +14,7 @@ of files and when each is written is in :mod:`fedjax_deep.runlog`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 
@@ -73,7 +74,10 @@ def read_rows(path: str | os.PathLike, *, allow_cut_last: bool = True) -> list[d
 
 
 def read_run(run_dir: str | os.PathLike, *, finished: bool = True) -> dict:
-    """A run's files: ``config``, ``run_info``, ``summary``, ``rows``, and ``stopped`` (no summary).
+    """A run's files: ``config``, ``run_info``, ``summary``, ``rows``; ``stopped`` (no summary: it
+    stopped on non-finite values, by its ``stopped.json`` or, for a run written before that file
+    existed, a non-finite training loss in its last row) and ``unfinished`` (no summary and not
+    stopped: still training, interrupted, or being extended; its rows so far are in ``rows``).
 
     ``finished=True`` (reports of finished runs): every JSON file is required. ``finished=False``
     (a sweep read back whole, points that stopped on non-finite values included): only
@@ -86,8 +90,18 @@ def read_run(run_dir: str | os.PathLike, *, finished: bool = True) -> dict:
     config = read_json(d / CONFIG, required=why)
     summary = read_json(d / SUMMARY, required=why if finished else "")
     run_info = read_json(d / RUN_INFO, required=why if finished or summary is not None else "")
-    return {"config": config, "run_info": run_info or {}, "summary": summary,
-            "rows": read_rows(d / METRICS), "stopped": summary is None}  # fmt: skip
+    rows = read_rows(d / METRICS)
+    stopped = summary is None and (
+        (d / STOPPED).exists() or (bool(rows) and not _finite(rows[-1].get("train/loss", 0.0)))
+    )
+    return {"config": config, "run_info": run_info or {}, "summary": summary, "rows": rows,
+            "stopped": stopped, "unfinished": summary is None and not stopped}  # fmt: skip
+
+
+def _finite(value) -> bool:
+    """A metrics value that is a finite number (JSON writes non-finite ones as NaN/Infinity or
+    null)."""
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def read_config(directory: str | os.PathLike) -> dict:

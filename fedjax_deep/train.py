@@ -500,10 +500,15 @@ def _summarize(
     if not d.writer:
         return summary
     d.write_json("summary.json", summary)
-    acc = summary["final_accuracy"]
+    acc, loss = summary["final_accuracy"], summary["final_loss"]
+    # A loss that reports no accuracy (a language model's, a regression's) ends on its test loss.
+    what = (
+        f"test accuracy {acc:.4f}"
+        if acc is not None
+        else (f"test loss {loss:.4f}" if loss is not None else "no test evaluation")
+    )
     print(
-        f"{d.path}: {config.mode} test accuracy "
-        + (f"{acc:.4f}" if acc is not None else "nan")
+        f"{d.path}: {config.mode} {what}"
         + f" after {config.num_rounds} rounds ({summary['examples_seen']} examples, "
         f"{summary['wall_seconds']:.1f}s, compile {compile_s:.1f}s)",
         flush=True,

@@ -132,8 +132,18 @@ def test_arm_names_are_roles_and_tell_apart_arms_that_share_one():
 def test_read_run_of_a_stopped_point_and_of_a_finished_one(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"mode": "fl"}))
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"round": 1, "eval/accuracy": 0.5}) + "\n")
-    run = read_run(tmp_path, finished=False)  # stopped before its summary (and its run_info)
-    assert run["stopped"] and run["summary"] is None and run["run_info"] == {}
+    run = read_run(tmp_path, finished=False)  # interrupted before its summary (and run_info)
+    assert run["unfinished"] and not run["stopped"]
+    assert run["summary"] is None and run["run_info"] == {}
+    (tmp_path / "stopped.json").write_text(json.dumps({"round": 1, "error": "nan"}))
+    run = read_run(tmp_path, finished=False)  # stopped on non-finite values
+    assert run["stopped"] and not run["unfinished"]
+    (tmp_path / "stopped.json").unlink()
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"round": 1, "train/loss": None}) + "\n")
+    run = read_run(tmp_path, finished=False)  # written before stopped.json: its last loss says
+    assert run["stopped"] and not run["unfinished"]
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"round": 1, "eval/accuracy": 0.5}) + "\n")
+    run = read_run(tmp_path, finished=False)
     assert runs.accuracy_at(run["rows"], -1) == 0.5 and runs.accuracy_at(run["rows"], 0) == 0.5
     with pytest.raises(WorkdirError, match="summary.json is missing"):
         read_run(tmp_path)
@@ -197,6 +207,25 @@ def test_one_comparison_holds_the_gaps_against_cl_and_steps_matched_cl(monkeypat
     assert f"| {mean:.1f} ± {half:.1f} (n.r.) † |" in row
     assert "| gap vs steps-matched CL |" in text  # the arm table has the column too
     assert not any("mode=" in x for x in text.splitlines() if x.startswith("| 2 |"))  # by role
+
+
+def test_an_unfinished_run_is_left_out_and_named_and_a_rising_seed_shows_its_gain(monkeypatch):
+    """A run still training (or being extended) is not read as stopped (which would score it
+    -inf): compare leaves it out and compare.md names it. An uncertified seed's column shows the
+    certifying statistic, its last window's gain (never negative), not a slope."""
+    unfinished = {**_run("fl", 36, 0.1, 3, 0.2), "unfinished": True}
+    monkeypatch.setattr(runs, "read_sweep", lambda d: (MAIN_JOB, [*_main_job_runs(), unfinished]))
+    result = compare_mod.compare("sweep", window=1, reference={"mode": "centralized"})
+    assert sorted(result["groups"][2]["FL"]["per_seed"]) == [0, 1, 2]
+    assert result["unfinished"] == [unfinished["name"]]
+    text = compare_mod.markdown(result)
+    assert "**1 unfinished run(s) left out** (still training" in text
+    assert f"`{unfinished['name']}`" in text
+    rounds = np.arange(1, 21)
+    rising = 50 + rounds - 0.5 * (rounds % 2)  # climbs a point a round, with noise
+    arm = {"per_seed": {7: compare_mod._plateau(rounds, rising / 100, 10, 0.005)}}
+    # The last 10 evaluations' mean minus the 10 before: 10 points.
+    assert compare_mod._rising(arm) == "7: +10.0"
 
 
 def test_compare_json_keeps_its_keys_and_names_sweeps_relative_to_its_folder(monkeypatch, tmp_path):

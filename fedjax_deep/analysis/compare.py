@@ -117,6 +117,10 @@ def compare(
         raise InputError(f"--tune-on={tune_on!r}: tune on 'val' (validation accuracy) or 'test'")
     fields, runs = read_sweeps(sweep_dirs)
     _check_comparable(sweep_dirs, runs, [*group_fields, tune], defaults)
+    # A run still training, interrupted or being extended is left out (its last round is not
+    # the config's); one that stopped on non-finite values stays in and scores -inf.
+    unfinished = sorted(r["name"] for r in runs if r.get("unfinished"))
+    runs = [r for r in runs if not r.get("unfinished")]
 
     def value(config, f):
         return field_value(config, f, defaults)
@@ -146,7 +150,7 @@ def compare(
     out = {"group": group_name, "group_fields": group_fields, "tune": tune, "reference": reference,
            "window": window, "tol": tol, "plateau_window": plateau_window,
            "sweeps": [str(d) for d in sweep_dirs], "groups": {},
-           "reference_arms": {}, "tuned_on": tune_on}  # fmt: skip
+           "reference_arms": {}, "tuned_on": tune_on, "unfinished": unfinished}  # fmt: skip
     # Each arm's role from its runs' configs; its name is the role (and what tells apart two arms
     # that share one), the same in every group.
     batch = reference_batch([r["config"] for r in runs])
@@ -220,7 +224,7 @@ def _check_comparable(sweep_dirs, runs: list[dict], fields: list[str], defaults)
     if not runs:
         raise InputError(f"{where}: no point of the sweep has started (no */{CONFIG}); run the "
                          "sweep first")  # fmt: skip
-    if all(r["stopped"] for r in runs):
+    if all(r["stopped"] or r.get("unfinished") for r in runs):
         raise InputError(f"{where}: no point of the sweep has finished (no */summary.json): "
                          "there is nothing to compare; rerun the sweep's command to finish it")  # fmt: skip
     for f in fields:
@@ -415,9 +419,10 @@ def _certified(a: Mapping) -> str:
 
 
 def _rising(a: Mapping) -> str:
-    """The still-rising seeds with their slopes (points a round over the last two windows)."""
+    """The uncertified seeds with their last window's gain (the certifying statistic, at least the
+    tolerance: the mean of the last window minus the one before, in points), or why none."""
     rising = [(s, p["plateau"]) for s, p in a["per_seed"].items() if not p["plateau"]["certified"]]
-    return ", ".join(f"{s}: {r['slope']:+.2f}/round" if math.isfinite(r["slope"] or math.nan)
+    return ", ".join(f"{s}: {r['gain']:+.1f}" if math.isfinite(r["gain"] or math.nan)
                      else f"{s}: {r['reason']}" for s, r in rising) or "none"  # fmt: skip
 
 
@@ -427,7 +432,7 @@ def plateau_table(result: Mapping) -> list[str]:
     what the end-value gap measures and the extension rule's verdict (the null reference, one
     round by design, is left out)."""
     g = result["group"].rsplit(".", 1)[-1]
-    head = [g, "arm", "end value (test, %)", "certified", "still rising (seed: slope)",
+    head = [g, "arm", "end value (test, %)", "certified", "still rising (seed: window gain)",
             "asymptote (fit, %)", "asymptote gap vs reference", "end-value gap reads as",
             "extension rule"]  # fmt: skip
     rows = []
@@ -445,8 +450,8 @@ def plateau_table(result: Mapping) -> list[str]:
         return []
     w, tol = result.get("plateau_window", 10), result.get("tol", 0.005)
     return ["", f"Plateaus: a seed is certified when the mean of its last {w} evaluations exceeds "
-            f"the mean of the {w} before by less than {100 * tol:g} points at its last round; the "
-            "slope is over those evaluations. The asymptote is a + b exp(-r / tau) fitted per "
+            f"the mean of the {w} before by less than {100 * tol:g} points at its last round; a "
+            "still-rising seed shows that gain (points). The asymptote is a + b exp(-r / tau) fitted per "
             "seed (a fit whose tau sits at a bound gives none). A gap measured while either arm "
             "still rises reads as speed, not final accuracy. Extension rule: an arm with an "
             f"uncertified seed is resumed {EXTEND_STEP} rounds further, up to {EXTEND_CAP} "
@@ -588,6 +593,11 @@ def markdown(result: Mapping) -> str:
                   "the data, never averaged, as many steps), per layer after round 1, input side "
                   "first, the head last; 1 = no more drift than SGD noise alone:", "",
                   *ratio_lines]  # fmt: skip
+    if result.get("unfinished"):
+        names = result["unfinished"]
+        lines = [f"**{len(names)} unfinished run(s) left out** (still training, interrupted or "
+                 "being extended; rerun the sweep's command to finish them): "
+                 + ", ".join(f"`{n}`" for n in names), "", *lines]  # fmt: skip
     if on == "test":
         lines = ["**Tuned on test accuracy** (`--tune-on test`: the runs hold no validation "
                  "split): each rate was chosen on the accuracy reported here, so the accuracies "

@@ -59,7 +59,7 @@ def collect(sweep_dir: pathlib.Path) -> tuple[list[str], dict]:
             fields += [f for f in entry if f not in IGNORED]
     groups: dict = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        if run["stopped"]:
+        if run["summary"] is None:  # stopped on non-finite values, or unfinished
             continue
         if not run["rows"]:
             raise InputError(
