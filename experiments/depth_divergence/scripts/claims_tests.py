@@ -105,9 +105,10 @@ class Chosen:
 
     depth: int
     algorithm: str
+    regime: str = ""
 
     def label(self) -> str:
-        return f"{self.algorithm} (chosen) - FedAvg, depth {self.depth}"
+        return f"{self.algorithm} (chosen) - FedAvg, depth {self.depth}{_regime(self.regime)}"
 
 
 # A fork test's kinds (``--forks``), each at one depth and fork round, over the seeds that forked:
@@ -157,6 +158,7 @@ FULL = "FL, full-data clients"
 E1 = "E1: deeper networks lose accuracy under FedAvg"
 E2 = "E2: divergence accumulates toward the input"
 R7 = "reviewer 7: the drift is FL-specific"
+E8_DRIFT = "E8: drift correction or a server optimizer removes the penalty"
 
 # The claims table's rows, in its order, and the 1-epoch tests each cites (E2 cites none).
 CLAIMS: dict[str, list] = {
@@ -208,7 +210,7 @@ CLAIMS: dict[str, list] = {
         Change(16, BN, 2, BN),
         *(Change(d, RES_V1, d, W8) for d in (2, 8, 16)),
     ],  # fmt: skip
-    "E8: drift correction or a server optimizer removes the penalty": [
+    E8_DRIFT: [
         Chosen(d, alg)
         for alg in ("FedProx", "SCAFFOLD", "FedDyn", "FedAvgM", "FedAdam")
         for d in (8, 16)
@@ -229,6 +231,15 @@ PAPER: dict[str, list] = {
         Change(16, W8, 2, W8, regime=EPOCHS8),
         Change(8, W8, 2, W8, regime=EPOCHS8),
     ],  # fmt: skip
+}
+
+
+# The drift corrections at 8 local epochs (configs/e1/paper_regime_algorithms.py), read from the
+# same --paper-regime comparison; after the fork tests, so that no earlier row number moves.
+PAPER_ALGORITHMS: dict[str, list] = {
+    E8_DRIFT: [
+        Chosen(d, alg, regime=EPOCHS8) for alg in ("FedProx", "SCAFFOLD", "FedDyn") for d in (8, 16)
+    ],
 }
 
 
@@ -302,7 +313,7 @@ def evaluate(test, data: Mapping) -> dict:
                                      for m in ("suffix", "prefix")))  # fmt: skip
         return {"mean": 100 * stat["mean"], "half": 100 * stat["half"], "n": stat["n"],
                 "p": stat["p"], "resolved": stat["resolved"]}  # fmt: skip
-    data = data[test.regime if isinstance(test, Diff | Change) else ""]
+    data = data[test.regime]
     if isinstance(test, Diff | Chosen):
         if isinstance(test, Chosen):
             arms = data[(test.depth, W8)]
@@ -360,6 +371,8 @@ def family(
         groups.append(PAPER if paper_claims is None else paper_claims)
     if forks is not None:
         groups.append(fork_claims(forks) if forks_claims is None else forks_claims)
+    if paper is not None and paper_claims is None:
+        groups.append(PAPER_ALGORITHMS)
     for group in groups:
         for claim, tests in group.items():
             for t in tests:
@@ -418,6 +431,7 @@ def markdown(
     # The claims table's row numbers, C1.. in its order, its second row E2 (which, without
     # --forks, cites no interval test) inserted where a caller's claims leave it out.
     order = list(claims) if E2 in claims else [*claims[:1], E2, *claims[1:]]
+    order += [c for c in dict.fromkeys(c for r in rows for c in r["claims"]) if c not in order]
     number = {c: f"C{i + 1}" for i, c in enumerate(order)}
     e2_none = not any(E2 in r["claims"] for r in rows)
     out = [

@@ -86,12 +86,14 @@ def _arm_at(mode, batch, finals, seeds=(2, 3, 4)):
 
 
 P_CL2, P_SM2, P_FL2 = [0.90, 0.92, 0.94], [0.88, 0.87, 0.91], [0.85, 0.86, 0.90]
-P_CL16, P_FL16 = [0.90, 0.90, 0.90], [0.80, 0.82, 0.78]
+P_CL16, P_FL16, P_SC16 = [0.90, 0.90, 0.90], [0.80, 0.82, 0.78], [0.83, 0.82, 0.80]
+SCAFFOLD16 = {**_arm_at("fl", 36, P_SC16), "arm": {"mode": "fl", "algorithm.name": "scaffold"}}
 PAPER = {"groups": {
     "2": {"cl": _arm_at("centralized", 36, P_CL2), "sm": _arm_at("centralized", 360, P_SM2),
           "fl": _arm_at("fl", 36, P_FL2)},
     "8": {"cl": _arm_at("centralized", 36, [0.9], seeds=(3,)), "fl": _arm_at("fl", 36, P_FL2)},
-    "16": {"cl": _arm_at("centralized", 36, P_CL16), "fl": _arm_at("fl", 36, P_FL16)},
+    "16": {"cl": _arm_at("centralized", 36, P_CL16), "fl": _arm_at("fl", 36, P_FL16),
+           "scaffold": SCAFFOLD16},
 }}  # fmt: skip
 RATIOS, PREFIX, SUFFIX = [2.0, 4.0, 8.0], [0.50, 0.60, 0.70], [0.53, 0.61, 0.72]
 PENALTIES = [0.02, 0.04, 0.03]
@@ -139,6 +141,7 @@ def test_claims_tests_eight_epoch_rows_join_the_family_by_hand(ct):
             _diff(SUFFIX, PREFIX),  # 3, 1, 2
         "averaging penalty (clients' mean - averaged model), depth 2, fork at round 1" + e8:
             PENALTIES,  # 2, 4, 3 points against 0
+        "SCAFFOLD (chosen) - FedAvg, depth 16" + e8: _diff(P_SC16, P_FL16),  # 3, 0, 2
     }  # fmt: skip
     for label, d in expect.items():
         mean, p = _t_p(d)
@@ -168,10 +171,15 @@ def test_claims_tests_eight_epoch_rows_join_the_family_by_hand(ct):
     assert not_run["averaging cost, input half - output half, depth 2, fork at round 10" + e8] == (
         "no fork at round 10 at depth 2"
     )
-    assert len(not_run) == 4 + 3 * (9 - 1)  # E1's 8 tests less the 4 run; 3 x 3 depths x 3 rounds
-    # Holm and BH over the union: 3 one-epoch tests, 4 of the compare, 3 of the forks.
+    assert not_run["FedProx (chosen) - FedAvg, depth 16" + e8] == "no FedProx arm"
+    # E1's 8 tests less the 4 run; 3 x 3 depths x 3 rounds less the 3 run; 6 drift corrections
+    # less SCAFFOLD's at depth 16.
+    assert len(not_run) == 4 + 3 * (9 - 1) + 5
+    # Holm and BH over the union: 3 one-epoch tests, 4 of the compare, 3 of the forks, then the
+    # drift correction (after the forks: no earlier row moves).
     run = [r for r in rows if "not_run" not in r]
-    assert len(run) == 10 and [r["test"] for r in run[:3]] == [t.label() for t in base[ct.E1]]
+    assert run[-1]["test"] == "SCAFFOLD (chosen) - FedAvg, depth 16" + e8
+    assert len(run) == 11 and [r["test"] for r in run[:3]] == [t.label() for t in base[ct.E1]]
     assert [r["holm"] for r in run] == pytest.approx(_holm([r["p"] for r in run]))
     assert [r["bh"] for r in run] == pytest.approx(_bh([r["p"] for r in run]))
     alone = ct.family(RESULT, base)
@@ -179,7 +187,7 @@ def test_claims_tests_eight_epoch_rows_join_the_family_by_hand(ct):
     assert run[0]["holm"] > alone[0]["holm"]  # the same test pays for the larger family
     assert [r["mean"] for r in run[:3]] == [r["mean"] for r in alone]
     text = ct.markdown(rows, "a.json", (ct.E1, ct.E2, ct.R7), paper="b.json", forks="c.json")
-    assert "10 tests; " in text and f" {len(not_run)} more not run" in text
+    assert "11 tests; " in text and f" {len(not_run)} more not run" in text
     assert "| 1 | C1 | CL - FL, depth 2 | " in text and "| C2: E2: divergence" in text
     assert "| 4 | C1 | CL - FL, depth 2, 8 local epochs | 5.0 ± 2.5 points | 3 |" in text
     assert (
