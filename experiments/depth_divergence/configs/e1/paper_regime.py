@@ -62,6 +62,19 @@ they are reported at 40 rounds, as rising where they rise.
 
     fedjax-deep train --config experiments/depth_divergence/configs/e1/paper_regime.py:extend --workdir runs/e1_paper_confirm
     fedjax-deep train --config experiments/depth_divergence/configs/e7/forks.py:extend --workdir runs/e7_forks
+
+Recorded 2026-12-08 in the next session, before any of these runs: its CPU time holds two of the
+cuts above. (1) Steps-matched CL at depth 16: ``tune``'s command is resumed as written (its
+finished points are left as they are; the 8 cut ones run), and stage ``confirm-sm16`` (its own
+workdir: ``confirm``'s holds extended runs) runs the rate it chooses on seeds 2-9. (2) The
+extension rule's first step (to 80 rounds) for depth 8 and for steps-matched CL at depths 2 and 8:
+stage ``extend-d8`` here and in configs/e7/forks.py (FL). Steps-matched CL at depth 16 is not
+extended (no time).
+
+    fedjax-deep train --config experiments/depth_divergence/configs/e1/paper_regime.py:tune --workdir runs/e1_paper_tune
+    fedjax-deep train --config experiments/depth_divergence/configs/e1/paper_regime.py:confirm-sm16 --workdir runs/e1_paper_confirm_sm16
+    fedjax-deep train --config experiments/depth_divergence/configs/e1/paper_regime.py:extend-d8 --workdir runs/e1_paper_confirm
+    fedjax-deep train --config experiments/depth_divergence/configs/e7/forks.py:extend-d8 --workdir runs/e7_forks
 """
 
 from experiments.depth_divergence.common import cpu_mnist1d
@@ -70,10 +83,16 @@ DEPTHS = (2, 8, 16)
 ARMS = (("mode", "fl.batch_size"), (("fl", 36), ("centralized", 36), ("centralized", 360)))
 LEARNING_RATES = (0.003, 0.01, 0.03, 0.1)
 STAGES = {"tune": (0, 1), "widen": (0, 1), "confirm": (2, 3, 4, 5, 6, 7, 8, 9),
-          "extend": (2, 3, 4, 5, 6, 7, 8, 9)}  # fmt: skip
+          "extend": (2, 3, 4, 5, 6, 7, 8, 9), "confirm-sm16": (2, 3, 4, 5, 6, 7, 8, 9),
+          "extend-d8": (2, 3, 4, 5, 6, 7, 8, 9)}  # fmt: skip
 # The extension rule's first step (40 more rounds) for CL at depths 2 and 16 (see the docstring).
 EXTEND = ((2, "centralized", 36, 0.03), (16, "centralized", 36, 0.01))
 EXTEND_ROUNDS = 80
+# The same first step for depth 8's CL and steps-matched CL at depths 2 and 8 (the next session).
+EXTEND_D8 = ((8, "centralized", 36, 0.003), (2, "centralized", 360, 0.01),
+             (8, "centralized", 360, 0.01))  # fmt: skip
+# Steps-matched CL at depth 16: the rate tune chooses, on the fresh seeds (set once tune has run).
+CONFIRM_SM16 = ()
 POINT_FIELDS = ("model.depth", "mode", "fl.batch_size", "client_opt.learning_rate")
 # (depth, mode, batch, rate): one step past the grid end that tune chose, on the tuning seeds.
 WIDEN = ((2, "fl", 36, 0.3), (8, "fl", 36, 0.3), (8, "centralized", 36, 0.001))
@@ -104,10 +123,13 @@ def get_config(stage: str = "tune"):
     if stage not in STAGES:
         raise ConfigError("stage", stage, f"choose one of {', '.join(STAGES)}")
     config = regime()
-    if stage in ("widen", "confirm", "extend"):
-        points = {"widen": WIDEN, "confirm": CONFIRM, "extend": EXTEND}[stage]
+    if stage == "confirm-sm16" and not CONFIRM_SM16:
+        raise ConfigError("stage", stage, "resume stage tune first; CONFIRM_SM16 holds no rate")
+    if stage != "tune":
+        points = {"widen": WIDEN, "confirm": CONFIRM, "extend": EXTEND, "extend-d8": EXTEND_D8,
+                  "confirm-sm16": CONFIRM_SM16}[stage]  # fmt: skip
         config.sweep = ((POINT_FIELDS, points), ("seed", STAGES[stage]))
-        if stage == "extend":
+        if stage.startswith("extend"):
             config.num_rounds = EXTEND_ROUNDS
         return config
     config.sweep = (("model.depth", DEPTHS), ARMS, ("client_opt.learning_rate", LEARNING_RATES),

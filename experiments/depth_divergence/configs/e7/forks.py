@@ -48,21 +48,24 @@ from experiments.depth_divergence.configs.e1.paper_regime import regime
 FL_RATE = {2: 0.1, 8: 0.1, 16: 0.03}
 SEEDS = (2, 3, 4, 5, 6, 7, 8, 9)
 EXTEND_DEPTHS, EXTEND_ROUNDS = (2, 16), 80  # stage extend: e1/paper_regime.py's docstring says why
+# Stage extend-d8 (the next session, before its run): the same step for depth 8.
 
 
 def get_config(stage: str = "confirm"):
     from fedjax_deep.config import ConfigError
 
-    if stage not in ("confirm", "extend"):
-        raise ConfigError("stage", stage, "choose confirm (40 rounds) or extend (80, depths 2, 16)")
+    if stage not in ("confirm", "extend", "extend-d8"):
+        raise ConfigError("stage", stage, "choose confirm (40 rounds), extend (80, depths 2, "
+                          "16) or extend-d8 (80, depth 8)")  # fmt: skip
     config = regime()
     config.fl.fork_rounds = (1, 10, 40)
     config.fl.fork_last = True
     config.fl.averaging_penalty = True
     config.fl.cka_probe = 256
     rates = tuple(FL_RATE.items())
-    if stage == "extend":  # 40 more rounds; fl.fork_last forks again at round 80
+    if stage.startswith("extend"):  # 40 more rounds; fl.fork_last forks again at round 80
         config.num_rounds = EXTEND_ROUNDS
-        rates = tuple((d, r) for d, r in rates if d in EXTEND_DEPTHS)
+        depths = EXTEND_DEPTHS if stage == "extend" else (8,)
+        rates = tuple((d, r) for d, r in rates if d in depths)
     config.sweep = ((("model.depth", "client_opt.learning_rate"), rates), ("seed", SEEDS))
     return config
