@@ -41,6 +41,15 @@ The measured cost was lower than budgeted: 6 FedProx members stacked on one prog
 40 rounds at depth 8 (two processes sharing two cores). Stage confirm-d8, committed before its run:
 
     fedjax-deep train --config experiments/depth_divergence/configs/e1/paper_regime_algorithms.py:confirm-d8 --workdir runs/e1_paper_alg_confirm_d8
+
+Recorded 2026-12-08 after tune-d16 ran (the same reading; FedAvg at 0.03 scored 85.7): FedProx mu
+0.01 76.6, 0.1 74.5, 1 26.7 -> 0.01 (low end); FedDyn alpha 0.001 83.3, 0.01 66.1, 0.1 63.2 ->
+0.001 (low end); SCAFFOLD 80.9. Stage confirm-d16, committed before its run:
+
+    fedjax-deep train --config experiments/depth_divergence/configs/e1/paper_regime_algorithms.py:confirm-d16 --workdir runs/e1_paper_alg_confirm_d16
+
+Tuning comparisons (every variant's validation score): results/e1_paper_regime_mnist1d/algorithms/
+tune_d8 and tune_d16 (``fedjax-deep compare runs/e1_paper_alg_d<depth> --out ...``).
 """
 
 from experiments.depth_divergence.configs.e1.paper_regime import regime
@@ -52,7 +61,8 @@ ALPHAS = (0.001, 0.01, 0.1)
 STAGES = {"tune": (0, 1), "confirm": (2, 3, 4, 5, 6, 7, 8, 9)}
 FIELDS = ("algorithm.name", "algorithm.mu", "algorithm.alpha")
 # (name, mu, alpha) per depth, chosen by tune on validation; filled in before confirm runs.
-CHOSEN = {8: (("fedprox", 0.01, 0.01), ("feddyn", 0.01, 0.1), ("scaffold", 0.01, 0.01))}
+CHOSEN = {8: (("fedprox", 0.01, 0.01), ("feddyn", 0.01, 0.1), ("scaffold", 0.01, 0.01)),
+          16: (("fedprox", 0.01, 0.01), ("feddyn", 0.01, 0.001), ("scaffold", 0.01, 0.01))}  # fmt: skip
 
 
 def tune_points():
