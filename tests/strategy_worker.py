@@ -31,6 +31,7 @@ from fedjax_deep.fl.execution import (
     replicate,
 )
 from fedjax_deep.models import build_model
+from fedjax_deep.optimizers import make_client_optimizer
 
 SIZES = (14, 11, 9, 12, 8, 13)  # 6 unequal clients: padded to 8 on 4 devices
 
@@ -46,7 +47,11 @@ def run(
     cfg = default_config().model
     cfg.depth, cfg.width, cfg.norm = 2, 4, "batch"
     model, params, model_state = build_model(cfg, ds.input_shape, 10, jax.random.key(0))
-    client_opt = optax.chain(optax.add_decayed_weights(1e-3), optax.sgd(0.05, momentum=0.9))
+    # The CLI's client optimizer: its injected hyper-parameters carry a step count made fresh for
+    # each client, which inside shard_map must vary over the client axis like the rest.
+    opt_cfg = default_config().client_opt
+    opt_cfg.learning_rate, opt_cfg.momentum, opt_cfg.weight_decay = 0.05, 0.9, 1e-3
+    client_opt = make_client_optimizer(opt_cfg)
     rule = algorithms.fedavg(optax.sgd(1.0, momentum=0.5))
     if algorithm == "scaffold":  # per-client control variates, sharded with the clients
         rule = algorithms.scaffold(0.05, len(SIZES), optax.sgd(1.0, momentum=0.5))

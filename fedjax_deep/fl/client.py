@@ -137,6 +137,7 @@ def make_client_update(
             return local_step(state, batch, ctx, step_allowed)
 
         step_keys = jax.random.split(key, num_steps)
+        state = _varying_like(state, (state, batches, step_keys, allowed, data, ctx))
         state, (loss_sum, num, sums) = jax.lax.scan(step, state, (batches, step_keys, allowed))
         total = jnp.sum(num)
         denom = jnp.maximum(total, 1.0)
@@ -164,3 +165,30 @@ def make_client_grad(model, loss_fn: Loss | None = None):
         return jax.tree.map(lambda g: jnp.where(has_data, g, 0.0), grads)
 
     return client_grad
+
+
+def _vma(x) -> frozenset:
+    """The mesh axes a traced value varies over inside ``shard_map`` (empty outside it): the
+    aval's ``manual_axis_type.varying`` (jax >= 0.9), or its ``vma`` (earlier releases)."""
+    aval = jax.typeof(x)
+    manual = getattr(aval, "manual_axis_type", None)
+    if manual is not None:
+        return frozenset(manual.varying)
+    return frozenset(getattr(aval, "vma", None) or ())
+
+
+def _varying_like(carry, inputs):
+    """``carry`` with each leaf cast to vary over every mesh axis that any leaf of ``inputs``
+    varies over. Inside ``shard_map`` over a sharded client axis, a leaf made fresh for each
+    client (an optimizer's step count, initialized from a constant) is replicated, while the
+    step that updates it varies over the clients: ``lax.scan`` needs its carry's input and output
+    types equal. Outside ``shard_map`` (vmap, chunks) every set is empty and nothing changes."""
+    axes = frozenset().union(*(_vma(x) for x in jax.tree.leaves(inputs)))
+    if not axes:
+        return carry
+
+    def cast(x):
+        missing = tuple(sorted(axes - _vma(x)))
+        return jax.lax.pcast(x, missing, to="varying") if missing else x
+
+    return jax.tree.map(cast, carry)
