@@ -4,6 +4,7 @@ multiple comparisons (issue 23, item 2).
     python experiments/depth_divergence/scripts/claims_tests.py \\
         experiments/depth_divergence/results/e1_final_mnist1d/compare.json \\
         [--paper-regime PAPER_DIR/compare.json] [--forks FORKS_DIR/forks.json] \\
+        [--paper-algorithms ALGORITHMS_DIR/compare.json] \\
         > experiments/depth_divergence/results/claims_tests.md
 
 Each test is a paired 95% t-interval over seeds that a claim's row cites (read from the README's
@@ -17,6 +18,9 @@ per-seed values. Its sources:
 - ``--paper-regime``: a ``fedjax-deep compare`` result at 8 local epochs (the paper's regime;
   groups by depth, arms CL, steps-matched CL and FL): the same differences and changes, labelled
   "8 local epochs";
+- ``--paper-algorithms``: a ``fedjax-deep compare`` result of the drift corrections at 8 local
+  epochs with FedAvg as the reference (groups by depth): each algorithm's chosen variant minus
+  FedAvg, paired by seed;
 - ``--forks``: a ``fedjax-deep forks`` report's ``forks.json`` (8 local epochs), from its per-seed
   values: per depth and fork round, the cost of averaging the input half minus that of the output
   half (``suffix_h - prefix_h``, points, paired over seeds; the halves of
@@ -235,7 +239,8 @@ PAPER: dict[str, list] = {
 
 
 # The drift corrections at 8 local epochs (configs/e1/paper_regime_algorithms.py), read from the
-# same --paper-regime comparison; after the fork tests, so that no earlier row number moves.
+# --paper-algorithms comparison (FedAvg the reference); after the fork tests, so that no earlier
+# row number moves.
 PAPER_ALGORITHMS: dict[str, list] = {
     E8_DRIFT: [
         Chosen(d, alg, regime=EPOCHS8) for alg in ("FedProx", "SCAFFOLD", "FedDyn") for d in (8, 16)
@@ -313,7 +318,7 @@ def evaluate(test, data: Mapping) -> dict:
                                      for m in ("suffix", "prefix")))  # fmt: skip
         return {"mean": 100 * stat["mean"], "half": 100 * stat["half"], "n": stat["n"],
                 "p": stat["p"], "resolved": stat["resolved"]}  # fmt: skip
-    data = data[test.regime]
+    data = data["algorithms" if isinstance(test, Chosen) and test.regime else test.regime]
     if isinstance(test, Diff | Chosen):
         if isinstance(test, Chosen):
             arms = data[(test.depth, W8)]
@@ -357,21 +362,23 @@ def family(
     forks: Mapping | None = None,
     paper_claims: Mapping[str, Sequence] | None = None,
     forks_claims: Mapping[str, Sequence] | None = None,
+    algorithms: Mapping | None = None,
 ) -> list[dict]:
     """Every distinct test of ``claims`` (in first-cited order) with the claims citing it, its
     interval, raw p, Holm p and BH q; then, given ``paper`` (a compare.json at 8 local epochs)
     and ``forks`` (a forks.json), the tests of ``paper_claims`` (default :data:`PAPER`) and
-    ``forks_claims`` (default :func:`fork_claims`). The family is every row that is not
-    ``not_run``: Holm and BH run over them all."""
+    ``forks_claims`` (default :func:`fork_claims`), and given ``algorithms`` (a compare.json of
+    the drift corrections at 8 local epochs against FedAvg) those of :data:`PAPER_ALGORITHMS`.
+    The family is every row that is not ``not_run``: Holm and BH run over them all."""
     data = {"": collect(result), EPOCHS8: None if paper is None else collect(paper),
-            "forks": forks}  # fmt: skip
+            "forks": forks, "algorithms": None if algorithms is None else collect(algorithms)}  # fmt: skip
     cited: dict = {}
     groups = [claims]
     if paper is not None:
         groups.append(PAPER if paper_claims is None else paper_claims)
     if forks is not None:
         groups.append(fork_claims(forks) if forks_claims is None else forks_claims)
-    if paper is not None and paper_claims is None:
+    if algorithms is not None:
         groups.append(PAPER_ALGORITHMS)
     for group in groups:
         for claim, tests in group.items():
@@ -403,11 +410,12 @@ def _yes(x: bool) -> str:
     return "yes" if x else "no"
 
 
-def _sources(source: str, paper: str | None, forks: str | None) -> str:
-    if paper is None and forks is None:
+def _sources(source: str, paper: str | None, forks: str | None, algorithms: str | None) -> str:
+    if paper is None and forks is None and algorithms is None:
         return f"`{source}`"
     more = [f"`{paper}` (`fedjax-deep compare`)"] if paper else []
     more += [f"`{forks}` (`fedjax-deep forks`, its per-seed values)"] if forks else []
+    more += [f"`{algorithms}` (`fedjax-deep compare`, the drift corrections)"] if algorithms else []
     return f"`{source}` (1 local epoch) and, at 8 local epochs, {' and '.join(more)}"
 
 
@@ -417,6 +425,7 @@ def markdown(
     claims: Sequence[str] = tuple(CLAIMS),
     paper: str | None = None,
     forks: str | None = None,
+    algorithms: str | None = None,
 ) -> str:
     """The table of every test (``not_run`` rows numbered ``-``, outside the family), then per
     claim how many of its tests survive, then the claims whose resolved tests do not all survive
@@ -437,7 +446,7 @@ def markdown(
     out = [
         "# Every interval test behind the claims table, corrected for multiple comparisons",
         "",
-        f"Written by `scripts/claims_tests.py` from {_sources(source, paper, forks)}. Estimates "
+        f"Written by `scripts/claims_tests.py` from {_sources(source, paper, forks, algorithms)}. Estimates "
         f"and 95% paired t-intervals over seeds {units}; p: the two-sided paired t-test; Holm: "
         "the adjusted p that keeps the family-wise error at 5% over all the tests here; BH: the "
         "Benjamini-Hochberg q (false discovery rate 5%). A test survives when its adjusted value "
@@ -489,11 +498,15 @@ def main(argv=None) -> int:
                         "depth)")  # fmt: skip
     parser.add_argument("--forks", metavar="FORKS_JSON",
                         help="a forks.json of `fedjax-deep forks` (8 local epochs)")  # fmt: skip
+    parser.add_argument("--paper-algorithms", metavar="COMPARE_JSON",
+                        help="a compare.json of the drift corrections at 8 local epochs against "
+                        "FedAvg (groups by depth)")  # fmt: skip
     parser.add_argument("--json", help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     inputs = {}
     for name, key, writer in (("compare_json", "groups", "compare"),
                               ("paper_regime", "groups", "compare"),
+                              ("paper_algorithms", "groups", "compare"),
                               ("forks", "per_seed", "forks")):  # fmt: skip
         path = getattr(args, name)
         if path is None:
@@ -509,10 +522,10 @@ def main(argv=None) -> int:
             parser.error(f"{flag} {path}: has no {key!r}; pass the {writer}.json that "
                          f"`fedjax-deep {writer}` wrote")  # fmt: skip
     rows = family(inputs["compare_json"], paper=inputs.get("paper_regime"),
-                  forks=inputs.get("forks"))  # fmt: skip
+                  forks=inputs.get("forks"), algorithms=inputs.get("paper_algorithms"))  # fmt: skip
     short = {k: None if v is None else _short(v) for k, v in vars(args).items()}
     print(markdown(rows, short["compare_json"], paper=short["paper_regime"],
-                   forks=short["forks"]), end="")  # fmt: skip
+                   forks=short["forks"], algorithms=short["paper_algorithms"]), end="")  # fmt: skip
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
