@@ -95,6 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--window", type=int, default=5, help="evaluations averaged into an end value"
     )
+    compare.add_argument("--at-round", type=int, default=0, metavar="N",
+                         help="read every run at round N: a run extended past N is cut there, "
+                         "one that ends before N is left out and named (default: each run's "
+                         "last round)")  # fmt: skip
     compare.add_argument("--tune-on", choices=("val", "test"), default="val",
                          help="the accuracy the rate is chosen on: val (the default; runs without "
                          "a validation split are refused) or test (asked for explicitly, and "
@@ -145,6 +149,10 @@ def _compare(args) -> int:
         print(f"error: --window={args.window}: a plateau window holds at least 1 evaluation; "
               "use a positive count, e.g. --window 5", file=sys.stderr)  # fmt: skip
         return 2
+    if args.at_round < 0:
+        print(f"error: --at-round={args.at_round}: a round is at least 1; give the round to "
+              "read every run at, e.g. --at-round 40 (0: each run's last)", file=sys.stderr)  # fmt: skip
+        return 2
     try:
         reference = parse_reference(args.reference or "mode=centralized")
     except ValueError as e:
@@ -155,7 +163,7 @@ def _compare(args) -> int:
     path = write_comparison(args.workdirs, args.out or args.workdirs[0], group=args.group,
                             tune=args.tune, reference=reference, window=args.window,
                             defaults=defaults, require_reference=args.reference is not None,
-                            tune_on=args.tune_on)  # fmt: skip
+                            tune_on=args.tune_on, at_round=args.at_round or None)  # fmt: skip
     print(path)
     return 0
 

@@ -228,6 +228,27 @@ def test_an_unfinished_run_is_left_out_and_named_and_a_rising_seed_shows_its_gai
     assert compare_mod._rising(arm) == "7: +10.0"
 
 
+def test_at_round_reads_every_run_at_one_round(monkeypatch):
+    """An arm extended past another is read at the common round: its later rows are dropped (its
+    end value is the one it had then), and a run that ends before the round is left out, named."""
+    extended = [_run("fl", 36, 0.1, s, 0.5, rounds=4) for s in range(3)]
+    for run in extended:  # 50% up to round 2, 90% after
+        for row in run["rows"][2:]:
+            row["eval/accuracy"] = row["val/accuracy"] = 0.9
+    cl = [_run("centralized", 36, 0.03, s, 0.8) for s in range(3)]
+    early = _run("centralized", 36, 0.03, 3, 0.8, rounds=1)
+    monkeypatch.setattr(runs, "read_sweep", lambda d: (MAIN_JOB, [*extended, *cl, early]))
+    last = compare_mod.compare("sweep", window=1, reference={"mode": "centralized"})
+    assert last["groups"][2]["FL"]["gap"]["mean"] == pytest.approx(-0.1)  # 0.8 - 0.9 at its end
+    at2 = compare_mod.compare("sweep", window=1, reference={"mode": "centralized"}, at_round=2)
+    fl = at2["groups"][2]["FL"]
+    assert fl["gap"]["mean"] == pytest.approx(0.3) and fl["per_seed"][0]["rounds"] == [1, 2]
+    assert at2["short"] == [early["name"]] and 3 not in at2["groups"][2]["CL"]["per_seed"]
+    assert "**Every run read at round 2**" in compare_mod.markdown(at2)
+    with pytest.raises(InputError, match="--at-round=9: every run"):
+        compare_mod.compare("sweep", window=1, at_round=9)
+
+
 def test_compare_json_keeps_its_keys_and_names_sweeps_relative_to_its_folder(monkeypatch, tmp_path):
     monkeypatch.setattr(runs, "read_sweep", lambda d: (MAIN_JOB, _main_job_runs()))
     sweep = tmp_path / "runs" / "e1"

@@ -463,8 +463,10 @@ def test_full_disk_one_line_naming_file_round_and_checkpoint_then_resume(
         (["--window", "0"], "--window=0: a plateau window holds at least 1 evaluation"),
         (["--window", "-3"], "--window=-3"),
         (["--reference", "mode=independent"], "--reference=mode=independent matches no arm"),
+        (["--at-round", "-1"], "--at-round=-1: a round is at least 1"),
+        (["--at-round", "1000"], "--at-round=1000: every run of"),
     ],
-    ids=["window 0", "window -3", "reference matches no arm"],
+    ids=["window 0", "window -3", "reference matches no arm", "at-round -1", "at-round past"],
 )
 def test_compare_refuses_what_it_cannot_compute(tmp_path, capsys, finished, args, expect):
     workdir = tmp_path / "sweep"

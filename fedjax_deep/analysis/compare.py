@@ -71,6 +71,7 @@ def compare(
     require_reference: bool = False,
     tune_on: str = "val",
     plateau_window: int = PLATEAU_WINDOW,
+    at_round: int | None = None,
 ) -> dict:
     """Every arm of one or several sweeps at its own tuned learning rate, against the reference
     arm, per value of ``group``, with seeds paired.
@@ -105,6 +106,11 @@ def compare(
     wherever an arm has several rates to choose from) or ``'test'``, asked for explicitly and
     recorded as ``tuned_on``: the rates are then chosen on the accuracy the comparison reports.
 
+    ``at_round``: read every run at that round, so that arms run for different lengths (one
+    extended by the plateau rule, one not) are compared at the same round: rows after it are
+    dropped, and a run that ends before it is left out and listed in ``short`` (as unfinished
+    runs are in ``unfinished``). None: each run at its last round.
+
     Raises :class:`~fedjax_deep.errors.InputError` (one line) for what cannot be compared: a
     single run's directory, a sweep with no point started, a ``group`` or ``tune`` field no run
     holds, tuning without a validation split.
@@ -121,6 +127,15 @@ def compare(
     # the config's); one that stopped on non-finite values stays in and scores -inf.
     unfinished = sorted(r["name"] for r in runs if r.get("unfinished"))
     runs = [r for r in runs if not r.get("unfinished")]
+    short = []
+    if at_round is not None:
+        short = sorted(r["name"] for r in runs if not r["stopped"]
+                       and max((row["round"] for row in r["rows"]), default=0) < at_round)  # fmt: skip
+        runs = [{**r, "rows": [row for row in r["rows"] if row["round"] <= at_round]}
+                for r in runs if r["name"] not in short]  # fmt: skip
+        if not runs:
+            raise InputError(f"--at-round={at_round}: every run of {', '.join(map(str, sweep_dirs))} "
+                             "ends before it; give a round they reach")  # fmt: skip
 
     def value(config, f):
         return field_value(config, f, defaults)
@@ -150,7 +165,8 @@ def compare(
     out = {"group": group_name, "group_fields": group_fields, "tune": tune, "reference": reference,
            "window": window, "tol": tol, "plateau_window": plateau_window,
            "sweeps": [str(d) for d in sweep_dirs], "groups": {},
-           "reference_arms": {}, "tuned_on": tune_on, "unfinished": unfinished}  # fmt: skip
+           "reference_arms": {}, "tuned_on": tune_on, "unfinished": unfinished,
+           "at_round": at_round, "short": short}  # fmt: skip
     # Each arm's role from its runs' configs; its name is the role (and what tells apart two arms
     # that share one), the same in every group.
     batch = reference_batch([r["config"] for r in runs])
@@ -181,7 +197,7 @@ def compare(
             per_seed[s] = {
                 "final": None if run["stopped"] else plateau_value(acc, window),
                 **_plateau(rounds, acc, plateau_window, tol),
-                "area": curve_area(rounds, acc, value(run["config"], "num_rounds")),
+                "area": curve_area(rounds, acc, at_round or value(run["config"], "num_rounds")),
                 "rounds": rounds.tolist(),
                 "accuracy": acc.tolist(),
             }
@@ -593,6 +609,12 @@ def markdown(result: Mapping) -> str:
                   "the data, never averaged, as many steps), per layer after round 1, input side "
                   "first, the head last; 1 = no more drift than SGD noise alone:", "",
                   *ratio_lines]  # fmt: skip
+    if result.get("at_round"):
+        names = result.get("short") or []
+        lines = [f"**Every run read at round {result['at_round']}** (`--at-round`: rows after it "
+                 "are dropped, so arms extended past it are compared at it)"
+                 + (f"; {len(names)} run(s) that end before it left out: "
+                    + ", ".join(f"`{n}`" for n in names) if names else "") + ".", "", *lines]  # fmt: skip
     if result.get("unfinished"):
         names = result["unfinished"]
         lines = [f"**{len(names)} unfinished run(s) left out** (still training, interrupted or "
