@@ -293,6 +293,16 @@ def _forked(forks: Mapping, depth: int, fork_round: int) -> tuple[list, list]:
     return group["layers"], [group["seeds"][s]["forks"][str(fork_round)] for s in seeds]
 
 
+def _same_end(arms: Sequence[Mapping], seeds: Sequence[str]) -> None:
+    """An 8-epoch paired test compares arms at one round: a ``KeyError`` (a "not run" row) when
+    their seeds end at different rounds (one arm extended by the plateau rule, the other not). At
+    1 local epoch E5's arms differ in rounds by design (equal computation) and are not checked."""
+    ends = {a["per_seed"][s]["rounds"][-1] for a in arms for s in seeds
+            if a["per_seed"][s].get("rounds")}  # fmt: skip
+    if len(ends) > 1:
+        raise KeyError(f"its arms end at different rounds ({', '.join(map(str, sorted(ends)))})")
+
+
 def _log(x) -> float | None:
     return math.log(x) if x is not None and math.isfinite(x) and x > 0 else None
 
@@ -326,11 +336,15 @@ def evaluate(test, data: Mapping) -> dict:
         else:
             a, b = (_arm(data, test.depth, test.model, r) for r in (test.a, test.b))
         seeds = sorted(set(a["per_seed"]) & set(b["per_seed"]))
+        if test.regime == EPOCHS8:  # at 1 epoch, E5's arms differ in rounds by design
+            _same_end((a, b), seeds)
         stat = paired_interval(_finals(a, seeds), _finals(b, seeds))
     else:
         four = [_arm(data, d, m, r) for d, m in ((test.depth, test.model),
                 (test.base_depth, test.base_model)) for r in (test.minus, "FL")]  # fmt: skip
         seeds = sorted(set.intersection(*(set(x["per_seed"]) for x in four)))
+        for pair in (four[:2], four[2:]) if test.regime == EPOCHS8 else ():
+            _same_end(pair, seeds)  # each gap at one round (the two gaps' rounds may differ)
         v = [_finals(x, seeds) for x in four]
         gap = [[None if None in (r, f) else r - f for r, f in zip(v[i], v[i + 1], strict=True)]
                for i in (0, 2)]  # fmt: skip

@@ -173,6 +173,18 @@ def test_claims_tests_eight_epoch_rows_join_the_family_by_hand(ct):
         "no fork at round 10 at depth 2"
     )
     assert not_run["FedProx (chosen) - FedAvg, depth 16" + e8] == "no FedProx arm"
+    # Arms that end at different rounds (one extended, one not) are not paired.
+    extended = {**PAPER, "groups": {**PAPER["groups"], "2": {
+        **PAPER["groups"]["2"], "sm": {**PAPER["groups"]["2"]["sm"], "per_seed": {
+            s: {**v, "rounds": [1, 40]} for s, v in PAPER["groups"]["2"]["sm"]["per_seed"].items()}},
+        "fl": {**PAPER["groups"]["2"]["fl"], "per_seed": {
+            s: {**v, "rounds": [1, 80]} for s, v in PAPER["groups"]["2"]["fl"]["per_seed"].items()}},
+    }}}  # fmt: skip
+    skipped = {r["test"]: r.get("not_run") for r in ct.family(RESULT, base, paper=extended)}
+    assert (
+        skipped["steps-matched CL - FL, depth 2" + e8]
+        == "its arms end at different rounds (40, 80)"
+    )
     # E1's 8 tests less the 4 run; 3 x 3 depths x 3 rounds less the 3 run; 6 drift corrections
     # less SCAFFOLD's at depth 16.
     assert len(not_run) == 4 + 3 * (9 - 1) + 5
