@@ -240,11 +240,15 @@ def test_at_round_reads_every_run_at_one_round(monkeypatch):
     monkeypatch.setattr(runs, "read_sweep", lambda d: (MAIN_JOB, [*extended, *cl, early]))
     last = compare_mod.compare("sweep", window=1, reference={"mode": "centralized"})
     assert last["groups"][2]["FL"]["gap"]["mean"] == pytest.approx(-0.1)  # 0.8 - 0.9 at its end
+    # Read at each run's last round the gap pairs round 2 with round 4: marked as such.
+    assert last["groups"][2]["FL"]["gap"]["ends_differ"] == [2, 4]
+    assert "| -10.0 ± 0.0 † ‡ |" in compare_mod.markdown(last)
     at2 = compare_mod.compare("sweep", window=1, reference={"mode": "centralized"}, at_round=2)
     fl = at2["groups"][2]["FL"]
     assert fl["gap"]["mean"] == pytest.approx(0.3) and fl["per_seed"][0]["rounds"] == [1, 2]
     assert at2["short"] == [early["name"]] and 3 not in at2["groups"][2]["CL"]["per_seed"]
     assert "**Every run read at round 2**" in compare_mod.markdown(at2)
+    assert "ends_differ" not in fl["gap"] and "‡ |" not in compare_mod.markdown(at2)
     with pytest.raises(InputError, match="--at-round=9: every run"):
         compare_mod.compare("sweep", window=1, at_round=9)
 

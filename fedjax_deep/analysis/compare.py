@@ -281,7 +281,17 @@ def _paired(ref: Mapping, arm: Mapping, key: str) -> dict:
     def get(a, s):
         return a["per_seed"][s]["fit"]["a"] if key == "asymptote" else a["per_seed"][s][key]
 
-    return paired_interval([get(ref, s) for s in common], [get(arm, s) for s in common])
+    out = paired_interval([get(ref, s) for s in common], [get(arm, s) for s in common])
+    ends = sorted({a["per_seed"][s]["rounds"][-1] for a in (ref, arm) for s in common
+                   if a["per_seed"][s].get("rounds")})  # fmt: skip
+    if key == "final" and len(ends) > 1:  # one arm extended, the other not: not one round
+        out["ends_differ"] = ends
+    return out
+
+
+def _ends_mark(text: str, gap: Mapping | None) -> str:
+    """``text`` marked ``‡`` when the gap's two arms end at different rounds."""
+    return text + " ‡" if gap and gap.get("ends_differ") and text != "-" else text
 
 
 def certify_result(result: dict, window: int = PLATEAU_WINDOW, tol: float = TOL) -> dict:
@@ -514,7 +524,8 @@ def role_table(result: Mapping) -> list[str]:
             f"{fmt_stat(arms[n]['final'])} ({arms[n]['chosen_lr']:g})" if n in arms else "-"
             for n in (*refs, *others)
         ]
-        cells += [_speed_mark(fmt_gap((arms[o].get("gaps") or {}).get(r)), arms, o, r)
+        cells += [_ends_mark(_speed_mark(fmt_gap((arms[o].get("gaps") or {}).get(r)), arms, o, r),
+                             (arms[o].get("gaps") or {}).get(r))
                   if o in arms else "-" for o in others for r in refs]  # fmt: skip
         for o in others:
             a = arms.get(o) or {}
@@ -527,7 +538,9 @@ def role_table(result: Mapping) -> list[str]:
         + " accuracy, in brackets): "
         "test accuracy at the end (mean of the last evaluations) in %, gaps in points (n.r.: the "
         "95% paired t-interval over seeds includes 0); certified: seeds whose plateau holds at "
-        f"their last round; †: a gap measured while either arm still rises ({SPEED}).",
+        f"their last round; †: a gap measured while either arm still rises ({SPEED}); ‡: the "
+        "two arms end at different rounds (one was extended): read them at one round with "
+        "`--at-round`.",
         "",
         *_table(head, rows),
         "",
@@ -552,14 +565,16 @@ def markdown(result: Mapping) -> str:
             cells = [gv, name, f"{a['chosen_lr']:g}", fmt_stat(a["final"]), _certified(a)]
             if "gap" in a:
                 speed = f" ({SPEED})" if a.get("reading") == SPEED else ""
-                cells += [fmt_stat(a["gap"]) + speed, "yes" if a["gap"]["resolved"] else "no"]
+                cells += [_ends_mark(fmt_stat(a["gap"]) + speed, a["gap"]),
+                          "yes" if a["gap"]["resolved"] else "no"]  # fmt: skip
             elif a.get("role") == NULL:
                 cells += ["(null reference: its divergence after round 1)", ""]
             elif "gaps" in a:
                 cells += ["-", ""]  # no arm of its group matches the reference
             else:
                 cells += ["(reference)", ""]
-            cells += [fmt_gap(a["gaps"].get(n)) if n in a.get("gaps", {}) else "" for n in extra]
+            cells += [_ends_mark(fmt_gap(a["gaps"].get(n)), a["gaps"].get(n))
+                      if n in a.get("gaps", {}) else "" for n in extra]  # fmt: skip
             if "gap" in a:
                 cells += [_reach(a["rounds_to_50"]), _reach(a["rounds_to_80"]),
                           fmt_stat(a["area_gap"])]  # fmt: skip
