@@ -71,6 +71,9 @@ extension rule's first step (to 80 rounds) for depth 8 and for steps-matched CL 
 stage ``extend-d8`` here and in configs/e7/forks.py (FL). Steps-matched CL at depth 16 is not
 extended (no time).
 
+Recorded 2026-12-08 after the resumed tune ran: steps-matched CL at depth 16 chose 0.01 (validation
+54.8, against 54.3 at 0.003, 12.5 at 0.03, 9.9 at 0.1; interior), now ``CONFIRM_SM16``.
+
     fedjax-deep train --config experiments/depth_divergence/configs/e1/paper_regime.py:tune --workdir runs/e1_paper_tune
     fedjax-deep train --config experiments/depth_divergence/configs/e1/paper_regime.py:confirm-sm16 --workdir runs/e1_paper_confirm_sm16
     fedjax-deep train --config experiments/depth_divergence/configs/e1/paper_regime.py:extend-d8 --workdir runs/e1_paper_confirm
@@ -92,7 +95,7 @@ EXTEND_ROUNDS = 80
 EXTEND_D8 = ((8, "centralized", 36, 0.003), (2, "centralized", 360, 0.01),
              (8, "centralized", 360, 0.01))  # fmt: skip
 # Steps-matched CL at depth 16: the rate tune chooses, on the fresh seeds (set once tune has run).
-CONFIRM_SM16 = ()
+CONFIRM_SM16 = ((16, "centralized", 360, 0.01),)
 POINT_FIELDS = ("model.depth", "mode", "fl.batch_size", "client_opt.learning_rate")
 # (depth, mode, batch, rate): one step past the grid end that tune chose, on the tuning seeds.
 WIDEN = ((2, "fl", 36, 0.3), (8, "fl", 36, 0.3), (8, "centralized", 36, 0.001))
