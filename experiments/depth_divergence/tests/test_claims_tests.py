@@ -218,7 +218,9 @@ def test_claims_tests_rewrites_the_committed_table_from_the_committed_results(ct
     results = STUDY / "results"
     assert ct.main([str(results / "e1_final_mnist1d" / "compare.json"),
                     "--paper-regime", str(results / "e1_paper_regime_mnist1d" / "compare.json"),
-                    "--forks", str(results / "e7_forks_mnist1d" / "forks.json")]) == 0  # fmt: skip
+                    "--forks", str(results / "e7_forks_mnist1d" / "forks.json"),
+                    "--paper-algorithms",
+                    str(results / "e1_paper_regime_mnist1d" / "algorithms" / "compare.json")]) == 0  # fmt: skip
     assert capsys.readouterr().out == (results / "claims_tests.md").read_text()
 
 
